@@ -1,0 +1,212 @@
+//! The local backup directory: what is in it, how files are named, their
+//! manifests, the lock that serializes runs, and retention.
+//!
+//! Layout, kept compatible with the seed's scripts (`ls backups/*.dump.gz`):
+//! ```text
+//! backups/order_db_20261125_020000.dump.gz        the backup (gzip of pg_dump -Fc)
+//! backups/order_db_20261125_020000.manifest.json  its manifest (hash, sizes, rows)
+//! backups/.valerix-backup.lock                    held while a run writes
+//! backups/.*.partial                              files being written
+//! ```
+//! A backup file counts as this tool's own only when its manifest exists;
+//! retention never touches anything else.
+
+pub mod fsutil;
+pub mod lock;
+pub mod manifest;
+pub mod stamp;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, Database};
+use crate::error::{Error, IoContext, Result};
+
+pub use lock::Lock;
+pub use manifest::Manifest;
+pub use stamp::Stamp;
+
+pub const DUMP_SUFFIX: &str = ".dump.gz";
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+pub fn dump_name(dbname: &str, stamp: &Stamp) -> String {
+    format!("{dbname}_{stamp}{DUMP_SUFFIX}")
+}
+
+pub fn manifest_name(dbname: &str, stamp: &Stamp) -> String {
+    format!("{dbname}_{stamp}{MANIFEST_SUFFIX}")
+}
+
+/// One backup file of one database, with its manifest when it has one.
+#[derive(Debug, Clone)]
+pub struct LocalBackup {
+    pub database: String,
+    pub dbname: String,
+    pub stamp: Stamp,
+    pub path: PathBuf,
+    pub size: u64,
+    pub manifest: Option<Manifest>,
+    /// Why the manifest could not be read, when it exists but is broken.
+    pub manifest_error: Option<String>,
+}
+
+impl LocalBackup {
+    pub fn file_name(&self) -> String {
+        dump_name(&self.dbname, &self.stamp)
+    }
+
+    /// A cheap health word for listings (no re-hash): `ok`, `no-manifest`,
+    /// `bad-manifest` or `size-mismatch`.
+    pub fn state(&self) -> &'static str {
+        match (&self.manifest, &self.manifest_error) {
+            (_, Some(_)) => "bad-manifest",
+            (None, None) => "no-manifest",
+            (Some(m), _) if m.size_bytes != self.size => "size-mismatch",
+            _ => "ok",
+        }
+    }
+}
+
+pub struct Catalog {
+    dir: PathBuf,
+}
+
+impl Catalog {
+    /// Opens the backup directory, creating it 0700 when missing.
+    pub fn open(cfg: &Config) -> Result<Catalog> {
+        fsutil::create_private_dir(&cfg.backup_dir)?;
+        Ok(Catalog {
+            dir: cfg.backup_dir.clone(),
+        })
+    }
+
+    /// Opens the directory for reading only; a missing one holds no backups.
+    pub fn open_existing(cfg: &Config) -> Catalog {
+        Catalog {
+            dir: cfg.backup_dir.clone(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn lock(&self) -> Result<Lock> {
+        Lock::acquire(&self.dir.join(lock::LOCK_NAME))
+    }
+
+    /// Every backup of the given databases, oldest first.
+    pub fn list(&self, dbs: &[&Database]) -> Result<Vec<LocalBackup>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("reading {}", self.dir.display()), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.ctx(|| format!("reading {}", self.dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((db, stamp)) = parse_dump_name(&name, dbs) else {
+                continue;
+            };
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let mpath = self.dir.join(manifest_name(&db.dbname, &stamp));
+            let (manifest, manifest_error) = match Manifest::read(&mpath) {
+                Ok(m) => (m, None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            out.push(LocalBackup {
+                database: db.name.clone(),
+                dbname: db.dbname.clone(),
+                stamp,
+                path: entry.path(),
+                size,
+                manifest,
+                manifest_error,
+            });
+        }
+        out.sort_by(|a, b| (a.stamp, &a.database).cmp(&(b.stamp, &b.database)));
+        Ok(out)
+    }
+
+    /// The backup of `db` at `stamp`, or its newest one for `None`.
+    pub fn find(&self, db: &Database, stamp: Option<&Stamp>) -> Result<LocalBackup> {
+        let all = self.list(&[db])?;
+        let found = match stamp {
+            Some(s) => all.into_iter().find(|b| &b.stamp == s),
+            None => all.into_iter().next_back(),
+        };
+        found.ok_or_else(|| Error::NoBackup {
+            what: match stamp {
+                Some(s) => format!(
+                    "of {} at {s} in {} (see `valerix-backup list`)",
+                    db.dbname,
+                    self.dir.display()
+                ),
+                None => format!("of {} in {}", db.dbname, self.dir.display()),
+            },
+        })
+    }
+
+    /// Removes `.partial` files left by runs that died; call under the lock.
+    pub fn remove_stale_partials(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(removed);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(fsutil::PARTIAL_SUFFIX) {
+                std::fs::remove_file(entry.path())
+                    .ctx(|| format!("removing {}", entry.path().display()))?;
+                removed.push(entry.path());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Backups past retention: older than `days`, this tool's own (with a
+    /// manifest), and never the newest good backup of their database.
+    pub fn expired(&self, dbs: &[&Database], days: u32, now: Stamp) -> Result<Vec<LocalBackup>> {
+        let all = self.list(dbs)?;
+        let cutoff = now.minus_days(days);
+        let mut out = Vec::new();
+        for db in dbs {
+            let own: Vec<&LocalBackup> = all
+                .iter()
+                .filter(|b| b.database == db.name && b.state() == "ok")
+                .collect();
+            let Some(newest) = own.last().map(|b| b.stamp) else {
+                continue;
+            };
+            out.extend(
+                own.into_iter()
+                    .filter(|b| b.stamp < cutoff && b.stamp != newest)
+                    .cloned(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Deletes a backup: its manifest last, so a crash in between leaves a
+    /// manifest without data (reported by `list`), never the reverse.
+    pub fn remove(&self, b: &LocalBackup) -> Result<()> {
+        std::fs::remove_file(&b.path).ctx(|| format!("removing {}", b.path.display()))?;
+        let m = self.dir.join(manifest_name(&b.dbname, &b.stamp));
+        match std::fs::remove_file(&m) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("removing {}", m.display()), e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `order_db_20261125_020000.dump.gz` -> (order_db's config, stamp), matching
+/// only configured dbnames so `order_db` and `order_db_x` never mix.
+fn parse_dump_name<'a>(name: &str, dbs: &[&'a Database]) -> Option<(&'a Database, Stamp)> {
+    let stem = name.strip_suffix(DUMP_SUFFIX)?;
+    dbs.iter().find_map(|db| {
+        let rest = stem.strip_prefix(db.dbname.as_str())?.strip_prefix('_')?;
+        Stamp::parse(rest).ok().map(|s| (*db, s))
+    })
+}

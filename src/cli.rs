@@ -1,0 +1,151 @@
+//! Command-line syntax only: clap structures and help texts. Nothing here
+//! does work; `main.rs` turns these into library calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Examples:
+  valerix-backup backup                      back up every configured database
+  valerix-backup verify latest --deep        prove the newest backups restore (and time it)
+  valerix-backup restore latest order        replace order_db with its newest backup
+  valerix-backup restore 20260129_020000 inventory --into inventory_check
+  valerix-backup status --max-age 25h        exit 1 when a backup is missing or stale
+
+Exit status: 0 ok, 1 failure, 2 bad usage or config, 3 some databases failed,
+11 another run holds the lock, 130 interrupted.
+Configuration: --config FILE, else $VALERIX_BACKUP_CONFIG, else ./valerix-backup.toml
+(see valerix-backup.example.toml). Logs go to stderr (RUST_LOG=debug for more).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "valerix-backup",
+    version,
+    about = "Daily, verified, restorable backups of the Valerix PostgreSQL databases",
+    long_about = "Daily, verified, restorable backups of the Valerix PostgreSQL databases.\n\n\
+        Backups are pg_dump custom-format archives, gzipped in one streaming pass with a \
+        SHA-256 and per-table row counts recorded in a manifest beside each file. \
+        Restores check the file first, load a fresh database and swap it in only when \
+        every table's row count matches, so the live database is never left half-restored.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Configuration file [default: $VALERIX_BACKUP_CONFIG, else ./valerix-backup.toml]
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only warnings and errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Never draw progress bars (they are drawn only on a terminal anyway)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up databases: pg_dump, gzip and SHA-256 in one pass, then retention
+    #[command(
+        after_help = "Writes <backup_dir>/<dbname>_<YYYYMMDD_HHMMSS>.dump.gz (UTC, one timestamp per run)\n\
+        and <dbname>_<timestamp>.manifest.json. A failing database does not stop the others;\n\
+        the exit status is 3 when some failed. Then deletes this tool's backups older than\n\
+        retention_days, never the newest one of a database."
+    )]
+    Backup {
+        /// Databases to back up by config name or dbname; all when none
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Skip local retention after the backup
+        #[arg(long)]
+        no_prune: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Check backups: SHA-256 against the manifest, full gzip decode, dump structure
+    #[command(
+        after_help = "Without --deep, reads each file once: SHA-256, every gzip member's CRC, the\n\
+        completeness of the pg_dump archive inside, and `pg_restore --list`. With --deep, also\n\
+        restores into a scratch database, compares every table's row count with the manifest,\n\
+        drops the scratch database and reports the restore time (the measured RTO)."
+    )]
+    Verify {
+        /// TIMESTAMP (YYYYMMDD_HHMMSS) or 'latest', then optional TARGETs
+        #[arg(value_name = "TIMESTAMP|latest|TARGET")]
+        args: Vec<String>,
+        /// Also restore into a scratch database and compare row counts
+        #[arg(long)]
+        deep: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Restore a backup: verify, load a fresh database, then swap it in
+    #[command(
+        after_help = "TARGET is a config name (order, inventory), a dbname, or 'both' (the default).\n\
+        The live database is replaced only after the new one is fully loaded and its row\n\
+        counts match the dump; on any failure it is left untouched. Asks for confirmation on\n\
+        a terminal; elsewhere --yes is required.\n\n\
+        Scenario 3 of the runbook (recover a few rows):\n\
+        \x20 valerix-backup restore 20260129_020000 order --into order_recovered --table orders"
+    )]
+    Restore {
+        /// YYYYMMDD_HHMMSS as in the file names, or 'latest'
+        #[arg(value_name = "TIMESTAMP|latest")]
+        timestamp: String,
+        /// order, inventory, both (default) or a dbname
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Restore into this new database beside the live one instead of replacing it
+        #[arg(long, value_name = "DBNAME")]
+        into: Option<String>,
+        /// Restore only this table (repeatable; needs --into)
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+        /// Keep the replaced database as <dbname>__old_<timestamp>
+        #[arg(long)]
+        keep_old: bool,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List local backups with size and manifest state
+    List {
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Exit non-zero when a database has no backup younger than --max-age
+    Status {
+        /// Maximum age of the newest backup, e.g. 25h, 90m, 2d
+        #[arg(long, default_value = "25h", value_parser = humantime::parse_duration)]
+        max_age: std::time::Duration,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Apply local retention now (backup does this after each run)
+    Prune {
+        /// Only print what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Output {
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}

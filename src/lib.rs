@@ -1,0 +1,23 @@
+//! valerix-backup: daily, verified, restorable backups of the Valerix
+//! PostgreSQL databases.
+//!
+//! Layers, top to bottom (nothing imports upwards):
+//! - [`ops`]: the commands' work (backup, verify, restore, list, status,
+//!   prune); options in, report out.
+//! - [`catalog`]: the local backup directory: names, manifests, lock,
+//!   retention, atomic files.
+//! - [`pg`]: PostgreSQL tools as processes, the custom archive format,
+//!   database operations.
+//! - [`pipeline`]: stream adapters (parallel gzip, hashing).
+//! - [`config`], [`error`], [`ui`].
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod ops;
+pub mod pg;
+pub mod pipeline;
+pub mod ui;
+
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,175 @@
+//! The `valerix-backup` binary: parse arguments, call the library, print the
+//! report, map the outcome to an exit status. No backup logic lives here.
+
+mod cli;
+mod print;
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::Parser;
+use valerix_backup::catalog::Stamp;
+use valerix_backup::ops::{Context, backup, inspect, restore, verify};
+use valerix_backup::ui::Progress;
+use valerix_backup::{Config, Error, Result};
+
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("valerix-backup: error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = Config::load(&Config::locate(cli.config.as_deref()))?;
+    let json = match &cli.command {
+        Command::Backup { out, .. }
+        | Command::Verify { out, .. }
+        | Command::Restore { out, .. }
+        | Command::List { out, .. }
+        | Command::Status { out, .. }
+        | Command::Prune { out, .. } => out.json,
+    };
+    let progress =
+        Progress::new(!cli.no_progress && !json && !cli.quiet && std::io::stderr().is_terminal());
+    let ctx = Context::new(cfg, progress, cancel_on_signals());
+    match cli.command {
+        Command::Backup {
+            targets, no_prune, ..
+        } => {
+            let opts = backup::BackupOptions { prune: !no_prune };
+            let report = backup::backup(&ctx, &targets, &opts)?;
+            print::emit(json, &report, print::backup)?;
+            report.outcome()
+        }
+        Command::Verify { args, deep, .. } => {
+            let (stamp, targets) = split_selector(&args)?;
+            let report = verify::verify(&ctx, stamp, &targets, deep)?;
+            print::emit(json, &report, print::verify)?;
+            report.outcome()
+        }
+        Command::Restore {
+            timestamp,
+            targets,
+            into,
+            tables,
+            keep_old,
+            yes,
+            ..
+        } => {
+            let req = restore::RestoreRequest {
+                stamp: Stamp::parse_selector(Some(&timestamp))?,
+                targets,
+                into,
+                tables,
+                keep_old,
+            };
+            let plan = restore::plan(&ctx, &req)?;
+            confirm(&plan, yes)?;
+            let report = restore::execute(&ctx, &plan)?;
+            print::emit(json, &report, print::restore)?;
+            report.outcome()
+        }
+        Command::List { targets, .. } => {
+            let entries = inspect::list(&ctx, &targets)?;
+            print::emit(json, &entries, |e| print::list(e))
+        }
+        Command::Status { max_age, .. } => {
+            let report = inspect::status(&ctx, max_age)?;
+            print::emit(json, &report, print::status)?;
+            if report.ok {
+                Ok(())
+            } else {
+                Err(Error::Check(format!(
+                    "{} of {} databases lack a backup younger than {}",
+                    report.databases.iter().filter(|d| !d.ok).count(),
+                    report.databases.len(),
+                    humantime::format_duration(max_age)
+                )))
+            }
+        }
+        Command::Prune { dry_run, .. } => {
+            let removed = inspect::prune(&ctx, dry_run)?;
+            print::emit(json, &removed, |r| print::prune(r, dry_run))
+        }
+    }
+}
+
+/// `verify [TIMESTAMP|latest] [TARGET...]`: the first word is a selector when
+/// it looks like one.
+fn split_selector(args: &[String]) -> Result<(Option<Stamp>, Vec<String>)> {
+    match args.first().map(String::as_str) {
+        Some("latest") => Ok((None, args[1..].to_vec())),
+        Some(first) if first.starts_with(|c: char| c.is_ascii_digit()) => {
+            Ok((Stamp::parse(first).map(Some)?, args[1..].to_vec()))
+        }
+        _ => Ok((None, args.to_vec())),
+    }
+}
+
+fn confirm(plan: &restore::RestorePlan, yes: bool) -> Result<()> {
+    let replaces = plan.items.iter().any(|i| i.replaces);
+    if yes || !replaces {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Refused(
+            "restore replaces live databases: pass --yes to confirm (stdin is not a terminal)"
+                .into(),
+        ));
+    }
+    let mut err = std::io::stderr();
+    for item in &plan.items {
+        let _ = writeln!(err, "  will {}", item.describe());
+    }
+    let _ = write!(err, "Proceed? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        Err(Error::Refused(
+            "restore cancelled; nothing was changed".into(),
+        ))
+    }
+}
+
+/// First SIGINT/SIGTERM asks the run to stop cleanly (temporary files and
+/// databases removed); a second one ends the process at once.
+fn cancel_on_signals() -> Arc<AtomicBool> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        let _ = flag::register_conditional_shutdown(sig, 130, Arc::clone(&cancel));
+        let _ = flag::register(sig, Arc::clone(&cancel));
+    }
+    cancel
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (_, 0) => "info",
+        (_, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,219 @@
+//! `backup`: pg_dump's uncompressed custom-format stream, scanned, gzipped on
+//! all cores and hashed in one pass, into a hidden file that is renamed only
+//! when complete and on disk; then its manifest; then local retention.
+
+use std::process::Stdio;
+use std::time::Instant;
+
+use chrono::Utc;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::catalog::fsutil::{AtomicFile, write_atomic};
+use crate::catalog::{Catalog, Manifest, Stamp, dump_name, manifest, manifest_name};
+use crate::config::Database;
+use crate::error::{Error, Result};
+use crate::ops::{Context, outcome};
+use crate::pg::archive::ArchiveScanner;
+use crate::pg::tools::{StderrTail, spawn, tool_error};
+use crate::pipeline::compress::CompressError;
+use crate::pipeline::{CompressOptions, HashingWriter, compress_parallel};
+
+#[derive(Debug, Default, Clone)]
+pub struct BackupOptions {
+    /// Apply local retention after the backup (default on).
+    pub prune: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    pub timestamp: Stamp,
+    pub results: Vec<DbBackup>,
+    /// Files removed by retention.
+    pub pruned: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DbBackup {
+    pub database: String,
+    pub dbname: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub manifest: Option<Manifest>,
+}
+
+impl BackupReport {
+    /// `Ok` when every database was backed up.
+    pub fn outcome(&self) -> Result<()> {
+        let errors = self
+            .results
+            .iter()
+            .filter_map(|r| r.error.clone().map(|e| (r.dbname.clone(), e)))
+            .collect();
+        outcome("backup", errors, self.results.len())
+    }
+}
+
+pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result<BackupReport> {
+    let dbs = ctx.cfg.select(targets)?;
+    let catalog = Catalog::open(&ctx.cfg)?;
+    let _lock = catalog.lock()?;
+    for p in catalog.remove_stale_partials()? {
+        warn!("removed {} left by an interrupted run", p.display());
+    }
+    let stamp = free_stamp(&catalog, &dbs);
+    info!(
+        "backup {stamp} of {} database(s) into {}",
+        dbs.len(),
+        catalog.dir().display()
+    );
+
+    let mut results = Vec::new();
+    for db in &dbs {
+        ctx.check_cancel()?;
+        let r = backup_one(ctx, &catalog, db, stamp);
+        match &r {
+            Ok(m) => info!(
+                "{}: {} ({} bytes, sha256 {}, {} rows in {} tables, {:.1} s)",
+                db.dbname,
+                m.file,
+                m.size_bytes,
+                &m.sha256[..12],
+                m.total_rows(),
+                m.tables.len(),
+                m.duration_secs
+            ),
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => warn!("{}: backup failed: {e}", db.dbname),
+        }
+        results.push(DbBackup {
+            database: db.name.clone(),
+            dbname: db.dbname.clone(),
+            ok: r.is_ok(),
+            error: r.as_ref().err().map(|e| e.to_string()),
+            manifest: r.ok(),
+        });
+    }
+
+    let mut pruned = Vec::new();
+    if opts.prune {
+        // Only databases backed up now: while backups fail, old ones stay.
+        let done: Vec<&Database> = dbs
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.ok)
+            .map(|(d, _)| *d)
+            .collect();
+        for old in catalog.expired(&done, ctx.cfg.retention_days, stamp)? {
+            catalog.remove(&old)?;
+            info!(
+                "retention: removed {} (older than {} days)",
+                old.file_name(),
+                ctx.cfg.retention_days
+            );
+            pruned.push(old.file_name());
+        }
+    }
+    Ok(BackupReport {
+        timestamp: stamp,
+        results,
+        pruned,
+    })
+}
+
+/// Now, or the next second not yet used by one of `dbs` (two runs within
+/// one second must not collide).
+fn free_stamp(catalog: &Catalog, dbs: &[&Database]) -> Stamp {
+    let mut stamp = Stamp::now();
+    while dbs
+        .iter()
+        .any(|db| catalog.dir().join(dump_name(&db.dbname, &stamp)).exists())
+    {
+        stamp = stamp.next_second();
+    }
+    stamp
+}
+
+fn backup_one(ctx: &Context, catalog: &Catalog, db: &Database, stamp: Stamp) -> Result<Manifest> {
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    let file = dump_name(&db.dbname, &stamp);
+    let mut out = AtomicFile::create(&catalog.dir().join(&file))?;
+    let temp_name = out.temp_path().display().to_string();
+
+    let mut cmd = ctx.tools.command("pg_dump", db, &db.dbname)?;
+    cmd.args(["--format=custom", "--compress=0", "--no-password"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut cmd, "pg_dump")?;
+    let stderr = StderrTail::start(&mut child);
+    let stdout = child.stdout.take().expect("piped stdout");
+
+    let mut scanner = ArchiveScanner::new();
+    let bar = ctx.progress.bytes(format!("{}: dumping", db.dbname));
+    let mut writer = HashingWriter::new(out.file());
+    let opts = CompressOptions {
+        level: ctx.cfg.compression_level,
+        threads: ctx.cfg.compression_threads(),
+        ..Default::default()
+    };
+    let compressed = compress_parallel(stdout, &mut writer, opts, &ctx.cancel, |chunk| {
+        bar.inc(chunk.len());
+        scanner.feed(chunk).map_err(|e| e.to_string())
+    });
+    drop(bar);
+    if compressed.is_err() {
+        let _ = child.kill();
+    }
+    let status = ctx.wait_child(&mut child, "pg_dump")?;
+    let stderr = stderr.finish();
+    let (_, sha256, size_bytes) = writer.finish();
+
+    let stats = match compressed {
+        Err(CompressError::Cancelled) => return Err(Error::Interrupted),
+        Err(CompressError::Write(e)) => return Err(Error::io(format!("writing {temp_name}"), e)),
+        Err(CompressError::Inspect(reason)) => {
+            return Err(Error::Corrupt {
+                file: "pg_dump output".into(),
+                reason,
+            });
+        }
+        _ if !status.success() => return Err(tool_error("pg_dump", status, &stderr)),
+        Err(e) => return Err(Error::Check(format!("pg_dump output: {e}"))),
+        Ok(stats) => stats,
+    };
+    let archive = scanner.finish().map_err(|e| Error::Corrupt {
+        file: "pg_dump output".into(),
+        reason: format!("{e} although pg_dump reported success"),
+    })?;
+    out.commit()?;
+
+    let finished_at = Utc::now();
+    let m = Manifest {
+        format_version: manifest::FORMAT_VERSION,
+        tool_version: format!("valerix-backup {}", env!("CARGO_PKG_VERSION")),
+        database: db.name.clone(),
+        dbname: db.dbname.clone(),
+        host: db.host.clone(),
+        port: db.port,
+        timestamp: stamp,
+        file,
+        sha256,
+        size_bytes,
+        uncompressed_bytes: stats.bytes_in,
+        compression: format!("gzip level {} ({} members)", opts.level, stats.members),
+        pg_dump_version: archive.pg_dump_version,
+        server_version: archive.server_version,
+        archive_version: archive.archive_version,
+        started_at,
+        finished_at,
+        duration_secs: t0.elapsed().as_secs_f64(),
+        tables: archive.tables,
+    };
+    let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
+    write_atomic(
+        &catalog.dir().join(manifest_name(&db.dbname, &stamp)),
+        &json,
+    )?;
+    Ok(m)
+}

@@ -1,0 +1,119 @@
+//! `list`, `status` and `prune`: what is in the backup directory, whether it
+//! is recent enough (the seed's monitor-backups.sh), and retention on demand.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::info;
+
+use crate::catalog::{Catalog, Stamp};
+use crate::error::Result;
+use crate::ops::Context;
+
+#[derive(Debug, Serialize)]
+pub struct ListEntry {
+    pub timestamp: Stamp,
+    pub database: String,
+    pub dbname: String,
+    pub file: String,
+    pub size_bytes: u64,
+    /// `ok`, `no-manifest`, `bad-manifest` or `size-mismatch`.
+    pub state: &'static str,
+    pub sha256: Option<String>,
+    pub tables: Option<usize>,
+    pub rows: Option<u64>,
+}
+
+pub fn list(ctx: &Context, targets: &[String]) -> Result<Vec<ListEntry>> {
+    let dbs = ctx.cfg.select(targets)?;
+    let backups = Catalog::open_existing(&ctx.cfg).list(&dbs)?;
+    Ok(backups
+        .into_iter()
+        .map(|b| ListEntry {
+            timestamp: b.stamp,
+            state: b.state(),
+            file: b.file_name(),
+            size_bytes: b.size,
+            sha256: b.manifest.as_ref().map(|m| m.sha256.clone()),
+            tables: b.manifest.as_ref().map(|m| m.tables.len()),
+            rows: b.manifest.as_ref().map(|m| m.total_rows()),
+            database: b.database,
+            dbname: b.dbname,
+        })
+        .collect())
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub ok: bool,
+    pub max_age_secs: u64,
+    pub databases: Vec<DbStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DbStatus {
+    pub database: String,
+    pub dbname: String,
+    pub ok: bool,
+    pub newest: Option<Stamp>,
+    pub age_secs: Option<u64>,
+    pub backups: usize,
+    pub problem: Option<String>,
+}
+
+/// Each database needs a backup with a sound manifest younger than `max_age`.
+pub fn status(ctx: &Context, max_age: Duration) -> Result<StatusReport> {
+    let dbs = ctx.cfg.select(&[])?;
+    let all = Catalog::open_existing(&ctx.cfg).list(&dbs)?;
+    let now = Stamp::now();
+    let databases: Vec<DbStatus> = dbs
+        .iter()
+        .map(|db| {
+            let good: Vec<_> = all
+                .iter()
+                .filter(|b| b.database == db.name && b.state() == "ok")
+                .collect();
+            let newest = good.last().map(|b| b.stamp);
+            let age = newest.map(|s| s.age(now));
+            let problem = match age {
+                None => Some("no backup".to_string()),
+                Some(a) if a > max_age => Some(format!(
+                    "newest backup is {} old, limit {}",
+                    humantime::format_duration(Duration::from_secs(a.as_secs())),
+                    humantime::format_duration(max_age)
+                )),
+                _ => None,
+            };
+            DbStatus {
+                database: db.name.clone(),
+                dbname: db.dbname.clone(),
+                ok: problem.is_none(),
+                newest,
+                age_secs: age.map(|a| a.as_secs()),
+                backups: good.len(),
+                problem,
+            }
+        })
+        .collect();
+    Ok(StatusReport {
+        ok: databases.iter().all(|d| d.ok),
+        max_age_secs: max_age.as_secs(),
+        databases,
+    })
+}
+
+/// Applies local retention now; with `dry_run`, only says what would go.
+pub fn prune(ctx: &Context, dry_run: bool) -> Result<Vec<String>> {
+    let dbs = ctx.cfg.select(&[])?;
+    let catalog = Catalog::open(&ctx.cfg)?;
+    let _lock = catalog.lock()?;
+    let mut out = Vec::new();
+    for b in catalog.expired(&dbs, ctx.cfg.retention_days, Stamp::now())? {
+        if !dry_run {
+            catalog.remove(&b)?;
+            info!("removed {}", b.file_name());
+        }
+        out.push(b.file_name());
+    }
+    Ok(out)
+}

@@ -1,0 +1,83 @@
+//! The commands' work: options in, a report out. The CLI (and later the
+//! agent) call these and only print what they return.
+
+pub mod backup;
+pub mod inspect;
+pub mod read;
+pub mod restore;
+pub mod verify;
+
+use std::process::{Child, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+use crate::pg::tools::PgTools;
+use crate::ui::Progress;
+
+/// What every operation needs: the config, the tools, the progress display
+/// and the flag set by SIGINT/SIGTERM.
+pub struct Context {
+    pub cfg: Config,
+    pub tools: PgTools,
+    pub progress: Progress,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Context {
+    pub fn new(cfg: Config, progress: Progress, cancel: Arc<AtomicBool>) -> Context {
+        let tools = PgTools::new(&cfg);
+        Context {
+            cfg,
+            tools,
+            progress,
+            cancel,
+        }
+    }
+
+    pub fn check_cancel(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits for a child, killing it when the run is interrupted.
+    pub fn wait_child(&self, child: &mut Child, name: &str) -> Result<ExitStatus> {
+        loop {
+            if let Some(status) = child.try_wait().ctx(|| format!("waiting for {name}"))? {
+                return Ok(status);
+            }
+            if self.cancel.load(Ordering::Relaxed) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Interrupted);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Outcome of a command over several databases: every failure is reported,
+/// and the exit status says whether all succeeded.
+pub fn outcome(what: &str, errors: Vec<(String, String)>, total: usize) -> Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 if total == 1 => Err(Error::Check(format!("{}: {}", errors[0].0, errors[0].1))),
+        n => Err(Error::Partial {
+            failed: n,
+            total,
+            summary: format!(
+                "{what} of {}",
+                errors
+                    .iter()
+                    .map(|(db, e)| format!("{db} ({e})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}

@@ -1,0 +1,350 @@
+//! `restore`: the seed's interface, made safe.
+//!
+//! 1. read the backup once: SHA-256 against the manifest, full gzip decode,
+//!    archive completeness, `pg_restore --list`, decompressed into a private
+//!    scratch file so that `pg_restore --jobs` can work in parallel;
+//! 2. restore into a fresh database created from template0;
+//! 3. prove it: the row count of every table equals the count in the dump;
+//! 4. only then swap names in one transaction (or, with `--into`, give the
+//!    fresh database its own name beside the live one);
+//! 5. drop the previous database (or keep it with `--keep-old`).
+//!
+//! Any failure before step 4 drops the fresh database and leaves the live
+//! one as it was.
+
+use std::process::Stdio;
+use std::time::Instant;
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::catalog::fsutil::ScratchFile;
+use crate::catalog::{Catalog, LocalBackup, Stamp};
+use crate::config::Database;
+use crate::error::{Error, Result};
+use crate::ops::read::{check_manifest, expected_tables, read_backup};
+use crate::ops::{Context, outcome};
+use crate::pg::archive::TableRows;
+use crate::pg::db::{Server, derived_name};
+use crate::pg::tools::{StderrTail, spawn, tool_error};
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreRequest {
+    /// `None` = the newest backup.
+    pub stamp: Option<Stamp>,
+    pub targets: Vec<String>,
+    /// Restore beside the live database under this name.
+    pub into: Option<String>,
+    /// Only these tables (requires `into`).
+    pub tables: Vec<String>,
+    /// Keep the replaced database as `<db>__old_<stamp>`.
+    pub keep_old: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanItem {
+    pub db: Database,
+    pub backup: LocalBackup,
+    /// The database name that will hold the restored data.
+    pub target: String,
+    /// Whether `target` exists now and will be replaced.
+    pub replaces: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    pub items: Vec<PlanItem>,
+    pub request: RestoreRequest,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    pub results: Vec<DbRestore>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct DbRestore {
+    pub database: String,
+    pub file: String,
+    pub target: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub verify_secs: f64,
+    pub restore_secs: f64,
+    pub swap_secs: f64,
+    pub total_secs: f64,
+    pub tables: usize,
+    pub rows: u64,
+    pub kept_old: Option<String>,
+}
+
+impl RestoreReport {
+    pub fn outcome(&self) -> Result<()> {
+        let errors = self
+            .results
+            .iter()
+            .filter_map(|r| r.error.clone().map(|e| (r.database.clone(), e)))
+            .collect();
+        outcome("restore", errors, self.results.len())
+    }
+}
+
+impl PlanItem {
+    /// One sentence for the confirmation prompt.
+    pub fn describe(&self) -> String {
+        let b = &self.backup;
+        let what = format!(
+            "{} ({} bytes, taken {})",
+            b.file_name(),
+            b.size,
+            b.stamp.to_utc().format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        if self.replaces {
+            format!(
+                "replace live database {} on {}:{} with {what}",
+                self.target, self.db.host, self.db.port
+            )
+        } else {
+            format!(
+                "create database {} on {}:{} from {what}",
+                self.target, self.db.host, self.db.port
+            )
+        }
+    }
+}
+
+/// Checks the request and finds the backups, changing nothing.
+pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
+    if !req.tables.is_empty() && req.into.is_none() {
+        return Err(Error::Refused(
+            "--table restores part of a database; use it with --into NEWDB so the live \
+             database keeps its other tables"
+                .into(),
+        ));
+    }
+    let dbs = ctx.cfg.select(&req.targets)?;
+    if req.into.is_some() && dbs.len() != 1 {
+        return Err(Error::Refused(
+            "--into takes exactly one target database".into(),
+        ));
+    }
+    let catalog = Catalog::open_existing(&ctx.cfg);
+    let mut items = Vec::new();
+    for db in dbs {
+        let backup = catalog.find(db, req.stamp.as_ref())?;
+        let server = Server::new(&ctx.tools, db);
+        let (target, replaces) = match &req.into {
+            Some(into) => {
+                check_db_name(into)?;
+                if server.exists(into)? {
+                    return Err(Error::Refused(format!(
+                        "database {into} already exists; --into never overwrites (pick a new name)"
+                    )));
+                }
+                (into.clone(), false)
+            }
+            None => (db.dbname.clone(), server.exists(&db.dbname)?),
+        };
+        items.push(PlanItem {
+            db: db.clone(),
+            backup,
+            target,
+            replaces,
+        });
+    }
+    Ok(RestorePlan {
+        items,
+        request: req.clone(),
+    })
+}
+
+pub fn execute(ctx: &Context, plan: &RestorePlan) -> Result<RestoreReport> {
+    let catalog = Catalog::open(&ctx.cfg)?;
+    let _lock = catalog.lock()?;
+    let mut results = Vec::new();
+    for item in &plan.items {
+        let t0 = Instant::now();
+        let mut r = DbRestore {
+            database: item.db.dbname.clone(),
+            file: item.backup.file_name(),
+            target: item.target.clone(),
+            ..Default::default()
+        };
+        match restore_one(ctx, &catalog, item, &plan.request, &mut r) {
+            Ok(()) => {
+                r.ok = true;
+                info!(
+                    "{}: restored {} into {} ({} tables, {} rows) in {:.1} s",
+                    item.db.dbname,
+                    r.file,
+                    r.target,
+                    r.tables,
+                    r.rows,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                warn!(
+                    "{}: restore failed, live database untouched: {e}",
+                    item.db.dbname
+                );
+                r.error = Some(e.to_string());
+            }
+        }
+        r.total_secs = t0.elapsed().as_secs_f64();
+        results.push(r);
+    }
+    Ok(RestoreReport { results })
+}
+
+fn restore_one(
+    ctx: &Context,
+    catalog: &Catalog,
+    item: &PlanItem,
+    req: &RestoreRequest,
+    r: &mut DbRestore,
+) -> Result<()> {
+    let b = &item.backup;
+    let t = Instant::now();
+    let (scratch, mut file) =
+        ScratchFile::create(catalog.dir(), &format!("restore-{}", b.file_name()))?;
+    let read = read_backup(ctx, b, Some(&mut file))?;
+    drop(file);
+    check_manifest(b, &read)?;
+    if b.manifest.is_none() {
+        warn!(
+            "{}: no manifest, so no SHA-256 to check; gzip and dump structure verified",
+            r.file
+        );
+    }
+    r.verify_secs = t.elapsed().as_secs_f64();
+    info!(
+        "{}: verified {} in {:.1} s",
+        item.db.dbname, r.file, r.verify_secs
+    );
+
+    let server = Server::new(&ctx.tools, &item.db);
+    let fresh = derived_name(&item.target, "restore", &b.stamp.to_string());
+    let mut expected = expected_tables(b, &read);
+    if !req.tables.is_empty() {
+        expected.retain(|t| {
+            req.tables
+                .iter()
+                .any(|w| w == &t.name || *w == format!("{}.{}", t.schema, t.name))
+        });
+    }
+    let t = Instant::now();
+    let restored = load_fresh(
+        ctx,
+        &server,
+        &fresh,
+        &item.db.dbname,
+        &scratch.path,
+        &req.tables,
+        &expected,
+    );
+    if let Err(e) = restored {
+        let _ = server.drop_database(&fresh);
+        return Err(e);
+    }
+    drop(scratch);
+    r.restore_secs = t.elapsed().as_secs_f64();
+    r.tables = expected.len();
+    r.rows = expected.iter().map(|t| t.rows).sum();
+
+    let t = Instant::now();
+    let placed = if item.replaces && req.into.is_none() {
+        let old = derived_name(&item.target, "old", &b.stamp.to_string());
+        server.drop_database(&old)?; // a leftover of an earlier run of ours
+        server.swap(&item.target, &fresh, &old).map(|()| Some(old))
+    } else {
+        server.rename(&fresh, &item.target).map(|()| None)
+    };
+    let old = match placed {
+        Ok(old) => old,
+        Err(e) => {
+            let _ = server.drop_database(&fresh);
+            return Err(e);
+        }
+    };
+    r.swap_secs = t.elapsed().as_secs_f64();
+    if let Some(old) = old {
+        if req.keep_old {
+            server.allow_connections(&old)?;
+            info!("{}: previous database kept as {old}", item.db.dbname);
+            r.kept_old = Some(old);
+        } else {
+            server.drop_database(&old)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates `fresh` like `like`, restores the plain dump into it in parallel
+/// and proves the row counts.
+pub(crate) fn load_fresh(
+    ctx: &Context,
+    server: &Server,
+    fresh: &str,
+    like: &str,
+    plain: &std::path::Path,
+    tables: &[String],
+    expected: &[TableRows],
+) -> Result<()> {
+    if server.exists(fresh)? {
+        warn!("dropping {fresh}, left by an interrupted run");
+        server.drop_database(fresh)?;
+    }
+    server.create_like(fresh, like)?;
+    let jobs = ctx.cfg.restore_jobs().to_string();
+    let mut cmd = ctx.tools.command("pg_restore", server.db, fresh)?;
+    cmd.args([
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        "--jobs",
+        &jobs,
+        "--dbname",
+        fresh,
+    ]);
+    for t in tables {
+        cmd.args(["--table", t]);
+    }
+    cmd.arg(plain).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = spawn(&mut cmd, "pg_restore")?;
+    let stderr = StderrTail::start(&mut child);
+    let status = ctx.wait_child(&mut child, "pg_restore")?;
+    if !status.success() {
+        return Err(tool_error("pg_restore", status, &stderr.finish()));
+    }
+    let counted = server.count_rows(fresh, expected)?;
+    if let Some((want, got)) = expected
+        .iter()
+        .zip(&counted)
+        .find(|(w, g)| w.rows != g.rows)
+    {
+        return Err(Error::Check(format!(
+            "restored table {}.{} has {} rows, the dump has {}",
+            want.schema, want.name, got.rows, want.rows
+        )));
+    }
+    Ok(())
+}
+
+fn check_db_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            what: "database name",
+            value: name.to_string(),
+            why: "use 1-63 letters, digits, '_' or '-'",
+        })
+    }
+}
