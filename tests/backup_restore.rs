@@ -1,0 +1,375 @@
+//! End-to-end: backup, verify, restore against a real PostgreSQL, checked by
+//! content fingerprints, hashes and the seed's own scripts.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn backup_then_restore_gives_back_the_same_databases() {
+    let sb = Sandbox::new();
+    let before_order = sb.pg.fingerprint("order_db");
+    let before_inv = sb.pg.fingerprint("inventory_db");
+
+    let out = sb.run(&["backup"]).ok();
+    assert!(out.stdout.contains("order_db") && out.stdout.contains("inventory_db"));
+
+    // One timestamp for both; files 0600 in a 0700 directory; no leftovers.
+    let dumps = sb.dumps();
+    assert_eq!(dumps.len(), 2, "{dumps:?}");
+    let stamp = |p: &std::path::Path| {
+        p.to_string_lossy()
+            .rsplit('_')
+            .take(2)
+            .collect::<Vec<_>>()
+            .concat()
+    };
+    assert_eq!(stamp(&dumps[0]), stamp(&dumps[1]));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sb.backup_dir()), 0o700);
+    for f in list_dir(&sb.backup_dir()) {
+        assert_eq!(mode(&f), 0o600, "{f:?}");
+        assert!(!f.to_string_lossy().ends_with(".partial"), "{f:?}");
+    }
+
+    // The manifest's hash is the file's; its row counts are the database's.
+    let order = sb.dump_of("order_db");
+    let m = manifest(&order);
+    assert_eq!(m["sha256"].as_str().unwrap(), sha256_file(&order));
+    assert_eq!(
+        m["size_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&order).unwrap().len()
+    );
+    for t in m["tables"].as_array().unwrap() {
+        let name = format!(
+            "{}.{}",
+            t["schema"].as_str().unwrap(),
+            t["name"].as_str().unwrap()
+        );
+        let live: u64 = sb
+            .pg
+            .psql("order_db", &format!("SELECT count(*) FROM {name}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(t["rows"].as_u64().unwrap(), live, "{name}");
+    }
+    assert_eq!(m["tables"].as_array().unwrap().len(), 4);
+    assert!(
+        m["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(char::is_numeric)
+    );
+
+    // Stock tools read the file: gunzip -c | pg_restore --list.
+    let listed = Command::new("bash")
+        .arg("-c")
+        // No pipefail: pg_restore stops reading after the TOC, as in the seed.
+        .arg(format!(
+            "gunzip -c '{}' | pg_restore --list",
+            order.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("TABLE DATA public orders"));
+
+    // Damage the live databases, then restore both from the backup.
+    sb.pg.psql("order_db", "DELETE FROM order_items WHERE order_id < 100; UPDATE orders SET total = 0; SELECT nextval('order_number_seq')");
+    sb.pg.psql(
+        "inventory_db",
+        "DROP VIEW low_stock; TRUNCATE stock_movements",
+    );
+    assert_ne!(sb.pg.fingerprint("order_db"), before_order);
+
+    let out = sb.run(&["restore", "latest", "both", "--yes"]).ok();
+    assert!(
+        out.stdout.contains("restored into order_db"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(sb.pg.fingerprint("order_db"), before_order);
+    assert_eq!(sb.pg.fingerprint("inventory_db"), before_inv);
+    // The replaced databases are gone, the scratch files too.
+    assert_eq!(sb.pg.databases(), ["inventory_db", "order_db", "postgres"]);
+    assert!(
+        list_dir(&sb.backup_dir())
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".partial"))
+    );
+}
+
+#[test]
+fn verify_deep_restores_into_a_scratch_database_and_times_it() {
+    let sb = Sandbox::new();
+    sb.run(&["backup", "order"]).ok();
+    let out = sb
+        .run(&["verify", "latest", "order", "--deep", "--json"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let r = &v["results"][0];
+    assert_eq!(r["ok"], true);
+    assert!(r["restore_secs"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        r["sha256"].as_str().unwrap(),
+        sha256_file(&sb.dump_of("order_db"))
+    );
+    assert_eq!(r["rows"].as_u64().unwrap(), 200 + 1000 + 3000 + 500);
+    // The scratch database is dropped again.
+    assert_eq!(sb.pg.databases(), ["inventory_db", "order_db", "postgres"]);
+
+    // Plain verify of everything: inventory has no backup yet.
+    let out = sb.run(&["verify"]);
+    assert_eq!(out.code, 3, "some failed");
+    assert!(
+        out.error().contains("no backup of inventory_db"),
+        "{}",
+        out.error()
+    );
+}
+
+#[test]
+fn restore_into_a_new_database_keeps_the_live_one() {
+    let sb = Sandbox::new();
+    sb.run(&["backup"]).ok();
+    let backed_up = sb.pg.fingerprint("order_db");
+    sb.pg
+        .psql("order_db", "DELETE FROM invoices WHERE order_id > 500");
+    let live = sb.pg.fingerprint("order_db");
+
+    let stamp = manifest(&sb.dump_of("order_db"))["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.run(&["restore", &stamp, "order", "--into", "order_recovered"])
+        .ok();
+    assert_eq!(sb.pg.fingerprint("order_db"), live, "live database changed");
+    assert_eq!(sb.pg.fingerprint("order_recovered"), backed_up);
+
+    // Only one table, the runbook's scenario 3.
+    sb.run(&[
+        "restore",
+        &stamp,
+        "order",
+        "--into",
+        "invoices_only",
+        "--table",
+        "invoices",
+    ])
+    .ok();
+    let n = sb.pg.psql("invoices_only", "SELECT count(*) FROM invoices");
+    assert_eq!(n.trim(), "500");
+    let tables = sb.pg.psql(
+        "invoices_only",
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+    );
+    assert_eq!(tables.trim(), "1");
+
+    // --into never overwrites.
+    sb.run(&["restore", &stamp, "order", "--into", "order_recovered"])
+        .fails_with(2, "already exists");
+}
+
+#[test]
+fn keep_old_keeps_the_replaced_database() {
+    let sb = Sandbox::new();
+    sb.run(&["backup", "inventory"]).ok();
+    let backed_up = sb.pg.fingerprint("inventory_db");
+    sb.pg
+        .psql("inventory_db", "DELETE FROM stock WHERE warehouse_id = 2");
+    let changed = sb.pg.fingerprint("inventory_db");
+    let out = sb
+        .run(&["restore", "latest", "inventory", "--yes", "--keep-old"])
+        .ok();
+    assert!(
+        out.stdout.contains("kept as inventory_db__old_"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(sb.pg.fingerprint("inventory_db"), backed_up);
+    let old = sb
+        .pg
+        .databases()
+        .into_iter()
+        .find(|d| d.starts_with("inventory_db__old_"))
+        .unwrap();
+    assert_eq!(sb.pg.fingerprint(&old), changed);
+}
+
+#[test]
+fn restore_recreates_a_database_that_is_gone() {
+    // The runbook's scenario 2: fresh infrastructure, the database is missing.
+    let sb = Sandbox::new();
+    sb.run(&["backup", "order"]).ok();
+    let before = sb.pg.fingerprint("order_db");
+    sb.pg.psql("postgres", "DROP DATABASE order_db");
+    sb.run(&["restore", "latest", "order", "--yes"]).ok();
+    assert_eq!(sb.pg.fingerprint("order_db"), before);
+}
+
+#[test]
+fn the_seeds_own_scripts_read_our_backups() {
+    let sb = Sandbox::new();
+    let before = sb.pg.fingerprint("order_db");
+    sb.run(&["backup"]).ok();
+
+    // verify-backup.sh, unchanged, run where its ./backups is ours.
+    let seed = repo().join("tests/fixtures/seed");
+    let out = Command::new("bash")
+        .arg(seed.join("verify-backup.sh"))
+        .current_dir(sb.work.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("All backups verified successfully"), "{text}");
+
+    // restore-databases.sh with only its port constants pointed at the test cluster.
+    let script = std::fs::read_to_string(seed.join("restore-databases.sh"))
+        .unwrap()
+        .replace(
+            "ORDER_DB_PORT=\"5432\"",
+            &format!("ORDER_DB_PORT=\"{}\"", sb.pg.port),
+        )
+        .replace(
+            "INVENTORY_DB_PORT=\"5433\"",
+            &format!("INVENTORY_DB_PORT=\"{}\"", sb.pg.port),
+        );
+    let path = sb.work.path().join("seed-restore.sh");
+    std::fs::write(&path, script).unwrap();
+    sb.pg.psql("order_db", "TRUNCATE order_items");
+    let stamp = manifest(&sb.dump_of("order_db"))["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = Command::new("bash")
+        .arg(&path)
+        .args([&stamp, "order"])
+        .current_dir(sb.work.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sb.pg.fingerprint("order_db"), before);
+}
+
+#[test]
+fn wrapper_scripts_keep_the_seeds_interface() {
+    let sb = Sandbox::new();
+    let script = |name: &str, args: &[&str]| {
+        let mut cmd = Command::new(repo().join("scripts").join(name));
+        cmd.args(args)
+            .current_dir(sb.work.path())
+            .env("VALERIX_BACKUP_BIN", bin())
+            .env("VALERIX_BACKUP_CONFIG", sb.config_path())
+            .env("ORDER_DB_PASSWORD", ORDER_PW)
+            .env("INVENTORY_DB_PASSWORD", INVENTORY_PW)
+            .stdin(std::process::Stdio::null());
+        run(cmd)
+    };
+    assert_eq!(script("monitor-backups.sh", &[]).code, 1, "no backups yet");
+    script("backup-databases.sh", &[]).ok();
+    assert_eq!(sb.dumps().len(), 2);
+    script("verify-backup.sh", &[]).ok();
+    script("monitor-backups.sh", &[]).ok();
+    let usage = script("restore-databases.sh", &[]);
+    assert_eq!(usage.code, 1);
+    assert!(
+        usage.stdout.contains("Usage:") && usage.stdout.contains("order_db"),
+        "{}",
+        usage.stdout
+    );
+    let before = sb.pg.fingerprint("inventory_db");
+    sb.pg.psql(
+        "inventory_db",
+        "DELETE FROM products WHERE id NOT IN (SELECT product_id FROM stock) ",
+    );
+    sb.pg.psql("inventory_db", "UPDATE products SET price = 0");
+    let stamp = manifest(&sb.dump_of("inventory_db"))["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    script("restore-databases.sh", &[&stamp, "inventory"]).ok();
+    assert_eq!(sb.pg.fingerprint("inventory_db"), before);
+}
+
+#[test]
+fn list_status_and_retention() {
+    let sb = Sandbox::new();
+    let st = sb.run(&["status"]);
+    assert_eq!(st.code, 1);
+    assert!(st.stdout.contains("no backup"), "{}", st.stdout);
+
+    sb.run(&["backup"]).ok();
+    sb.run(&["status", "--max-age", "25h"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    sb.run(&["status", "--max-age", "1s"])
+        .fails_with(1, "lack a backup younger than 1s");
+
+    // Age the backup by renaming it 10 days back; add files that are not ours.
+    let dir = sb.backup_dir();
+    let order = sb.dump_of("order_db");
+    let old = "order_db_20200101_020000";
+    std::fs::rename(&order, dir.join(format!("{old}.dump.gz"))).unwrap();
+    std::fs::rename(
+        order
+            .to_string_lossy()
+            .replace(".dump.gz", ".manifest.json"),
+        dir.join(format!("{old}.manifest.json")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("order_db_20200102_020000.dump.gz"),
+        b"made by the old script",
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.txt"), b"keep me").unwrap();
+
+    // The old one is the only good backup of order_db: retention keeps it.
+    assert!(
+        sb.run(&["prune", "--dry-run"])
+            .ok()
+            .stdout
+            .contains("nothing past retention")
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&sb.run(&["list", "--json"]).ok().stdout).unwrap();
+    let states: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["ok", "no-manifest", "ok"], "{listed}");
+
+    // After a new backup it is past retention and goes; foreign files stay.
+    let out = sb.run(&["backup", "order"]).ok();
+    assert!(
+        out.stdout
+            .contains(&format!("retention removed {old}.dump.gz")),
+        "{}",
+        out.stdout
+    );
+    let names: Vec<String> = list_dir(&dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with(old)), "{names:?}");
+    assert!(
+        names.contains(&"notes.txt".to_string())
+            && names.contains(&"order_db_20200102_020000.dump.gz".to_string())
+    );
+    assert_eq!(sb.dumps().len(), 3);
+}
