@@ -3,6 +3,7 @@
 //! when complete and on disk; then its manifest; then local retention.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -13,9 +14,9 @@ use crate::catalog::fsutil::{AtomicFile, write_atomic};
 use crate::catalog::{Catalog, Manifest, Stamp, dump_name, manifest, manifest_name};
 use crate::config::Database;
 use crate::error::{Error, Result};
-use crate::ops::{Context, outcome};
+use crate::ops::{Context, kill_on_cancel, outcome};
 use crate::pg::archive::ArchiveScanner;
-use crate::pg::tools::{StderrTail, spawn, tool_error};
+use crate::pg::tools::{StderrTail, kill_group, spawn, tool_error};
 use crate::pipeline::compress::CompressError;
 use crate::pipeline::{CompressOptions, HashingWriter, compress_parallel};
 
@@ -157,18 +158,25 @@ fn backup_one(ctx: &Context, catalog: &Catalog, db: &Database, stamp: Stamp) -> 
         threads: ctx.cfg.compression_threads(),
         ..Default::default()
     };
-    let compressed = compress_parallel(stdout, &mut writer, opts, &ctx.cancel, |chunk| {
-        bar.inc(chunk.len());
-        scanner.feed(chunk).map_err(|e| e.to_string())
+    let done = AtomicBool::new(false);
+    let compressed = std::thread::scope(|s| {
+        kill_on_cancel(s, &ctx.cancel, &done, child.id());
+        let r = compress_parallel(stdout, &mut writer, opts, &ctx.cancel, |chunk| {
+            bar.inc(chunk.len());
+            scanner.feed(chunk).map_err(|e| e.to_string())
+        });
+        done.store(true, Ordering::Relaxed);
+        r
     });
     drop(bar);
     if compressed.is_err() {
-        let _ = child.kill();
+        kill_group(child.id());
     }
     let status = ctx.wait_child(&mut child, "pg_dump")?;
     let stderr = stderr.finish();
     let (_, sha256, size_bytes) = writer.finish();
 
+    ctx.check_cancel()?;
     let stats = match compressed {
         Err(CompressError::Cancelled) => return Err(Error::Interrupted),
         Err(CompressError::Write(e)) => return Err(Error::io(format!("writing {temp_name}"), e)),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
-use crate::pg::tools::PgTools;
+use crate::pg::tools::{PgTools, kill_group};
 use crate::ui::Progress;
 
 /// What every operation needs: the config, the tools, the progress display
@@ -52,13 +52,33 @@ impl Context {
                 return Ok(status);
             }
             if self.cancel.load(Ordering::Relaxed) {
-                let _ = child.kill();
+                kill_group(child.id());
                 let _ = child.wait();
                 return Err(Error::Interrupted);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Kills the child `pid` if the run is cancelled before `done` is set, so
+/// an interrupt also ends a child that is stalled (say, on a server lock)
+/// and the reader blocked on its output sees end of file.
+pub fn kill_on_cancel<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    cancel: &'s AtomicBool,
+    done: &'s AtomicBool,
+    pid: u32,
+) {
+    scope.spawn(move || {
+        while !done.load(Ordering::Relaxed) {
+            if cancel.load(Ordering::Relaxed) {
+                kill_group(pid);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
 }
 
 /// Outcome of a command over several databases: every failure is reported,

@@ -120,7 +120,12 @@ pub fn run(mut cmd: Command, name: &str, stdin: Option<&[u8]>) -> Result<String>
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Starts a tool in its own process group, so that an interrupt is handled
+/// by valerix-backup (which then ends the whole group, workers included)
+/// rather than hitting the tool half-way on its own.
 pub fn spawn(cmd: &mut Command, name: &str) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
     cmd.spawn().map_err(|e| {
         let prog = cmd.get_program().to_string_lossy().into_owned();
         match e.kind() {
@@ -131,6 +136,13 @@ pub fn spawn(cmd: &mut Command, name: &str) -> Result<Child> {
             _ => Error::io(format!("starting {prog}"), e),
         }
     })
+}
+
+/// SIGKILLs the process group of a child started by [`spawn`].
+pub fn kill_group(pid: u32) {
+    // SAFETY: plain kill(2) on a group we created; its leader is not yet
+    // waited for, so the id cannot have been reused.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
 }
 
 /// Collects a child's stderr on a thread, keeping the last 64 KiB.

@@ -317,3 +317,29 @@ pub fn manifest(path: &Path) -> serde_json::Value {
     let m = path.to_string_lossy().replace(".dump.gz", ".manifest.json");
     serde_json::from_str(&std::fs::read_to_string(m).unwrap()).unwrap()
 }
+
+/// The server binaries' directory (pg_dump, pg_restore, psql live there too).
+pub fn pg_bin() -> PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL installed (scripts/setup.sh)")
+        .map(|e| e.unwrap().path().join("bin"))
+        .max()
+        .unwrap()
+}
+
+/// A pg_bin_dir whose pg_dump is `body` (a bash script; $REAL is the real
+/// bin directory) and whose other tools are the real ones: a fault injector
+/// around the real pg_dump, not a mock of it.
+pub fn fake_bin_dir(parent: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = parent.join("pgbin");
+    std::fs::create_dir_all(&dir).unwrap();
+    for tool in ["psql", "pg_restore"] {
+        let _ = std::fs::remove_file(dir.join(tool));
+        std::os::unix::fs::symlink(pg_bin().join(tool), dir.join(tool)).unwrap();
+    }
+    let script = format!("#!/bin/bash\nREAL='{}'\n{body}\n", pg_bin().display());
+    std::fs::write(dir.join("pg_dump"), script).unwrap();
+    std::fs::set_permissions(dir.join("pg_dump"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
