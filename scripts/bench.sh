@@ -6,7 +6,8 @@
 #
 #   --size-mb N    target pg_database_size of order_db in MB (default 1000)
 #   --write-docs   also replace the "Latest run" section of docs/benchmarks.md
-#   --keep         keep the work directory (cluster stopped) for inspection
+#   --keep         keep the work directory (dumps, logs, fingerprints) for
+#                  inspection; the sandbox cluster itself is always deleted
 #
 # Steps, one after the other in one run, each under GNU time (wall, peak RSS):
 #   (a) seed backup:  pg_dump --format=custom --file=X.dump, then gzip X.dump
@@ -16,6 +17,9 @@
 #   (e) valerix-backup restore latest order --yes
 # order_db's content fingerprint is taken before the backups and must be
 # identical before (e) and after it; the script fails loudly otherwise.
+# Untimed, at the end: the size of a single-stream gzip -6 of the same
+# uncompressed dump, to tell the cost of (b)'s independent gzip members apart
+# from what the seed's second compression gains.
 # The markdown report goes to stdout, progress and tool logs to stderr.
 # wall_NAME and rss_NAME are assigned by timed() through `read`, which
 # static analysis cannot follow:
@@ -207,6 +211,7 @@ step_a() {
   settle
   PGPASSWORD="$ORDER_DB_PASSWORD" timed a_dump \
     pg_dump "${seed_conn[@]}" -d order_db --format=custom --file="$work/seed/order_db.dump"
+  size_a_dump=$(stat -c %s "$work/seed/order_db.dump")
   timed a_gzip gzip "$work/seed/order_db.dump"
   wall_a=$(calc "$wall_a_dump + $wall_a_gzip")
   rss_a=$(( rss_a_dump > rss_a_gzip ? rss_a_dump : rss_a_gzip ))
@@ -220,13 +225,12 @@ step_b() {
   timed b "$tool" -c "$cfg" --no-progress backup order --json \
     >"$work/b.json" 2>"$work/b.log" || { cat "$work/b.log" >&2; die "valerix-backup backup"; }
   sed 's/^/    | /' "$work/b.log" >&2
-  local file
-  read -r file size_b stream_b < <(python3 -c '
+  read -r file_b size_b stream_b < <(python3 -c '
 import json, sys
 m = json.load(open(sys.argv[1]))["results"][0]["manifest"]
 print(m["file"], m["size_bytes"], m["uncompressed_bytes"])' "$work/b.json")
-  [ "$(stat -c %s "$work/tool/backups/$file")" -eq "$size_b" ] \
-    || die "$file's size on disk differs from its manifest"
+  [ "$(stat -c %s "$work/tool/backups/$file_b")" -eq "$size_b" ] \
+    || die "$file_b's size on disk differs from its manifest"
   # Cross-check with the tool's own listing.
   "$tool" -c "$cfg" list order --json | python3 -c '
 import json, sys
@@ -279,6 +283,14 @@ print(r["ok"], r["verify_secs"], r["restore_secs"], r["swap_secs"], r["total_sec
   [ "$e_ok" = True ] || die "valerix-backup restore reported failure: $(cat "$work/e.json")"
 }
 
+# Untimed: what one plain `gzip -6` stream makes of (b)'s uncompressed dump.
+# Against (b) it shows the cost of independent members; against (a) what the
+# seed's second compression of already-compressed data gains.
+size_reference() {
+  log "size reference: gzip -6 of (b)'s uncompressed dump as a single stream"
+  size_ref=$(gzip -dc "$work/tool/backups/$file_b" | gzip -6 | wc -c)
+}
+
 # ---------------------------------------------------------------- report
 
 verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi; }
@@ -292,7 +304,12 @@ report() {
   [ -z "$(git -C "$root" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] \
     || commit="$commit + uncommitted changes in src/"
 
-  local r_wall_b r_size_b r_wall_e r_b_c
+  local r_wall_b r_size_b r_wall_e r_b_c rss_own_note
+  if [ "$rss_b" -gt "$rss_c" ]; then
+    rss_own_note="(b) is above it, so (b)'s figure is valerix-backup's own peak"
+  else
+    rss_own_note="(b) is not above it, so valerix-backup's own peak is at most (b)'s figure"
+  fi
   r_wall_b=$(calc "$wall_b / $wall_a")
   r_size_b=$(calc "$size_b / $size_a" '%.3f')
   r_wall_e=$(calc "$wall_e / $wall_d")
@@ -306,7 +323,7 @@ report() {
 - PostgreSQL: server $pg_server, $(pg_dump --version)
 - valerix-backup: $("$tool" --version), commit $commit; defaults (gzip level 6, $(nproc) compression threads, pg_restore --jobs $(nproc))
 - order_db: scale $scale (customers $scale, orders $((5 * scale)), order_items $((15 * scale)), invoices $((5 * scale / 2))),
-  pg_database_size $(mib "$db_bytes") MiB; uncompressed custom-format dump $(mib "$stream_b") MiB
+  pg_database_size $(mib "$db_bytes") MiB ($(calc "$db_bytes / 1000000" %.0f) MB); uncompressed custom-format dump $(mib "$stream_b") MiB
 - Run: \`scripts/bench.sh --size-mb $size_mb\`; warm page cache, one run per step, in the order below
 
 | step | wall s | output MiB | peak RSS MiB | vs seed |
@@ -317,13 +334,18 @@ report() {
 | (d) seed restore: \`gunzip -k\`, \`dropdb\`, \`createdb\`, serial \`pg_restore\` | $wall_d | - | $(calc "$rss_d / 1024" %.1f) | 1 |
 | (e) \`valerix-backup restore latest order --yes\` | $wall_e | - | $(calc "$rss_e / 1024" %.1f) | wall ${r_wall_e} x (d) |
 
-Breakdown: (a) pg_dump ${wall_a_dump} s + gzip ${wall_a_gzip} s;
+Breakdown: (a) pg_dump ${wall_a_dump} s (writes $(mib "$size_a_dump" %.2f) MiB) + gzip ${wall_a_gzip} s (to $(mib "$size_a" %.2f) MiB);
 (d) gunzip ${wall_d_gunzip} s + terminate/dropdb/createdb ${wall_d_prep} s + pg_restore ${wall_d_restore} s;
 (e) as the tool reports it (\`--json\`): verify $(calc "$e_verify" %.1f) s + load $(calc "$e_load" %.1f) s + swap $(calc "$e_swap" %.2f) s = $(calc "$e_total" %.1f) s.
 
+Size reference (untimed): a single-stream \`gzip -6\` of the same uncompressed
+dump is $(mib "$size_ref" %.2f) MiB. (b) is $(calc "$size_b / $size_ref" %.3f) x that (the cost of independent
+gzip members); (a) is $(calc "$size_a / $size_ref" %.3f) x that (what gzip over pg_dump's zlib output gains).
+
 Peak RSS is GNU time's %M, Linux's ru_maxrss of the timed process: the larger
 of its own peak and that of its largest waited-for descendant. For (b) that is
-max(valerix-backup, pg_dump), and pg_dump alone peaks at (c)'s figure; for (e)
+max(valerix-backup, pg_dump), and pg_dump alone peaks at (c)'s figure
+($rss_own_note); for (e)
 it is max(valerix-backup, pg_restore and its workers). For (a) and (d) it is
 the largest of the separately timed commands.
 
@@ -410,6 +432,7 @@ main() {
   check_fingerprint after-d
   step_e
   check_fingerprint after-e
+  size_reference
 
   local section
   section=$(report)

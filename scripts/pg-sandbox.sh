@@ -27,7 +27,11 @@ free-port)
 start)
   dir=${2:?DIR}; port=${3:?PORT}
   mkdir -p "$dir"; chmod 755 "$dir"
-  [ "$(id -u)" -ne 0 ] || chown postgres "$dir"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres "$dir"
+    runuser -u postgres -- test -w "$dir" ||
+      { echo "pg-sandbox.sh: the postgres user cannot reach $dir (a parent directory is private)" >&2; exit 1; }
+  fi
   as_pg "$bin/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }

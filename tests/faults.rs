@@ -140,6 +140,7 @@ fn pg_dump_killed_half_way_leaves_no_file_and_older_backups_intact() {
     // The real pg_dump, cut off after 100 kB, then the wrapper is SIGKILLed.
     let bin = fake_bin_dir(
         sb.work.path(),
+        "pg_dump",
         "printf '%s\\n' \"$@\" > \"$(dirname \"$0\")/argv\"\n\
          \"$REAL/pg_dump\" \"$@\" | head -c 100000\nkill -9 $$",
     );
@@ -163,6 +164,7 @@ fn pg_dump_killed_half_way_leaves_no_file_and_older_backups_intact() {
     // Same cut, but the wrapper claims success: the archive scan catches it.
     let bin = fake_bin_dir(
         sb.work.path(),
+        "pg_dump",
         "\"$REAL/pg_dump\" \"$@\" | head -c 100000\nexit 0",
     );
     sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
@@ -252,9 +254,18 @@ fn a_second_run_is_refused_by_the_lock() {
     sb.run(&["backup"]).ok();
 
     // And for real: a slow backup holds the lock while a second one starts.
-    let bin = fake_bin_dir(sb.work.path(), "sleep 3\nexec \"$REAL/pg_dump\" \"$@\"");
+    let bin = fake_bin_dir(
+        sb.work.path(),
+        "pg_dump",
+        "sleep 3\nexec \"$REAL/pg_dump\" \"$@\"",
+    );
     sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
-    let mut slow = sb.command(&["backup", "order"]).spawn().unwrap();
+    let mut slow = sb
+        .command(&["backup", "order"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1000));
     sb.run(&["backup", "inventory"]).fails_with(11, "locked");
     assert!(slow.wait().unwrap().success());
@@ -267,6 +278,7 @@ fn sigterm_stops_a_backup_cleanly() {
     // pg_dump that stalls after its first 64 KiB, like one waiting on a lock.
     let bin = fake_bin_dir(
         sb.work.path(),
+        "pg_dump",
         "\"$REAL/pg_dump\" \"$@\" | { head -c 65536; sleep 20; cat; }",
     );
     sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
@@ -343,4 +355,54 @@ fn a_full_disk_fails_the_backup_and_keeps_the_older_one() {
 
     std::fs::remove_file(dir.join("filler")).unwrap();
     sb.run(&["backup", "order"]).ok();
+}
+
+#[test]
+fn sigterm_during_restore_drops_the_half_loaded_database() {
+    let sb = Sandbox::new();
+    sb.run(&["backup", "order"]).ok();
+    sb.pg
+        .psql("order_db", "UPDATE customers SET country = 'XX'");
+    let live = sb.pg.fingerprint("order_db");
+    // pg_restore that takes its time (but answers --list at once).
+    let bin = fake_bin_dir(
+        sb.work.path(),
+        "pg_restore",
+        "[ \"$1\" = --list ] || sleep 20\nexec \"$REAL/pg_restore\" \"$@\"",
+    );
+    sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
+    let child = sb
+        .command(&["restore", "latest", "order", "--yes"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the fresh database exists, then interrupt.
+    let t = std::time::Instant::now();
+    while !sb
+        .pg
+        .databases()
+        .iter()
+        .any(|d| d.starts_with("order_db__restore_"))
+    {
+        assert!(t.elapsed().as_secs() < 30, "restore never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.elapsed().as_secs() < 15);
+    assert_eq!(sb.pg.databases(), ["inventory_db", "order_db", "postgres"]);
+    assert_eq!(sb.pg.fingerprint("order_db"), live);
+    assert_eq!(
+        files(&sb.backup_dir()).len(),
+        2,
+        "{:?}",
+        files(&sb.backup_dir())
+    );
 }

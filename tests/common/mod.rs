@@ -327,19 +327,20 @@ pub fn pg_bin() -> PathBuf {
         .unwrap()
 }
 
-/// A pg_bin_dir whose pg_dump is `body` (a bash script; $REAL is the real
+/// A pg_bin_dir whose `tool` is `body` (a bash script; $REAL is the real
 /// bin directory) and whose other tools are the real ones: a fault injector
-/// around the real pg_dump, not a mock of it.
-pub fn fake_bin_dir(parent: &Path, body: &str) -> PathBuf {
+/// around the real tool, not a mock of it.
+pub fn fake_bin_dir(parent: &Path, tool: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = parent.join("pgbin");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    for tool in ["psql", "pg_restore"] {
-        let _ = std::fs::remove_file(dir.join(tool));
-        std::os::unix::fs::symlink(pg_bin().join(tool), dir.join(tool)).unwrap();
+    for other in ["psql", "pg_restore", "pg_dump"] {
+        std::os::unix::fs::symlink(pg_bin().join(other), dir.join(other)).unwrap();
     }
     let script = format!("#!/bin/bash\nREAL='{}'\n{body}\n", pg_bin().display());
-    std::fs::write(dir.join("pg_dump"), script).unwrap();
-    std::fs::set_permissions(dir.join("pg_dump"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(dir.join(tool)).unwrap();
+    std::fs::write(dir.join(tool), script).unwrap();
+    std::fs::set_permissions(dir.join(tool), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
