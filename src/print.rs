@@ -129,7 +129,7 @@ pub fn list(entries: &[ListEntry]) -> String {
             e.timestamp.to_string(),
             e.dbname,
             human_bytes(e.size_bytes),
-            e.state,
+            e.state.to_string(),
             e.sha256.as_deref().map_or("-", |h| &h[..12]),
             e.rows.map_or("-".to_string(), |r| r.to_string())
         );

@@ -373,3 +373,51 @@ fn list_status_and_retention() {
     );
     assert_eq!(sb.dumps().len(), 3);
 }
+
+#[test]
+fn latest_means_the_newest_sound_backup_of_all_databases() {
+    let sb = Sandbox::new();
+    let at_a = sb.pg.fingerprint("order_db");
+    sb.run(&["backup"]).ok(); // A: both databases
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    sb.pg.psql(
+        "order_db",
+        "UPDATE orders SET status = 'paid' WHERE status = 'pending'",
+    );
+    let at_b = sb.pg.fingerprint("order_db");
+    sb.run(&["backup", "order"]).ok(); // B: order only (say inventory's failed)
+    let stamp_of = |p: &std::path::Path| manifest(p)["timestamp"].as_str().unwrap().to_string();
+    let b = sb.dump_of("order_db");
+    let a = stamp_of(&sb.dump_of("inventory_db"));
+
+    // Both databases come back to one point in time: A.
+    let out = sb
+        .run(&["restore", "latest", "both", "--yes", "--json"])
+        .ok();
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    for item in r["results"].as_array().unwrap() {
+        assert!(item["file"].as_str().unwrap().contains(&a), "{item}");
+    }
+    assert_eq!(sb.pg.fingerprint("order_db"), at_a);
+
+    // One database alone: its own newest, B.
+    sb.run(&["restore", "latest", "order", "--yes"]).ok();
+    assert_eq!(sb.pg.fingerprint("order_db"), at_b);
+
+    // B damaged: latest skips it, says so, and restores A.
+    let bytes = std::fs::read(&b).unwrap();
+    std::fs::write(&b, &bytes[..bytes.len() - 100]).unwrap();
+    let out = sb.run(&["restore", "latest", "order", "--yes"]).ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "skipping order_db_{}.dump.gz (size-mismatch)",
+            stamp_of(&b)
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.pg.fingerprint("order_db"), at_a);
+    // verify latest still checks the newest file, and reports the damage.
+    sb.run(&["verify", "latest", "order"])
+        .fails_with(1, "gzip data is corrupt");
+}

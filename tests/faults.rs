@@ -138,13 +138,11 @@ fn pg_dump_killed_half_way_leaves_no_file_and_older_backups_intact() {
     let first_sha = sha256_file(&first);
 
     // The real pg_dump, cut off after 100 kB, then the wrapper is SIGKILLed.
-    let bin = fake_bin_dir(
-        sb.work.path(),
+    let bin = sb.wrap_tool(
         "pg_dump",
         "printf '%s\\n' \"$@\" > \"$(dirname \"$0\")/argv\"\n\
          \"$REAL/pg_dump\" \"$@\" | head -c 100000\nkill -9 $$",
     );
-    sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
     sb.run(&["backup", "order"])
         .fails_with(1, "pg_dump failed (killed by SIGKILL)");
     assert_eq!(
@@ -162,12 +160,10 @@ fn pg_dump_killed_half_way_leaves_no_file_and_older_backups_intact() {
     );
 
     // Same cut, but the wrapper claims success: the archive scan catches it.
-    let bin = fake_bin_dir(
-        sb.work.path(),
+    sb.wrap_tool(
         "pg_dump",
         "\"$REAL/pg_dump\" \"$@\" | head -c 100000\nexit 0",
     );
-    sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
     sb.run(&["backup", "order"])
         .fails_with(1, "although pg_dump reported success");
     assert_eq!(files(&sb.backup_dir()).len(), 2);
@@ -254,12 +250,7 @@ fn a_second_run_is_refused_by_the_lock() {
     sb.run(&["backup"]).ok();
 
     // And for real: a slow backup holds the lock while a second one starts.
-    let bin = fake_bin_dir(
-        sb.work.path(),
-        "pg_dump",
-        "sleep 3\nexec \"$REAL/pg_dump\" \"$@\"",
-    );
-    sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
+    sb.wrap_tool("pg_dump", "sleep 3\nexec \"$REAL/pg_dump\" \"$@\"");
     let mut slow = sb
         .command(&["backup", "order"])
         .stdout(std::process::Stdio::null())
@@ -276,25 +267,20 @@ fn a_second_run_is_refused_by_the_lock() {
 fn sigterm_stops_a_backup_cleanly() {
     let sb = Sandbox::new();
     // pg_dump that stalls after its first 64 KiB, like one waiting on a lock.
-    let bin = fake_bin_dir(
-        sb.work.path(),
+    sb.wrap_tool(
         "pg_dump",
         "\"$REAL/pg_dump\" \"$@\" | { head -c 65536; sleep 20; cat; }",
     );
-    sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
-    let child = sb
-        .command(&["backup", "order"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = sb.spawn(&["backup", "order"]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let t = std::time::Instant::now();
-    let out = child.wait_with_output().unwrap();
+    let (code, stderr) = terminate(child);
     assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
-    assert_eq!(out.status.code(), Some(130));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("valerix-backup: error: interrupted"));
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("valerix-backup: error: interrupted"),
+        "{stderr}"
+    );
     assert!(
         files(&sb.backup_dir()).is_empty(),
         "{:?}",
@@ -365,17 +351,11 @@ fn sigterm_during_restore_drops_the_half_loaded_database() {
         .psql("order_db", "UPDATE customers SET country = 'XX'");
     let live = sb.pg.fingerprint("order_db");
     // pg_restore that takes its time (but answers --list at once).
-    let bin = fake_bin_dir(
-        sb.work.path(),
+    sb.wrap_tool(
         "pg_restore",
         "[ \"$1\" = --list ] || sleep 20\nexec \"$REAL/pg_restore\" \"$@\"",
     );
-    sb.write_config(&format!("pg_bin_dir = \"{}\"", bin.display()));
-    let child = sb
-        .command(&["restore", "latest", "order", "--yes"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = sb.spawn(&["restore", "latest", "order", "--yes"]);
     // Wait until the fresh database exists, then interrupt.
     let t = std::time::Instant::now();
     while !sb
@@ -387,15 +367,8 @@ fn sigterm_during_restore_drops_the_half_loaded_database() {
         assert!(t.elapsed().as_secs() < 30, "restore never started");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stderr) = terminate(child);
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(t.elapsed().as_secs() < 15);
     assert_eq!(sb.pg.databases(), ["inventory_db", "order_db", "postgres"]);
     assert_eq!(sb.pg.fingerprint("order_db"), live);

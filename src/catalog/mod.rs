@@ -54,15 +54,41 @@ impl LocalBackup {
         dump_name(&self.dbname, &self.stamp)
     }
 
-    /// A cheap health word for listings (no re-hash): `ok`, `no-manifest`,
-    /// `bad-manifest` or `size-mismatch`.
-    pub fn state(&self) -> &'static str {
+    /// A cheap health check for listings and retention (no re-hash).
+    pub fn state(&self) -> BackupState {
         match (&self.manifest, &self.manifest_error) {
-            (_, Some(_)) => "bad-manifest",
-            (None, None) => "no-manifest",
-            (Some(m), _) if m.size_bytes != self.size => "size-mismatch",
-            _ => "ok",
+            (_, Some(_)) => BackupState::BadManifest,
+            (None, None) => BackupState::NoManifest,
+            (Some(m), _) if m.size_bytes != self.size => BackupState::SizeMismatch,
+            _ => BackupState::Ok,
         }
+    }
+
+    /// Complete with a sound manifest: this tool's own, and usable.
+    pub fn is_sound(&self) -> bool {
+        self.state() == BackupState::Ok
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupState {
+    Ok,
+    /// Not written by this tool (or its manifest was lost).
+    NoManifest,
+    BadManifest,
+    /// The file's size differs from the manifest's: truncated or replaced.
+    SizeMismatch,
+}
+
+impl std::fmt::Display for BackupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackupState::Ok => "ok",
+            BackupState::NoManifest => "no-manifest",
+            BackupState::BadManifest => "bad-manifest",
+            BackupState::SizeMismatch => "size-mismatch",
+        })
     }
 }
 
@@ -147,6 +173,26 @@ impl Catalog {
         })
     }
 
+    /// The newest timestamp at which every one of `dbs` has a sound backup:
+    /// `latest` for a restore of several databases, so they come back to one
+    /// point in time as the seed's single-timestamp restore did.
+    pub fn latest_common(&self, dbs: &[&Database]) -> Result<Option<Stamp>> {
+        let all = self.list(dbs)?;
+        let mut stamps: Vec<Stamp> = all
+            .iter()
+            .filter(|b| b.is_sound())
+            .map(|b| b.stamp)
+            .collect();
+        stamps.sort();
+        stamps.dedup();
+        Ok(stamps.into_iter().rev().find(|s| {
+            dbs.iter().all(|db| {
+                all.iter()
+                    .any(|b| &b.stamp == s && b.database == db.name && b.is_sound())
+            })
+        }))
+    }
+
     /// Removes `.partial` files left by runs that died; call under the lock.
     pub fn remove_stale_partials(&self) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
@@ -173,7 +219,7 @@ impl Catalog {
         for db in dbs {
             let own: Vec<&LocalBackup> = all
                 .iter()
-                .filter(|b| b.database == db.name && b.state() == "ok")
+                .filter(|b| b.database == db.name && b.is_sound())
                 .collect();
             let Some(newest) = own.last().map(|b| b.stamp) else {
                 continue;

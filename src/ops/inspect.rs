@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::info;
 
-use crate::catalog::{Catalog, Stamp};
+use crate::catalog::{BackupState, Catalog, Stamp};
 use crate::error::Result;
 use crate::ops::Context;
 
@@ -17,8 +17,7 @@ pub struct ListEntry {
     pub dbname: String,
     pub file: String,
     pub size_bytes: u64,
-    /// `ok`, `no-manifest`, `bad-manifest` or `size-mismatch`.
-    pub state: &'static str,
+    pub state: BackupState,
     pub sha256: Option<String>,
     pub tables: Option<usize>,
     pub rows: Option<u64>,
@@ -71,7 +70,7 @@ pub fn status(ctx: &Context, max_age: Duration) -> Result<StatusReport> {
         .map(|db| {
             let good: Vec<_> = all
                 .iter()
-                .filter(|b| b.database == db.name && b.state() == "ok")
+                .filter(|b| b.database == db.name && b.is_sound())
                 .collect();
             let newest = good.last().map(|b| b.stamp);
             let age = newest.map(|s| s.age(now));

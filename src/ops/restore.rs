@@ -129,9 +129,25 @@ pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
         ));
     }
     let catalog = Catalog::open_existing(&ctx.cfg);
+    let stamp = match req.stamp {
+        None if dbs.len() > 1 => {
+            let common = catalog.latest_common(&dbs)?;
+            match common {
+                Some(s) => info!("latest backup of all {} databases: {s}", dbs.len()),
+                None => {
+                    warn!("no timestamp has a backup of every database; using each one's newest")
+                }
+            }
+            common
+        }
+        s => s,
+    };
     let mut items = Vec::new();
     for db in dbs {
-        let backup = catalog.find(db, req.stamp.as_ref())?;
+        let backup = match &stamp {
+            Some(s) => catalog.find(db, Some(s))?,
+            None => newest_usable(&catalog, db)?,
+        };
         let server = Server::new(&ctx.tools, db);
         let (target, replaces) = match &req.into {
             Some(into) => {
@@ -161,6 +177,9 @@ pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
 pub fn execute(ctx: &Context, plan: &RestorePlan) -> Result<RestoreReport> {
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = catalog.lock()?;
+    for p in catalog.remove_stale_partials()? {
+        warn!("removed {} left by an interrupted run", p.display());
+    }
     let mut results = Vec::new();
     for item in &plan.items {
         let t0 = Instant::now();
@@ -330,6 +349,24 @@ pub(crate) fn load_fresh(
         )));
     }
     Ok(())
+}
+
+/// The newest sound backup of `db` (newer damaged ones are named and
+/// skipped); the newest file of any kind when none is sound (say, only
+/// files written by the seed's scripts, without manifests).
+fn newest_usable(catalog: &Catalog, db: &Database) -> Result<LocalBackup> {
+    let all = catalog.list(&[db])?;
+    let Some(sound) = all.iter().rev().find(|b| b.is_sound()) else {
+        return catalog.find(db, None);
+    };
+    for newer in all.iter().filter(|b| b.stamp > sound.stamp) {
+        warn!(
+            "skipping {} ({}); restoring the newest sound backup",
+            newer.file_name(),
+            newer.state()
+        );
+    }
+    Ok(sound.clone())
 }
 
 fn check_db_name(name: &str) -> Result<()> {

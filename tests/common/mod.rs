@@ -249,6 +249,23 @@ impl Sandbox {
         std::fs::write(self.config_path(), self.config_text(top)).unwrap();
     }
 
+    /// Points the config's pg_bin_dir at a directory whose `tool` is the
+    /// bash script `body` wrapped around the real one (see [`fake_bin_dir`]).
+    pub fn wrap_tool(&self, tool: &str, body: &str) -> PathBuf {
+        let dir = fake_bin_dir(self.work.path(), tool, body);
+        self.write_config(&format!("pg_bin_dir = \"{}\"", dir.display()));
+        dir
+    }
+
+    /// Starts the binary, capturing its stderr, for tests that signal it.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn backup_dir(&self) -> PathBuf {
         self.work.path().join("backups")
     }
@@ -289,6 +306,17 @@ impl Sandbox {
             })
             .expect("a backup of the database")
     }
+}
+
+/// SIGTERM to a child, then its exit status code and stderr.
+pub fn terminate(child: std::process::Child) -> (Option<i32>, String) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn run(mut cmd: Command) -> Run {
