@@ -205,6 +205,35 @@ settle() {
 # The seed's connection options, as its scripts passed them.
 seed_conn=()
 
+# Before each restore: order_db must exist, be vacuumed and analyzed (as it
+# was after seeding, and as (d) leaves it not) and have no session in it.
+# Without this, autovacuum works through the tables (d) has just loaded while
+# (e) runs, and valerix-backup's swap fails: as order_user it cannot
+# terminate the autovacuum worker ("must be a superuser to terminate
+# superuser process"). That is a finding about the tool, reported as such;
+# here it would only stop the measurement.
+quiesce() {
+  local sessions i
+  [ "$(sq -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = 'order_db'")" = 1 ] \
+    || die "order_db does not exist before a restore"
+  sessions=$(other_sessions)
+  [ -z "$sessions" ] || log "sessions in order_db before VACUUM: $sessions"
+  sq -d order_db -c "VACUUM ANALYZE"
+  for i in $(seq 1 120); do
+    sessions=$(other_sessions)
+    [ -n "$sessions" ] || return 0
+    [ "$i" -gt 1 ] || log "waiting for sessions in order_db to end: $sessions"
+    sleep 1
+  done
+  die "sessions still in order_db after 120 s: $sessions"
+}
+
+other_sessions() {
+  sq -d postgres -c "SELECT string_agg(backend_type || ' (' || coalesce(usename, '-') || ', '
+                       || coalesce(state, '-') || ': ' || left(coalesce(query, ''), 60) || ')', '; ')
+                     FROM pg_stat_activity WHERE datname = 'order_db'"
+}
+
 # (a) The seed backup: pg_dump's own zlib compression, then gzip on top.
 step_a() {
   log "(a) seed backup: pg_dump --format=custom, then gzip"
@@ -250,14 +279,14 @@ step_c() {
 # (d) The seed restore, as order_user: decompress, drop, recreate, serial load.
 step_d() {
   log "(d) seed restore: gunzip -k, dropdb, createdb, pg_restore"
-  [ "$(sq -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = 'order_db'")" = 1 ] \
-    || die "order_db does not exist before (d)"
+  quiesce
   settle
   local dump="$work/seed/order_db.dump"
   export PGPASSWORD="$ORDER_DB_PASSWORD"
   timed d_gunzip gunzip -k "$dump.gz"
+  # As in the seed's script, a failure to terminate is ignored (|| true).
   timed d_term psql -X -q "${seed_conn[@]}" -d postgres -o /dev/null \
-    -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='order_db'"
+    -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='order_db'" || true
   timed d_drop dropdb "${seed_conn[@]}" --if-exists order_db
   timed d_create createdb "${seed_conn[@]}" order_db
   timed d_restore pg_restore "${seed_conn[@]}" -d order_db --no-owner --no-privileges "$dump"
@@ -272,6 +301,7 @@ step_d() {
 # pg_restore into a fresh database, row counts, then the swap.
 step_e() {
   log "(e) valerix-backup restore latest order --yes"
+  quiesce
   settle
   timed e "$tool" -c "$cfg" --no-progress restore latest order --yes --json \
     >"$work/e.json" 2>"$work/e.log" || { cat "$work/e.log" >&2; die "valerix-backup restore"; }

@@ -107,15 +107,20 @@ impl<'a> Server<'a> {
     }
 
     /// Puts `fresh` in the place of `live`, keeping the old database as
-    /// `old`: new connections to `live` are refused, its sessions ended, then
-    /// both renames commit together. On error nothing is renamed and `live`
-    /// accepts connections again.
+    /// `old`: new connections to `live` are refused, its client sessions
+    /// ended, then both renames commit together. On error nothing is renamed
+    /// and `live` accepts connections again.
+    ///
+    /// Only client backends are terminated: a non-superuser may not signal
+    /// an autovacuum worker ("must be a superuser to terminate superuser
+    /// process"), and need not, as RENAME itself asks autovacuum workers in
+    /// the database to exit and waits for them.
     pub fn swap(&self, live: &str, fresh: &str, old: &str) -> Result<()> {
         let (l, f, o) = (ident(live), ident(fresh), ident(old));
         let sql = format!(
             "ALTER DATABASE {l} WITH ALLOW_CONNECTIONS false;\n\
              SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity \
-             WHERE datname = {} AND pid <> pg_backend_pid();\n\
+             WHERE datname = {} AND pid <> pg_backend_pid() AND backend_type = 'client backend';\n\
              BEGIN;\n\
              ALTER DATABASE {l} RENAME TO {o};\n\
              ALTER DATABASE {f} RENAME TO {l};\n\
