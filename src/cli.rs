@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use valerix_backup::offsite::policy::PolicyFormat;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -12,6 +13,9 @@ Examples:
   valerix-backup restore latest order        replace order_db with its newest backup
   valerix-backup restore 20260129_020000 inventory --into inventory_check
   valerix-backup status --max-age 25h        exit 1 when a backup is missing or stale
+  valerix-backup backup --upload             back up, then copy offsite (what cron runs)
+  valerix-backup audit --deep                prove every offsite copy (gaps, hashes, tiers, retention)
+  valerix-backup restore latest both --from-azure --yes   the machine is gone: restore from Azure
 
 Exit status: 0 ok, 1 failure, 2 bad usage or config, 3 some databases failed,
 11 another run holds the lock, 130 interrupted.
@@ -67,8 +71,72 @@ pub enum Command {
         /// Skip local retention after the backup
         #[arg(long)]
         no_prune: bool,
+        /// Then upload the new backups to Azure ([azure] in the config)
+        #[arg(long)]
+        upload: bool,
         #[command(flatten)]
         out: Output,
+    },
+    /// Copy local backups to Azure Blob Storage (daily or weekly tier)
+    #[command(after_help = "\
+Blob names: <prefix><tier>/<dbname>/<file>, with the manifest beside the dump. Each dump
+blob carries metadata sha256 (as in the manifest), database, timestamp, tier, source_host,
+tool_version; index tags tier, database and date; the tier's access tier (default daily
+Cool, weekly Cold) and Content-MD5. Blocks are staged in parallel, each with an MD5 the
+service checks. The file is hashed on the way and committed only if the SHA-256 equals the
+manifest's. A blob already holding the same SHA-256 is skipped; another SHA-256 under the
+same name is an error, never an overwrite. An interrupted upload leaves no blob; the next
+run reuses its staged blocks.
+
+Examples:
+  valerix-backup upload                       newest backup of each database, tier by weekday
+  valerix-backup upload all                   every local backup missing offsite
+  valerix-backup upload 20261122_020000 --tier weekly")]
+    Upload {
+        /// TIMESTAMP (YYYYMMDD_HHMMSS), 'latest' (default) or 'all'
+        #[arg(value_name = "TIMESTAMP|latest|all")]
+        selection: Option<String>,
+        /// Databases by config name or dbname; all when none
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+        /// auto: the configured weekly_day (UTC) goes to weekly, other days to daily
+        #[arg(long, value_enum, default_value_t = TierArg::Auto)]
+        tier: TierArg,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Audit the offsite copies: gaps, hashes, retention, sizes, access tiers
+    #[command(after_help = "\
+Lists the container once (metadata and tags) and reports per database: copies per tier,
+the newest daily and weekly copy, days of the last 30 without a copy, weekly days of the
+last 12 weeks without a weekly copy, local backups younger than require_offsite_days
+without a copy, copies past retention (is the lifecycle policy applied?), copies without a
+sha256 or whose local manifest disagrees, size anomalies, wrong access tiers and missing
+manifests. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
+audit (remembered in <backup_dir>/.offsite-deep-checks.json); --recheck re-reads them all.
+Exit status 0 only when nothing is wrong.")]
+    Audit {
+        /// Download and re-hash the blobs (those not proven before)
+        #[arg(long)]
+        deep: bool,
+        /// With --deep: re-hash every blob, even those proven before
+        #[arg(long, requires = "deep")]
+        recheck: bool,
+        /// Audit only this database (repeatable); all when none
+        #[arg(long = "db", value_name = "NAME")]
+        dbs: Vec<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Print the Azure Storage lifecycle policy for the configured tiers
+    #[command(after_help = "\
+Daily copies are deleted daysAfterCreationGreaterThan daily_retention_days (30), weekly ones
+after weekly_retention_days (90). Apply the JSON with
+  az storage account management-policy create -g RG --account-name ACCOUNT --policy @policy.json
+or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaults).")]
+    LifecyclePolicy {
+        #[arg(long, value_enum, default_value_t = PolicyFormat::Json)]
+        format: PolicyFormat,
     },
     /// Check backups: SHA-256 against the manifest, full gzip decode, dump structure
     #[command(
@@ -112,16 +180,22 @@ pub enum Command {
         /// Keep the replaced database as <dbname>__old_<timestamp>
         #[arg(long)]
         keep_old: bool,
+        /// Fetch the backup from Azure (verified by SHA-256) into the backup directory first
+        #[arg(long)]
+        from_azure: bool,
         /// Do not ask for confirmation
         #[arg(short, long)]
         yes: bool,
         #[command(flatten)]
         out: Output,
     },
-    /// List local backups with size and manifest state
+    /// List backups: local ones with size and state, and their offsite copies
     List {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
+        /// Do not look up offsite copies
+        #[arg(long)]
+        local: bool,
         #[command(flatten)]
         out: Output,
     },
@@ -138,9 +212,20 @@ pub enum Command {
         /// Only print what would be deleted
         #[arg(long)]
         dry_run: bool,
+        /// Delete offsite copies past their tier's retention instead (for accounts
+        /// without the lifecycle policy); the newest copy of a database is always kept
+        #[arg(long)]
+        offsite: bool,
         #[command(flatten)]
         out: Output,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TierArg {
+    Auto,
+    Daily,
+    Weekly,
 }
 
 #[derive(Debug, Args, Clone, Copy)]

@@ -42,6 +42,9 @@ pub struct Config {
     pub maintenance_db: String,
     #[serde(rename = "database", default)]
     pub databases: Vec<Database>,
+    /// Offsite copies in Azure Blob Storage; absent = local only.
+    #[serde(default)]
+    pub azure: Option<Azure>,
     /// Where the config was read from (not part of the TOML).
     #[serde(skip)]
     pub path: PathBuf,
@@ -63,6 +66,166 @@ pub struct Database {
     /// ~/.pgpass apply when absent.
     #[serde(default)]
     pub password_env: Option<String>,
+}
+
+/// `[azure]`: where offsite copies go, how they are kept, how we log in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Azure {
+    pub container: String,
+    /// Prepended to every blob name (`prod/` gives `prod/daily/...`).
+    #[serde(default)]
+    pub prefix: String,
+    /// Environment variable holding a connection string (Azurite's works).
+    /// Used when `account_url` is absent.
+    #[serde(default = "default_connection_string_env")]
+    pub connection_string_env: String,
+    /// `https://<account>.blob.core.windows.net`, with `auth`.
+    #[serde(default)]
+    pub account_url: Option<String>,
+    #[serde(default)]
+    pub auth: Option<AzureAuth>,
+    /// With `auth = "sas"`: the variable holding the SAS token.
+    #[serde(default = "default_sas_env")]
+    pub sas_env: String,
+    #[serde(default = "default_daily_days")]
+    pub daily_retention_days: u32,
+    #[serde(default = "default_weekly_days")]
+    pub weekly_retention_days: u32,
+    /// Backups taken on this UTC weekday go to the weekly tier.
+    #[serde(default = "default_weekly_day")]
+    pub weekly_day: WeekdayName,
+    #[serde(default = "default_daily_tier")]
+    pub daily_access_tier: AccessTierName,
+    #[serde(default = "default_weekly_tier")]
+    pub weekly_access_tier: AccessTierName,
+    /// Size of each staged block, MiB.
+    #[serde(default = "default_block_mib")]
+    pub block_size_mib: u32,
+    /// Blocks in flight at once (memory: block_size_mib x this).
+    #[serde(default = "default_upload_concurrency")]
+    pub upload_concurrency: usize,
+    /// Retries of one request (connection errors, 5xx, 429) before giving up.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Longest total time spent retrying one request, seconds.
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// Audit: a copy more than this factor off the median size of its
+    /// database's recent copies is an anomaly.
+    #[serde(default = "default_size_factor")]
+    pub size_anomaly_factor: f64,
+    /// Audit: local backups younger than this many days must have an
+    /// offsite copy.
+    #[serde(default = "default_offsite_lag_days")]
+    pub require_offsite_days: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureAuth {
+    ManagedIdentity,
+    WorkloadIdentity,
+    ClientSecret,
+    AzureCli,
+    Sas,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WeekdayName {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+impl WeekdayName {
+    pub fn to_chrono(self) -> chrono::Weekday {
+        use chrono::Weekday::*;
+        match self {
+            WeekdayName::Monday => Mon,
+            WeekdayName::Tuesday => Tue,
+            WeekdayName::Wednesday => Wed,
+            WeekdayName::Thursday => Thu,
+            WeekdayName::Friday => Fri,
+            WeekdayName::Saturday => Sat,
+            WeekdayName::Sunday => Sun,
+        }
+    }
+}
+
+/// Blob access tiers a backup may be stored in (Archive is excluded: a
+/// restore at 2 a.m. cannot wait hours for rehydration).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTierName {
+    Hot,
+    Cool,
+    Cold,
+}
+
+impl AccessTierName {
+    /// The service's spelling (`Cool`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessTierName::Hot => "Hot",
+            AccessTierName::Cool => "Cool",
+            AccessTierName::Cold => "Cold",
+        }
+    }
+
+    /// Early-deletion minimum of the tier, days.
+    pub fn minimum_days(self) -> u32 {
+        match self {
+            AccessTierName::Hot => 0,
+            AccessTierName::Cool => 30,
+            AccessTierName::Cold => 90,
+        }
+    }
+}
+
+fn default_connection_string_env() -> String {
+    "AZURE_STORAGE_CONNECTION_STRING".into()
+}
+fn default_sas_env() -> String {
+    "AZURE_STORAGE_SAS_TOKEN".into()
+}
+fn default_daily_days() -> u32 {
+    30
+}
+fn default_weekly_days() -> u32 {
+    90
+}
+fn default_weekly_day() -> WeekdayName {
+    WeekdayName::Sunday
+}
+fn default_daily_tier() -> AccessTierName {
+    AccessTierName::Cool
+}
+fn default_weekly_tier() -> AccessTierName {
+    AccessTierName::Cold
+}
+fn default_block_mib() -> u32 {
+    4
+}
+fn default_upload_concurrency() -> usize {
+    8
+}
+fn default_max_retries() -> u32 {
+    6
+}
+fn default_retry_max_secs() -> u64 {
+    120
+}
+fn default_size_factor() -> f64 {
+    3.0
+}
+fn default_offsite_lag_days() -> u32 {
+    7
 }
 
 fn default_retention_days() -> u32 {
@@ -136,6 +299,9 @@ impl Config {
         if self.retention_days == 0 {
             return Err("retention_days must be at least 1".into());
         }
+        if let Some(az) = &self.azure {
+            az.validate()?;
+        }
         for (i, db) in self.databases.iter().enumerate() {
             check_word("database name", &db.name)?;
             check_word("dbname", &db.dbname)?;
@@ -196,6 +362,61 @@ impl Config {
     pub fn known_targets(&self) -> String {
         let names: Vec<&str> = self.databases.iter().map(|d| d.name.as_str()).collect();
         format!("{}, both", names.join(", "))
+    }
+}
+
+impl Azure {
+    fn validate(&self) -> std::result::Result<(), String> {
+        let c = &self.container;
+        let ok = (3..=63).contains(&c.len())
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !c.starts_with('-')
+            && !c.ends_with('-')
+            && !c.contains("--");
+        if !ok {
+            return Err(format!(
+                "azure.container '{c}' must be 3-63 lowercase letters, digits and single '-'"
+            ));
+        }
+        if !self.prefix.is_empty()
+            && (self.prefix.starts_with('/')
+                || self.prefix.contains("..")
+                || !self.prefix.ends_with('/'))
+        {
+            return Err(format!(
+                "azure.prefix '{}' must be relative and end with '/' (e.g. \"prod/\")",
+                self.prefix
+            ));
+        }
+        if self.daily_retention_days == 0 || self.weekly_retention_days == 0 {
+            return Err("azure retention days must be at least 1".into());
+        }
+        if !(1..=4000).contains(&self.block_size_mib) {
+            return Err(format!(
+                "azure.block_size_mib {} is out of range 1-4000",
+                self.block_size_mib
+            ));
+        }
+        if !(1..=64).contains(&self.upload_concurrency) {
+            return Err(format!(
+                "azure.upload_concurrency {} is out of range 1-64",
+                self.upload_concurrency
+            ));
+        }
+        if self.size_anomaly_factor <= 1.0 {
+            return Err("azure.size_anomaly_factor must be above 1".into());
+        }
+        match (&self.account_url, self.auth) {
+            (Some(url), Some(_)) if !url.starts_with("https://") && !url.starts_with("http://") => {
+                Err(format!("azure.account_url '{url}' must be an http(s) URL"))
+            }
+            (Some(_), None) => Err("azure.account_url needs azure.auth (managed-identity, \
+                 workload-identity, client-secret, azure-cli or sas)"
+                .into()),
+            (None, Some(_)) => Err("azure.auth needs azure.account_url".into()),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -53,6 +53,10 @@ pub enum Error {
     #[error("{0}")]
     Check(String),
 
+    /// A refused or failed request to Azure; the text is already redacted.
+    #[error("{0}")]
+    Offsite(String),
+
     #[error("interrupted")]
     Interrupted,
 

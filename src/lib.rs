@@ -3,17 +3,20 @@
 //!
 //! Layers, top to bottom (nothing imports upwards):
 //! - [`ops`]: the commands' work (backup, verify, restore, list, status,
-//!   prune); options in, report out.
+//!   prune, upload, audit); options in, report out.
 //! - [`catalog`]: the local backup directory: names, manifests, lock,
 //!   retention, atomic files.
 //! - [`pg`]: PostgreSQL tools as processes, the custom archive format,
 //!   database operations.
 //! - [`pipeline`]: stream adapters (parallel gzip, hashing).
+//! - [`offsite`]: Azure Blob Storage: blob names, tiers, the blob client,
+//!   the lifecycle policy. Knows nothing of the local catalog.
 //! - [`config`], [`error`], [`ui`].
 
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod offsite;
 pub mod ops;
 pub mod pg;
 pub mod pipeline;

@@ -10,11 +10,13 @@ use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
 use valerix_backup::catalog::Stamp;
-use valerix_backup::ops::{Context, backup, inspect, restore, verify};
+use valerix_backup::offsite::policy;
+use valerix_backup::ops::upload::{Selection, TierChoice};
+use valerix_backup::ops::{Context, audit, backup, fetch, inspect, restore, upload, verify};
 use valerix_backup::ui::Progress;
 use valerix_backup::{Config, Error, Result};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, TierArg};
 
 fn main() {
     let cli = Cli::parse();
@@ -31,7 +33,17 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let cfg = Config::load(&Config::locate(cli.config.as_deref()))?;
+    if let Command::LifecyclePolicy { format } = &cli.command {
+        let az = upload::azure_of(&cfg)?;
+        for w in policy::warnings(az) {
+            tracing::warn!("{w}");
+        }
+        print!("{}", policy::render(az, *format));
+        return Ok(());
+    }
     let json = match &cli.command {
+        Command::LifecyclePolicy { .. } => false,
+        Command::Upload { out, .. } | Command::Audit { out, .. } => out.json,
         Command::Backup { out, .. }
         | Command::Verify { out, .. }
         | Command::Restore { out, .. }
@@ -43,12 +55,59 @@ fn run(cli: Cli) -> Result<()> {
         Progress::new(!cli.no_progress && !json && !cli.quiet && std::io::stderr().is_terminal());
     let ctx = Context::new(cfg, progress, cancel_on_signals());
     match cli.command {
+        Command::LifecyclePolicy { .. } => unreachable!("handled before the context"),
         Command::Backup {
-            targets, no_prune, ..
+            targets,
+            no_prune,
+            upload: and_upload,
+            ..
         } => {
             let opts = backup::BackupOptions { prune: !no_prune };
             let report = backup::backup(&ctx, &targets, &opts)?;
-            print::emit(json, &report, print::backup)?;
+            if !and_upload {
+                print::emit(json, &report, print::backup)?;
+                return report.outcome();
+            }
+            // Upload what this run wrote, even when some databases failed.
+            let uploaded = upload::upload(
+                &ctx,
+                Selection::At(report.timestamp),
+                TierChoice::Auto,
+                &targets,
+            );
+            let both = serde_json::json!({"backup": &report, "upload": uploaded.as_ref().ok()});
+            print::emit(json, &both, |_| {
+                print::backup(&report) + &uploaded.as_ref().map(print::upload).unwrap_or_default()
+            })?;
+            report.outcome()?;
+            uploaded?.outcome()
+        }
+        Command::Upload {
+            selection,
+            targets,
+            tier,
+            ..
+        } => {
+            let tier = match tier {
+                TierArg::Auto => TierChoice::Auto,
+                TierArg::Daily => TierChoice::Daily,
+                TierArg::Weekly => TierChoice::Weekly,
+            };
+            let sel = Selection::parse(selection.as_deref())?;
+            let report = upload::upload(&ctx, sel, tier, &targets)?;
+            print::emit(json, &report, print::upload)?;
+            report.outcome()
+        }
+        Command::Audit {
+            deep, recheck, dbs, ..
+        } => {
+            let opts = audit::AuditOptions {
+                deep,
+                recheck,
+                targets: dbs,
+            };
+            let report = audit::audit(&ctx, &opts)?;
+            print::emit(json, &report, print::audit)?;
             report.outcome()
         }
         Command::Verify { args, deep, .. } => {
@@ -63,11 +122,16 @@ fn run(cli: Cli) -> Result<()> {
             into,
             tables,
             keep_old,
+            from_azure,
             yes,
             ..
         } => {
+            let mut stamp = Stamp::parse_selector(Some(&timestamp))?;
+            if from_azure {
+                stamp = Some(fetch::fetch(&ctx, &targets, stamp)?);
+            }
             let req = restore::RestoreRequest {
-                stamp: Stamp::parse_selector(Some(&timestamp))?,
+                stamp,
                 targets,
                 into,
                 tables,
@@ -79,9 +143,10 @@ fn run(cli: Cli) -> Result<()> {
             print::emit(json, &report, print::restore)?;
             report.outcome()
         }
-        Command::List { targets, .. } => {
-            let entries = inspect::list(&ctx, &targets)?;
-            print::emit(json, &entries, |e| print::list(e))
+        Command::List { targets, local, .. } => {
+            let entries = inspect::list(&ctx, &targets, !local)?;
+            let offsite = !local && ctx.cfg.azure.is_some();
+            print::emit(json, &entries, |e| print::list(e, offsite))
         }
         Command::Status { max_age, .. } => {
             let report = inspect::status(&ctx, max_age)?;
@@ -97,8 +162,14 @@ fn run(cli: Cli) -> Result<()> {
                 )))
             }
         }
-        Command::Prune { dry_run, .. } => {
-            let removed = inspect::prune(&ctx, dry_run)?;
+        Command::Prune {
+            dry_run, offsite, ..
+        } => {
+            let removed = if offsite {
+                audit::prune_offsite(&ctx, dry_run)?
+            } else {
+                inspect::prune(&ctx, dry_run)?
+            };
             print::emit(json, &removed, |r| print::prune(r, dry_run))
         }
     }

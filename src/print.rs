@@ -4,9 +4,11 @@
 use std::io::Write;
 
 use serde::Serialize;
+use valerix_backup::ops::audit::AuditReport;
 use valerix_backup::ops::backup::BackupReport;
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
 use valerix_backup::ops::restore::RestoreReport;
+use valerix_backup::ops::upload::UploadReport;
 use valerix_backup::ops::verify::VerifyReport;
 use valerix_backup::{Error, Result};
 
@@ -115,23 +117,106 @@ pub fn restore(r: &RestoreReport) -> String {
     s
 }
 
-pub fn list(entries: &[ListEntry]) -> String {
+pub fn list(entries: &[ListEntry], offsite: bool) -> String {
     if entries.is_empty() {
         return "no backups\n".into();
     }
-    let mut s = format!(
-        "{:<16} {:<16} {:>10}  {:<13} {:<12} {:>10}\n",
-        "TIMESTAMP", "DATABASE", "SIZE", "STATE", "SHA256", "ROWS"
-    );
+    let row = |c: [&str; 7]| {
+        let mut line = format!(
+            "{:<16} {:<16} {:>10}  {:<13} {:<12} {:>10}",
+            c[0], c[1], c[2], c[3], c[4], c[5]
+        );
+        if offsite {
+            line += &format!("  {}", c[6]);
+        }
+        line + "\n"
+    };
+    let mut s = row([
+        "TIMESTAMP",
+        "DATABASE",
+        "SIZE",
+        "STATE",
+        "SHA256",
+        "ROWS",
+        "OFFSITE",
+    ]);
     for e in entries {
-        s += &format!(
-            "{:<16} {:<16} {:>10}  {:<13} {:<12} {:>10}\n",
-            e.timestamp.to_string(),
-            e.dbname,
-            human_bytes(e.size_bytes),
-            e.state.to_string(),
+        let tiers: Vec<&str> = e.offsite.iter().map(|t| t.as_str()).collect();
+        s += &row([
+            &e.timestamp.to_string(),
+            &e.dbname,
+            &human_bytes(e.size_bytes),
+            &e.state.to_string(),
             e.sha256.as_deref().map_or("-", |h| &h[..12]),
-            e.rows.map_or("-".to_string(), |r| r.to_string())
+            &e.rows.map_or("-".to_string(), |r| r.to_string()),
+            &if tiers.is_empty() {
+                "-".to_string()
+            } else {
+                tiers.join(",")
+            },
+        ]);
+    }
+    s
+}
+
+pub fn upload(r: &UploadReport) -> String {
+    let mut s = format!("upload to {}\n", r.container);
+    for u in &r.results {
+        s += &format!(
+            "  {:<40} {:<7} {:<9} {:>10}  {:.1} s{}\n",
+            u.file,
+            u.tier,
+            u.status,
+            human_bytes(u.bytes),
+            u.secs,
+            u.error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default()
+        );
+    }
+    s
+}
+
+pub fn audit(r: &AuditReport) -> String {
+    let mut s = format!("audit of {} ({} blobs listed", r.container, r.blobs_listed);
+    if r.deep_checked + r.deep_skipped > 0 {
+        s += &format!(
+            "; re-hashed {}, {} proven earlier",
+            r.deep_checked, r.deep_skipped
+        );
+    }
+    s += ")\n";
+    s += &format!(
+        "{:<16} {:>6} {:>6} {:>10}  {:<16} {:<16}\n",
+        "DATABASE", "DAILY", "WEEKLY", "SIZE", "NEWEST DAILY", "NEWEST WEEKLY"
+    );
+    let stamp = |t: Option<valerix_backup::catalog::Stamp>| t.map_or("-".into(), |t| t.to_string());
+    for d in &r.databases {
+        s += &format!(
+            "{:<16} {:>6} {:>6} {:>10}  {:<16} {:<16}\n",
+            d.dbname,
+            d.daily,
+            d.weekly,
+            human_bytes(d.bytes),
+            stamp(d.newest_daily),
+            stamp(d.newest_weekly)
+        );
+    }
+    if r.findings.is_empty() {
+        s += "no problems found\n";
+    }
+    for f in &r.findings {
+        let kind = serde_json::to_value(f.kind).expect("kinds serialize");
+        s += &format!(
+            "  {:<16} {:<16} {}{}\n",
+            kind.as_str().unwrap_or("?"),
+            f.database,
+            f.blob
+                .as_deref()
+                .map(|b| format!("{b}: "))
+                .unwrap_or_default(),
+            f.detail
         );
     }
     s

@@ -39,6 +39,10 @@ impl Progress {
 pub struct Bar(Option<ProgressBar>);
 
 impl Bar {
+    pub fn hidden() -> Bar {
+        Bar(None)
+    }
+
     pub fn inc(&self, n: usize) {
         if let Some(pb) = &self.0 {
             pb.inc(n as u64);

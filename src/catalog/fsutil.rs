@@ -64,17 +64,23 @@ impl AtomicFile {
     }
 
     /// Refuses to replace an existing file: backups are write-once.
-    pub fn commit(mut self) -> Result<PathBuf> {
-        let file = self.file.take().expect("commit once");
-        file.sync_all()
-            .ctx(|| format!("flushing {} to disk", self.temp.display()))?;
-        drop(file);
+    pub fn commit(self) -> Result<PathBuf> {
         if self.target.exists() {
             return Err(crate::error::Error::Refused(format!(
                 "{} already exists; not replacing it",
                 self.target.display()
             )));
         }
+        self.commit_replacing()
+    }
+
+    /// Like [`AtomicFile::commit`], but replaces an existing file (state
+    /// files, never backups).
+    pub fn commit_replacing(mut self) -> Result<PathBuf> {
+        let file = self.file.take().expect("commit once");
+        file.sync_all()
+            .ctx(|| format!("flushing {} to disk", self.temp.display()))?;
+        drop(file);
         std::fs::rename(&self.temp, &self.target)
             .ctx(|| format!("renaming to {}", self.target.display()))?;
         sync_dir(self.target.parent().unwrap_or(Path::new(".")))?;

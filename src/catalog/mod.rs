@@ -79,6 +79,8 @@ pub enum BackupState {
     BadManifest,
     /// The file's size differs from the manifest's: truncated or replaced.
     SizeMismatch,
+    /// No local file; a copy exists offsite (`list` only).
+    OffsiteOnly,
 }
 
 impl std::fmt::Display for BackupState {
@@ -88,6 +90,7 @@ impl std::fmt::Display for BackupState {
             BackupState::NoManifest => "no-manifest",
             BackupState::BadManifest => "bad-manifest",
             BackupState::SizeMismatch => "size-mismatch",
+            BackupState::OffsiteOnly => "offsite-only",
         })
     }
 }
@@ -245,6 +248,24 @@ impl Catalog {
             _ => Ok(()),
         }
     }
+}
+
+/// What a file name of ours is: a dump or a manifest of `dbname`, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Dump,
+    Manifest,
+}
+
+/// `order_db_20261125_020000.dump.gz` -> (stamp, Dump) for dbname `order_db`.
+pub fn parse_file_name(name: &str, dbname: &str) -> Option<(Stamp, FileKind)> {
+    let rest = name.strip_prefix(dbname)?.strip_prefix('_')?;
+    let (stem, kind) = if let Some(s) = rest.strip_suffix(DUMP_SUFFIX) {
+        (s, FileKind::Dump)
+    } else {
+        (rest.strip_suffix(MANIFEST_SUFFIX)?, FileKind::Manifest)
+    };
+    Stamp::parse(stem).ok().map(|s| (s, kind))
 }
 
 /// `order_db_20261125_020000.dump.gz` -> (order_db's config, stamp), matching

@@ -6,9 +6,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::info;
 
-use crate::catalog::{BackupState, Catalog, Stamp};
+use crate::catalog::{BackupState, Catalog, Stamp, dump_name};
 use crate::error::Result;
+use crate::offsite::{BlobStore, Tier};
 use crate::ops::Context;
+use crate::ops::fetch::offsite_copies;
 
 #[derive(Debug, Serialize)]
 pub struct ListEntry {
@@ -21,11 +23,46 @@ pub struct ListEntry {
     pub sha256: Option<String>,
     pub tables: Option<usize>,
     pub rows: Option<u64>,
+    /// Tiers holding an offsite copy (empty when none, or not looked up).
+    pub offsite: Vec<Tier>,
 }
 
-pub fn list(ctx: &Context, targets: &[String]) -> Result<Vec<ListEntry>> {
+/// Local backups, and with `offsite` the copies in Azure beside them
+/// (offsite-only copies appear with state `offsite-only`).
+pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<ListEntry>> {
     let dbs = ctx.cfg.select(targets)?;
-    let backups = Catalog::open_existing(&ctx.cfg).list(&dbs)?;
+    let mut entries = local_entries(ctx, &dbs)?;
+    if let (true, Some(az)) = (offsite, ctx.cfg.azure.as_ref()) {
+        let blobs = BlobStore::connect(az)?.list(&az.prefix)?;
+        for db in &dbs {
+            for (stamp, tier, blob) in offsite_copies(az, &blobs, db) {
+                match entries
+                    .iter_mut()
+                    .find(|e| e.dbname == db.dbname && e.timestamp == stamp)
+                {
+                    Some(e) => e.offsite.push(tier),
+                    None => entries.push(ListEntry {
+                        timestamp: stamp,
+                        database: db.name.clone(),
+                        dbname: db.dbname.clone(),
+                        file: dump_name(&db.dbname, &stamp),
+                        size_bytes: blob.size,
+                        state: BackupState::OffsiteOnly,
+                        sha256: blob.sha256().map(str::to_string),
+                        tables: None,
+                        rows: None,
+                        offsite: vec![tier],
+                    }),
+                }
+            }
+        }
+        entries.sort_by(|a, b| (a.timestamp, &a.database).cmp(&(b.timestamp, &b.database)));
+    }
+    Ok(entries)
+}
+
+fn local_entries(ctx: &Context, dbs: &[&crate::config::Database]) -> Result<Vec<ListEntry>> {
+    let backups = Catalog::open_existing(&ctx.cfg).list(dbs)?;
     Ok(backups
         .into_iter()
         .map(|b| ListEntry {
@@ -38,6 +75,7 @@ pub fn list(ctx: &Context, targets: &[String]) -> Result<Vec<ListEntry>> {
             rows: b.manifest.as_ref().map(|m| m.total_rows()),
             database: b.database,
             dbname: b.dbname,
+            offsite: Vec::new(),
         })
         .collect())
 }

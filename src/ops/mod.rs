@@ -1,10 +1,13 @@
 //! The commands' work: options in, a report out. The CLI (and later the
 //! agent) call these and only print what they return.
 
+pub mod audit;
 pub mod backup;
+pub mod fetch;
 pub mod inspect;
 pub mod read;
 pub mod restore;
+pub mod upload;
 pub mod verify;
 
 use std::process::{Child, ExitStatus};

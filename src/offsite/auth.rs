@@ -1,0 +1,248 @@
+//! How the blob client logs in: a connection string (an account key, from
+//! which a short-lived account SAS is signed locally, as the 1.x SDK has no
+//! shared-key auth; or a SAS it carries), a SAS token, or an Entra ID
+//! credential from `azure_identity`.
+//!
+//! Secrets stay in memory: they are read from environment variables, never
+//! from the command line, and every URL we print goes through
+//! [`super::redact`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use azure_core::credentials::{Secret, TokenCredential};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{Duration, SecondsFormat, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::{Azure, AzureAuth};
+use crate::error::{Error, Result};
+
+/// Signed version of the SAS we sign; Azurite 3.37 and Azure accept it.
+const SAS_VERSION: &str = "2025-01-05";
+
+/// Where the container is and how requests are authorized.
+pub struct Access {
+    /// Blob service endpoint without a query, e.g.
+    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: String,
+    /// A SAS query string (without `?`) appended to every URL, or empty.
+    pub sas: String,
+    pub credential: Option<Arc<dyn TokenCredential>>,
+    /// How we logged in, for messages (`account key (signed SAS)`).
+    pub method: String,
+}
+
+pub fn access(az: &Azure) -> Result<Access> {
+    match (&az.account_url, az.auth) {
+        (Some(url), Some(auth)) => entra_or_sas(az, url, auth),
+        _ => from_connection_string(az),
+    }
+}
+
+fn config_error(msg: String) -> Error {
+    Error::Check(msg)
+}
+
+fn from_connection_string(az: &Azure) -> Result<Access> {
+    let var = &az.connection_string_env;
+    let text = std::env::var(var).map_err(|_| {
+        config_error(format!(
+            "environment variable {var} (azure.connection_string_env) is not set; \
+             it must hold the storage account's connection string"
+        ))
+    })?;
+    let cs = ConnectionString::parse(&text)
+        .map_err(|why| config_error(format!("the connection string in {var} is invalid: {why}")))?;
+    let endpoint = cs.blob_endpoint()?;
+    if let Some(sas) = cs.get("SharedAccessSignature") {
+        return Ok(Access {
+            endpoint,
+            sas: sas.trim_start_matches('?').to_string(),
+            credential: None,
+            method: "connection string (SAS)".into(),
+        });
+    }
+    let (Some(account), Some(key)) = (cs.get("AccountName"), cs.get("AccountKey")) else {
+        return Err(config_error(format!(
+            "the connection string in {var} has neither AccountName+AccountKey nor SharedAccessSignature"
+        )));
+    };
+    Ok(Access {
+        endpoint,
+        sas: sign_account_sas(account, key, Utc::now())?,
+        credential: None,
+        method: "account key (locally signed SAS)".into(),
+    })
+}
+
+fn entra_or_sas(az: &Azure, url: &str, auth: AzureAuth) -> Result<Access> {
+    let endpoint = url.trim_end_matches('/').to_string();
+    let method = format!("{auth:?}");
+    if auth == AzureAuth::Sas {
+        let var = &az.sas_env;
+        let sas = std::env::var(var).map_err(|_| {
+            config_error(format!(
+                "environment variable {var} (azure.sas_env) is not set; it must hold a SAS token"
+            ))
+        })?;
+        return Ok(Access {
+            endpoint,
+            sas: sas.trim_start_matches('?').to_string(),
+            credential: None,
+            method: "SAS token".into(),
+        });
+    }
+    if !endpoint.starts_with("https://") {
+        return Err(config_error(format!(
+            "azure.account_url must be https with auth = {auth:?}"
+        )));
+    }
+    Ok(Access {
+        endpoint,
+        sas: String::new(),
+        credential: Some(credential(auth)?),
+        method,
+    })
+}
+
+/// An Entra ID credential from the standard `AZURE_*` variables.
+pub fn credential(auth: AzureAuth) -> Result<Arc<dyn TokenCredential>> {
+    use azure_identity::*;
+    let failed =
+        |e: azure_core::Error| config_error(format!("cannot set up {auth:?} credential: {e}"));
+    let env = |name: &str| {
+        std::env::var(name)
+            .map_err(|_| config_error(format!("{name} is not set (needed by auth = {auth:?})")))
+    };
+    Ok(match auth {
+        AzureAuth::ManagedIdentity => {
+            let mut opts = ManagedIdentityCredentialOptions::default();
+            if let Ok(id) = std::env::var("AZURE_CLIENT_ID") {
+                opts.user_assigned_id = Some(UserAssignedId::ClientId(id));
+            }
+            ManagedIdentityCredential::new(Some(opts)).map_err(failed)?
+        }
+        AzureAuth::WorkloadIdentity => WorkloadIdentityCredential::new(None).map_err(failed)?,
+        AzureAuth::ClientSecret => ClientSecretCredential::new(
+            &env("AZURE_TENANT_ID")?,
+            env("AZURE_CLIENT_ID")?,
+            Secret::new(env("AZURE_CLIENT_SECRET")?),
+            None,
+        )
+        .map_err(failed)?,
+        AzureAuth::AzureCli => AzureCliCredential::new(None).map_err(failed)?,
+        AzureAuth::Sas => unreachable!("SAS is not an Entra ID credential"),
+    })
+}
+
+/// `Key=Value;Key=Value` as the Azure portal prints it.
+struct ConnectionString(HashMap<String, String>);
+
+impl ConnectionString {
+    fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut map = HashMap::new();
+        for part in text.trim().split(';').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| "expected Key=Value pairs separated by ';'".to_string())?;
+            map.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+        if map.is_empty() {
+            return Err("it is empty".into());
+        }
+        Ok(ConnectionString(map))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(&key.to_ascii_lowercase())
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn blob_endpoint(&self) -> Result<String> {
+        if let Some(e) = self.get("BlobEndpoint") {
+            return Ok(e.trim_end_matches('/').to_string());
+        }
+        let account = self.get("AccountName").ok_or_else(|| {
+            config_error("the connection string has no AccountName or BlobEndpoint".into())
+        })?;
+        let proto = self.get("DefaultEndpointsProtocol").unwrap_or("https");
+        let suffix = self.get("EndpointSuffix").unwrap_or("core.windows.net");
+        Ok(format!("{proto}://{account}.blob.{suffix}"))
+    }
+}
+
+/// An account SAS for the blob service (containers and objects), valid from
+/// 15 minutes ago (clock skew) for 24 hours: longer than any one command.
+pub fn sign_account_sas(
+    account: &str,
+    key_b64: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<String> {
+    let key = B64.decode(key_b64.trim()).map_err(|_| {
+        config_error("the connection string's AccountKey is not valid base64".into())
+    })?;
+    let st = (now - Duration::minutes(15)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let se = (now + Duration::hours(24)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let (sp, ss, srt, spr) = ("racwdlt", "b", "sco", "https,http");
+    // Version 2020-12-06 and later: account, sp, ss, srt, st, se, sip, spr,
+    // sv, ses, each followed by a newline.
+    let to_sign = format!("{account}\n{sp}\n{ss}\n{srt}\n{st}\n{se}\n\n{spr}\n{SAS_VERSION}\n\n");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key)
+        .map_err(|_| config_error("the AccountKey cannot key an HMAC".into()))?;
+    mac.update(to_sign.as_bytes());
+    let sig = B64.encode(mac.finalize().into_bytes());
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    Ok(format!(
+        "sv={SAS_VERSION}&ss={ss}&srt={srt}&sp={sp}&st={}&se={}&spr={}&sig={}",
+        enc(&st),
+        enc(&se),
+        enc(spr),
+        enc(&sig)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_azurites_connection_string() {
+        let cs = ConnectionString::parse(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;\
+             BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1/;",
+        )
+        .unwrap();
+        assert_eq!(
+            cs.blob_endpoint().unwrap(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        let cs = ConnectionString::parse("AccountName=vx;AccountKey=a2V5").unwrap();
+        assert_eq!(
+            cs.blob_endpoint().unwrap(),
+            "https://vx.blob.core.windows.net"
+        );
+        assert!(ConnectionString::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn signs_a_stable_sas() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let sas = sign_account_sas("devstoreaccount1", "a2V5", now).unwrap();
+        assert!(
+            sas.starts_with("sv=2025-01-05&ss=b&srt=sco&sp=racwdlt&st=2026-11-25T01%3A45%3A00Z")
+        );
+        assert!(sas.contains("&sig="));
+        assert_eq!(
+            sas,
+            sign_account_sas("devstoreaccount1", "a2V5", now).unwrap()
+        );
+        assert!(sign_account_sas("a", "not base64!", now).is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! Offsite copies in Azure Blob Storage: blob names, the daily and weekly
+//! tiers, the blob client, and the lifecycle policy that deletes old copies.
+//!
+//! Layout in the container (`<prefix>` is optional, e.g. `prod/`):
+//! ```text
+//! <prefix>daily/order_db/order_db_20261124_020000.dump.gz        kept 30 days, Cool
+//! <prefix>daily/order_db/order_db_20261124_020000.manifest.json  its manifest
+//! <prefix>weekly/order_db/order_db_20261122_020000.dump.gz       Sundays, kept 90 days, Cold
+//! ```
+//! Each dump blob carries metadata `sha256` (of the whole file, as in the
+//! local manifest), database, timestamp, tier, source host and tool version,
+//! and index tags `tier`, `database` and `date`, so the inventory can be
+//! queried by tag. The manifest travels beside the dump so that a machine
+//! with an empty backup directory can still check a restore.
+//!
+//! Nothing here knows about the local catalog: `ops` joins the two.
+
+pub mod auth;
+pub mod policy;
+pub mod store;
+
+use chrono::Datelike;
+
+use crate::catalog::Stamp;
+use crate::config::Azure;
+
+pub use store::{BlobStore, RemoteBlob};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Daily,
+    Weekly,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 2] = [Tier::Daily, Tier::Weekly];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Daily => "daily",
+            Tier::Weekly => "weekly",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "daily" => Some(Tier::Daily),
+            "weekly" => Some(Tier::Weekly),
+            _ => None,
+        }
+    }
+
+    /// The tier a backup taken at `stamp` belongs to: weekly on the
+    /// configured weekday (UTC), else daily.
+    pub fn for_stamp(stamp: Stamp, az: &Azure) -> Tier {
+        if stamp.to_utc().weekday() == az.weekly_day.to_chrono() {
+            Tier::Weekly
+        } else {
+            Tier::Daily
+        }
+    }
+
+    pub fn retention_days(self, az: &Azure) -> u32 {
+        match self {
+            Tier::Daily => az.daily_retention_days,
+            Tier::Weekly => az.weekly_retention_days,
+        }
+    }
+
+    pub fn access_tier(self, az: &Azure) -> crate::config::AccessTierName {
+        match self {
+            Tier::Daily => az.daily_access_tier,
+            Tier::Weekly => az.weekly_access_tier,
+        }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `<prefix><tier>/<dbname>/<file>`.
+pub fn blob_name(az: &Azure, tier: Tier, dbname: &str, file: &str) -> String {
+    format!("{}{}/{dbname}/{file}", az.prefix, tier.as_str())
+}
+
+/// The parts of one of our blob names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobPath {
+    pub tier: Tier,
+    pub dbname: String,
+    pub file: String,
+}
+
+impl BlobPath {
+    /// Splits a blob name under `az.prefix`; `None` for anything that is not
+    /// `<tier>/<dbname>/<file>`.
+    pub fn parse(az: &Azure, name: &str) -> Option<BlobPath> {
+        let rest = name.strip_prefix(az.prefix.as_str())?;
+        let mut parts = rest.splitn(3, '/');
+        let tier = Tier::parse(parts.next()?)?;
+        let dbname = parts.next()?.to_string();
+        let file = parts.next()?.to_string();
+        (!dbname.is_empty() && !file.is_empty() && !file.contains('/')).then_some(BlobPath {
+            tier,
+            dbname,
+            file,
+        })
+    }
+}
+
+/// Hides secrets in text that may contain URLs or connection strings: the
+/// `sig=` of a SAS, and account keys.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let hit = ["sig=", "AccountKey=", "SharedAccessSignature="]
+            .iter()
+            .filter_map(|k| rest.find(k).map(|i| (i, k.len())))
+            .min();
+        let Some((i, klen)) = hit else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..i + klen]);
+        out.push_str("REDACTED");
+        let tail = &rest[i + klen..];
+        let end = tail
+            .find(|c: char| c == '&' || c == ';' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn az(extra: &str) -> Azure {
+        let text = format!(
+            "backup_dir = \"b\"\n[[database]]\nname = \"order\"\ndbname = \"order_db\"\n\
+             user = \"u\"\n[azure]\ncontainer = \"database-backups\"\n{extra}"
+        );
+        crate::Config::parse(&text, Path::new("x.toml"))
+            .unwrap()
+            .azure
+            .unwrap()
+    }
+
+    #[test]
+    fn names_round_trip_and_tiers_follow_the_weekday() {
+        let a = az("prefix = \"prod/\"");
+        let n = blob_name(
+            &a,
+            Tier::Weekly,
+            "order_db",
+            "order_db_20261122_020000.dump.gz",
+        );
+        assert_eq!(n, "prod/weekly/order_db/order_db_20261122_020000.dump.gz");
+        let p = BlobPath::parse(&a, &n).unwrap();
+        assert_eq!((p.tier, p.dbname.as_str()), (Tier::Weekly, "order_db"));
+        assert!(BlobPath::parse(&a, "weekly/order_db/x").is_none());
+        assert!(BlobPath::parse(&a, "prod/monthly/order_db/x").is_none());
+        let sunday = Stamp::parse("20261122_020000").unwrap();
+        let monday = Stamp::parse("20261123_020000").unwrap();
+        assert_eq!(Tier::for_stamp(sunday, &a), Tier::Weekly);
+        assert_eq!(Tier::for_stamp(monday, &a), Tier::Daily);
+        assert_eq!(
+            Tier::for_stamp(monday, &az("weekly_day = \"monday\"")),
+            Tier::Weekly
+        );
+    }
+
+    #[test]
+    fn redacts_signatures_and_keys() {
+        let s = redact("GET http://h/c?sv=1&sig=abc%2Fdef&se=2 failed; AccountKey=xyz==;x");
+        assert_eq!(
+            s,
+            "GET http://h/c?sv=1&sig=REDACTED&se=2 failed; AccountKey=REDACTED;x"
+        );
+        assert_eq!(redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn rejects_bad_azure_settings() {
+        let bad = |extra: &str| {
+            let text = format!(
+                "backup_dir = \"b\"\n[[database]]\nname = \"o\"\ndbname = \"o\"\nuser = \"u\"\n\
+                 [azure]\n{extra}"
+            );
+            crate::Config::parse(&text, Path::new("x.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("container = \"Bad_Name\"").contains("azure.container"));
+        assert!(bad("container = \"ok-name\"\nprefix = \"/abs\"").contains("prefix"));
+        assert!(
+            bad("container = \"ok-name\"\ndaily_access_tier = \"archive\"").contains("archive")
+        );
+        assert!(bad("container = \"ok-name\"\naccount_url = \"https://a\"").contains("auth"));
+    }
+}

@@ -1,0 +1,565 @@
+//! The Azure Storage lifecycle management policy that enforces the offsite
+//! retention, derived from `[azure]`: blobs under `<prefix>daily/` are
+//! deleted `daily_retention_days` after upload, those under `<prefix>weekly/`
+//! after `weekly_retention_days`. Azure applies it itself, so expired copies
+//! go away even when no agent runs.
+//!
+//! `valerix-backup lifecycle-policy` prints it as the JSON document that
+//! `az storage account management-policy create --policy @FILE` takes
+//! (`{"rules": [...]}`; the ARM body wraps it as `properties.policy`), as a
+//! Bicep `managementPolicies` resource or as a Terraform
+//! `azurerm_storage_management_policy`. The Bicep and Terraform texts carry
+//! the resource between `BEGIN`/`END` marker comments, and exactly that block
+//! is pasted into `infra/`: a test below fails when the infra files drift from
+//! what the default config renders.
+//!
+//! Backups are written once, so the age is counted from creation
+//! (`daysAfterCreationGreaterThan`). With blob versioning on, deleting a blob
+//! only turns it into a previous version; each rule therefore deletes the
+//! previous versions too, or expired copies would be kept (and billed)
+//! forever.
+
+use crate::config::{AccessTierName, Azure};
+
+/// What `lifecycle-policy --format` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyFormat {
+    /// The policy document for `az storage account management-policy create --policy @FILE`
+    Json,
+    /// A Bicep managementPolicies resource on an existing storage account
+    Bicep,
+    /// A Terraform (azurerm) azurerm_storage_management_policy resource
+    Terraform,
+}
+
+/// API version of the Bicep resources.
+pub const BICEP_API_VERSION: &str = "2023-05-01";
+
+const BEGIN: &str = "BEGIN valerix-backup lifecycle-policy";
+const END: &str = "END valerix-backup lifecycle-policy";
+
+/// One rule: the blobs of one tier (daily or weekly).
+struct Rule {
+    /// `daily` or `weekly`: the folder under the prefix and the config key.
+    kind: &'static str,
+    name: &'static str,
+    /// `<container>/<prefix><kind>/`: a prefixMatch starts with the container.
+    prefix_match: String,
+    days: u32,
+    tier: AccessTierName,
+}
+
+fn policy_rules(az: &Azure) -> [Rule; 2] {
+    let rule = |kind: &'static str, name: &'static str, days: u32, tier: AccessTierName| Rule {
+        kind,
+        name,
+        prefix_match: format!("{}/{}{}/", az.container, az.prefix, kind),
+        days,
+        tier,
+    };
+    [
+        rule(
+            "daily",
+            "valerix-daily-delete",
+            az.daily_retention_days,
+            az.daily_access_tier,
+        ),
+        rule(
+            "weekly",
+            "valerix-weekly-delete",
+            az.weekly_retention_days,
+            az.weekly_access_tier,
+        ),
+    ]
+}
+
+/// The lifecycle management policy: `{"rules": [...]}`, one delete rule per
+/// tier, matching block blobs under `<container>/<prefix>daily/` and
+/// `<container>/<prefix>weekly/`.
+pub fn lifecycle_policy(az: &Azure) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = policy_rules(az)
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "enabled": true,
+                "name": r.name,
+                "type": "Lifecycle",
+                "definition": {
+                    "filters": {
+                        "blobTypes": ["blockBlob"],
+                        "prefixMatch": [r.prefix_match],
+                    },
+                    "actions": {
+                        "baseBlob": {
+                            "delete": { "daysAfterCreationGreaterThan": r.days },
+                        },
+                        "version": {
+                            "delete": { "daysAfterCreationGreaterThan": r.days },
+                        },
+                    },
+                },
+            })
+        })
+        .collect();
+    serde_json::json!({ "rules": rules })
+}
+
+/// Retention settings that cost money: a tier kept fewer days than its access
+/// tier's early-deletion minimum. One line each; empty when all is well.
+pub fn warnings(az: &Azure) -> Vec<String> {
+    policy_rules(az)
+        .iter()
+        .filter_map(|r| {
+            let min = r.tier.minimum_days();
+            (r.days < min).then(|| {
+                format!(
+                    "azure.{kind}_retention_days = {days} is shorter than the {min}-day minimum \
+                     of the {tier} tier (azure.{kind}_access_tier): every {kind} copy is billed \
+                     {rest} more days as an early-deletion charge; keep {kind} copies at least \
+                     {min} days or store them in a warmer tier",
+                    kind = r.kind,
+                    days = r.days,
+                    tier = r.tier.as_str(),
+                    rest = min - r.days,
+                )
+            })
+        })
+        .collect()
+}
+
+/// The policy in `format`. JSON has no comments, so no header; the others
+/// start with a comment saying the text is generated and must not be edited
+/// by hand, and note the lifecycle lag, the early-deletion minimums and any
+/// [`warnings`].
+pub fn render(az: &Azure, format: PolicyFormat) -> String {
+    match format {
+        PolicyFormat::Json => format!("{:#}\n", lifecycle_policy(az)),
+        PolicyFormat::Bicep => format!(
+            "{}{}",
+            template(BICEP_PREAMBLE).replace("@API@", BICEP_API_VERSION),
+            bicep_block(az)
+        ),
+        PolicyFormat::Terraform => format!("{}{}", template(TF_PREAMBLE), terraform_block(az)),
+    }
+}
+
+/// The comment lines of a Bicep or Terraform block, each starting with `c`.
+fn notes(az: &Azure, c: &str) -> String {
+    let mut lines = vec![
+        format!(
+            "Deletes daily copies ({}) more than {} days and weekly copies ({}) more than {} days",
+            az.daily_access_tier.as_str(),
+            az.daily_retention_days,
+            az.weekly_access_tier.as_str(),
+            az.weekly_retention_days,
+        ),
+        "after upload, and the previous versions that blob versioning keeps of them.".to_string(),
+        "Azure runs lifecycle policies about once a day, and a new or changed policy can take"
+            .to_string(),
+        "up to 24 h to apply: a copy may outlive its retention by a day or two.".to_string(),
+        format!(
+            "Early deletion: a blob deleted less than {} days after entering Cool, or {} days after",
+            AccessTierName::Cool.minimum_days(),
+            AccessTierName::Cold.minimum_days(),
+        ),
+        "entering Cold, is billed for the remaining days.".to_string(),
+        "With blob soft delete on, deleted copies stay recoverable (and billed) for its period."
+            .to_string(),
+        "A storage account has one lifecycle policy: applying this one replaces all its rules."
+            .to_string(),
+    ];
+    lines.extend(warnings(az).into_iter().map(|w| format!("WARNING: {w}")));
+    lines.iter().map(|l| format!("{c} {l}\n")).collect()
+}
+
+/// The Bicep resource between its marker comments: what `infra/` embeds.
+fn bicep_block(az: &Azure) -> String {
+    let rules: String = policy_rules(az)
+        .iter()
+        .map(|r| {
+            template(BICEP_RULE)
+                .replace("@DAYS@", &r.days.to_string())
+                .replace("@NAME@", &bicep_str(r.name))
+                .replace("@PREFIX@", &bicep_str(&r.prefix_match))
+        })
+        .collect();
+    let resource = template(BICEP_POLICY)
+        .replace("@API@", BICEP_API_VERSION)
+        .replace("@RULES@", rules.trim_end_matches('\n'));
+    format!(
+        "// {BEGIN} (generated: do not edit by hand)\n{}{resource}// {END}\n",
+        notes(az, "//")
+    )
+}
+
+/// The Terraform resource between its marker comments: what `infra/` embeds.
+fn terraform_block(az: &Azure) -> String {
+    let rules: String = policy_rules(az)
+        .iter()
+        .map(|r| {
+            template(TF_RULE)
+                .replace("@DAYS@", &r.days.to_string())
+                .replace("@NAME@", &hcl_str(r.name))
+                .replace("@PREFIX@", &hcl_str(&r.prefix_match))
+        })
+        .collect();
+    let resource = template(TF_POLICY).replace("@RULES@", rules.trim_end_matches('\n'));
+    format!(
+        "# {BEGIN} (generated: do not edit by hand)\n{}{resource}# {END}\n",
+        notes(az, "#")
+    )
+}
+
+/// The templates below open with a newline so their text starts in column 0
+/// of the source; drop it.
+fn template(t: &str) -> &str {
+    t.strip_prefix('\n').unwrap_or(t)
+}
+
+// Placeholders are replaced in the order days, name, prefix: the prefix comes
+// from the config and goes last, so nothing inside it is ever replaced.
+
+const BICEP_PREAMBLE: &str = r"
+// Generated by `valerix-backup lifecycle-policy --format bicep`: do not edit by hand;
+// change the [azure] retention settings and regenerate.
+
+@description('Name of the existing storage account that holds the backup container.')
+param storageAccountName string
+
+resource storageAccount 'Microsoft.Storage/storageAccounts@@API@' existing = {
+  name: storageAccountName
+}
+
+";
+
+const BICEP_POLICY: &str = r"
+resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@@API@' = {
+  name: 'default'
+  parent: storageAccount
+  properties: {
+    policy: {
+      rules: [
+@RULES@
+      ]
+    }
+  }
+}
+";
+
+const BICEP_RULE: &str = r"
+        {
+          name: @NAME@
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                @PREFIX@
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterCreationGreaterThan: @DAYS@
+                }
+              }
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: @DAYS@
+                }
+              }
+            }
+          }
+        }
+";
+
+const TF_PREAMBLE: &str = r#"
+# Generated by `valerix-backup lifecycle-policy --format terraform`: do not edit by hand;
+# change the [azure] retention settings and regenerate.
+
+variable "storage_account_id" {
+  type        = string
+  description = "Resource ID of the existing storage account that holds the backup container."
+}
+
+locals {
+  backup_storage_account_id = var.storage_account_id
+}
+
+"#;
+
+const TF_POLICY: &str = r#"
+resource "azurerm_storage_management_policy" "valerix_backup" {
+  storage_account_id = local.backup_storage_account_id
+@RULES@
+}
+"#;
+
+// Opens with an empty line: a blank line before each rule block.
+const TF_RULE: &str = r#"
+
+  rule {
+    name    = @NAME@
+    enabled = true
+    filters {
+      prefix_match = [@PREFIX@]
+      blob_types   = ["blockBlob"]
+    }
+    actions {
+      base_blob {
+        delete_after_days_since_creation_greater_than = @DAYS@
+      }
+      version {
+        delete_after_days_since_creation = @DAYS@
+      }
+    }
+  }
+"#;
+
+/// A Bicep string literal: `'...'` with `\`, `'` and `${` escaped.
+fn bicep_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// An HCL string literal: `"..."` with `\`, `"` and the template openers
+/// `${`, `%{` escaped.
+fn hcl_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("$$"),
+            '%' if chars.peek() == Some(&'{') => out.push_str("%%"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// `[azure]` with `extra` lines added to the table.
+    fn azure(extra: &str) -> Azure {
+        let text = format!(
+            "backup_dir = \"b\"\n\
+             [[database]]\n\
+             name = \"order\"\n\
+             dbname = \"order_db\"\n\
+             user = \"order_user\"\n\
+             [azure]\n\
+             container = \"database-backups\"\n\
+             {extra}\n"
+        );
+        Config::parse(&text, Path::new("x.toml"))
+            .unwrap()
+            .azure
+            .unwrap()
+    }
+
+    #[test]
+    fn json_has_one_delete_rule_per_tier() {
+        let p = lifecycle_policy(&azure(""));
+        let rules = p["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 2);
+        let daily = &rules[0];
+        assert_eq!(daily["name"], "valerix-daily-delete");
+        assert_eq!(daily["enabled"], json!(true));
+        assert_eq!(daily["type"], "Lifecycle");
+        let d = &daily["definition"];
+        assert_eq!(d["filters"]["blobTypes"], json!(["blockBlob"]));
+        assert_eq!(
+            d["filters"]["prefixMatch"],
+            json!(["database-backups/daily/"])
+        );
+        assert_eq!(
+            d["actions"]["baseBlob"]["delete"],
+            json!({ "daysAfterCreationGreaterThan": 30 })
+        );
+        assert_eq!(
+            d["actions"]["version"]["delete"],
+            json!({ "daysAfterCreationGreaterThan": 30 })
+        );
+        let weekly = &rules[1];
+        assert_eq!(weekly["name"], "valerix-weekly-delete");
+        assert_eq!(
+            weekly["definition"]["filters"]["prefixMatch"],
+            json!(["database-backups/weekly/"])
+        );
+        assert_eq!(
+            weekly["definition"]["actions"]["baseBlob"]["delete"]["daysAfterCreationGreaterThan"],
+            90
+        );
+    }
+
+    #[test]
+    fn json_prefix_follows_the_container() {
+        let az = azure("prefix = \"prod/\"\nweekly_retention_days = 120");
+        let p = lifecycle_policy(&az);
+        let prefix = |i: usize| &p["rules"][i]["definition"]["filters"]["prefixMatch"];
+        assert_eq!(prefix(0), &json!(["database-backups/prod/daily/"]));
+        assert_eq!(prefix(1), &json!(["database-backups/prod/weekly/"]));
+        let weekly_delete = &p["rules"][1]["definition"]["actions"]["baseBlob"]["delete"];
+        assert_eq!(weekly_delete["daysAfterCreationGreaterThan"], 120);
+    }
+
+    #[test]
+    fn json_render_is_the_bare_policy() {
+        let az = azure("");
+        let text = render(&az, PolicyFormat::Json);
+        assert!(text.starts_with("{\n"), "{text}");
+        assert!(text.ends_with("}\n"));
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, lifecycle_policy(&az));
+        assert!(back.get("policy").is_none());
+    }
+
+    #[test]
+    fn bicep_has_the_prefixes_and_days() {
+        let az = azure("prefix = \"prod/\"\ndaily_retention_days = 35");
+        let text = render(&az, PolicyFormat::Bicep);
+        assert!(
+            text.starts_with("// Generated by `valerix-backup lifecycle-policy"),
+            "{text}"
+        );
+        assert!(text.lines().next().unwrap().contains("do not edit by hand"));
+        for want in [
+            "param storageAccountName string",
+            "resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {",
+            "'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {",
+            "  name: 'default'\n  parent: storageAccount\n",
+            "'database-backups/prod/daily/'",
+            "'database-backups/prod/weekly/'",
+            "name: 'valerix-daily-delete'",
+            "daysAfterCreationGreaterThan: 35",
+            "daysAfterCreationGreaterThan: 90",
+            "up to 24 h",
+            "Early deletion",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("WARNING"));
+        assert_eq!(text.matches(BEGIN).count(), 1);
+        assert!(text.ends_with(&format!("// {END}\n")));
+    }
+
+    #[test]
+    fn terraform_has_the_prefixes_and_days() {
+        let az = azure("prefix = \"prod/\"\nweekly_retention_days = 180");
+        let text = render(&az, PolicyFormat::Terraform);
+        assert!(
+            text.starts_with("# Generated by `valerix-backup lifecycle-policy"),
+            "{text}"
+        );
+        assert!(text.lines().next().unwrap().contains("do not edit by hand"));
+        for want in [
+            "resource \"azurerm_storage_management_policy\" \"valerix_backup\" {",
+            "storage_account_id = local.backup_storage_account_id",
+            "backup_storage_account_id = var.storage_account_id",
+            "prefix_match = [\"database-backups/prod/daily/\"]",
+            "prefix_match = [\"database-backups/prod/weekly/\"]",
+            "blob_types   = [\"blockBlob\"]",
+            "name    = \"valerix-weekly-delete\"",
+            "delete_after_days_since_creation_greater_than = 30",
+            "delete_after_days_since_creation_greater_than = 180",
+            "delete_after_days_since_creation = 180",
+            "up to 24 h",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert_eq!(text.matches("  rule {").count(), 2);
+        assert!(text.ends_with(&format!("# {END}\n")));
+    }
+
+    #[test]
+    fn no_placeholder_survives() {
+        let az = azure("");
+        for format in [PolicyFormat::Bicep, PolicyFormat::Terraform] {
+            let text = render(&az, format);
+            for p in ["@API@", "@RULES@", "@NAME@", "@PREFIX@", "@DAYS@"] {
+                assert!(!text.contains(p), "{p} left in\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn retention_below_the_tier_minimum_warns() {
+        let az = azure("daily_retention_days = 10\ndaily_access_tier = \"cool\"");
+        let w = warnings(&az);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("daily_retention_days = 10"), "{}", w[0]);
+        assert!(w[0].contains("30-day minimum of the Cool tier"), "{}", w[0]);
+        assert!(w[0].contains("20 more days"), "{}", w[0]);
+        assert!(!w[0].contains('\n'));
+        for format in [PolicyFormat::Bicep, PolicyFormat::Terraform] {
+            let text = render(&az, format);
+            assert!(text.contains(&format!("WARNING: {}", w[0])), "{text}");
+        }
+
+        assert!(warnings(&azure("")).is_empty());
+        let hot = azure("daily_retention_days = 10\ndaily_access_tier = \"hot\"");
+        assert!(warnings(&hot).is_empty());
+        let w = warnings(&azure("weekly_retention_days = 60"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("Cold"), "{}", w[0]);
+    }
+
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(bicep_str("a'b\\${c}"), r"'a\'b\\\${c}'");
+        assert_eq!(bicep_str("x/daily/"), "'x/daily/'");
+        assert_eq!(hcl_str("a\"b\\${c}%{d}"), r#""a\"b\\$${c}%%{d}""#);
+        assert_eq!(hcl_str("$x%y"), r#""$x%y""#);
+    }
+
+    /// The policy blocks in infra/ are exactly what the default config
+    /// renders; after changing a default, paste the new block from
+    /// `valerix-backup lifecycle-policy --format bicep|terraform`.
+    #[test]
+    fn infra_files_carry_the_default_policy() {
+        let az = azure("");
+        let bicep = include_str!("../../infra/bicep/storage.bicep").replace("\r\n", "\n");
+        assert!(
+            bicep.contains(&bicep_block(&az)),
+            "infra/bicep/storage.bicep differs from:\n{}",
+            bicep_block(&az)
+        );
+        let tf = include_str!("../../infra/terraform/storage.tf").replace("\r\n", "\n");
+        assert!(
+            tf.contains(&terraform_block(&az)),
+            "infra/terraform/storage.tf differs from:\n{}",
+            terraform_block(&az)
+        );
+    }
+}

@@ -1,0 +1,535 @@
+//! The blob store: the few container operations valerix-backup needs, in
+//! its own terms (names, files, metadata maps), over the official
+//! `azure_storage_blob` 1.x client.
+//!
+//! The SDK is async; the rest of the program is not. The store owns a small
+//! tokio runtime and its methods block, so callers stay simple.
+//!
+//! Retries are the SDK's own policy (exponential backoff on connection
+//! errors, 408, 429 and 5xx, honouring `Retry-After`), bounded by the
+//! config's `max_retries` and `retry_max_secs`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, RetryOptions, Url};
+use azure_storage_blob::models::{
+    AccessTier, BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions, BlockListType,
+    BlockLookupList, ListBlobsIncludeItem,
+};
+use azure_storage_blob::{
+    BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
+    BlockBlobClient, BlockBlobClientOptions,
+};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::{AccessTierName, Azure};
+use crate::error::{Error, IoContext, Result};
+use crate::offsite::auth::{self, Access};
+use crate::offsite::redact;
+use crate::ui::Bar;
+
+/// One blob as listed: what the audit and restore need to judge it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RemoteBlob {
+    pub name: String,
+    pub size: u64,
+    pub metadata: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub access_tier: Option<String>,
+    pub created: Option<DateTime<Utc>>,
+    pub etag: Option<String>,
+}
+
+impl RemoteBlob {
+    pub fn sha256(&self) -> Option<&str> {
+        self.metadata.get("sha256").map(String::as_str)
+    }
+}
+
+/// What a new blob carries besides its content.
+#[derive(Debug, Clone, Default)]
+pub struct BlobSpec {
+    pub metadata: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub tier: Option<AccessTierName>,
+    /// The SHA-256 (hex) the content must have: checked while uploading,
+    /// before the commit, so a file that changed is never committed.
+    pub expect_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct UploadStats {
+    pub bytes: u64,
+    pub blocks: usize,
+    /// Blocks already staged by an earlier, interrupted run.
+    pub resumed_blocks: usize,
+}
+
+pub struct BlobStore {
+    rt: Runtime,
+    access: Access,
+    container: String,
+    options: ClientOptions,
+    block_size: usize,
+    concurrency: usize,
+}
+
+impl BlobStore {
+    pub fn connect(az: &Azure) -> Result<BlobStore> {
+        let access = auth::access(az)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .ctx(|| "starting the async runtime".into())?;
+        let options = ClientOptions {
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                max_retries: az.max_retries,
+                max_total_elapsed: azure_core::time::Duration::seconds(az.retry_max_secs as i64),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Ok(BlobStore {
+            rt,
+            access,
+            container: az.container.clone(),
+            options,
+            block_size: az.block_size_mib as usize * 1024 * 1024,
+            concurrency: az.upload_concurrency,
+        })
+    }
+
+    /// `http://host/account/container` (no secrets), for messages.
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.access.endpoint, self.container)
+    }
+
+    fn url(&self, blob: Option<&str>) -> Result<Url> {
+        let mut s = format!("{}/{}", self.access.endpoint, self.container);
+        if let Some(b) = blob {
+            s.push('/');
+            // Keep '/' as the path separator Azure expects; encode the rest.
+            for (i, seg) in b.split('/').enumerate() {
+                if i > 0 {
+                    s.push('/');
+                }
+                s.extend(url::form_urlencoded::byte_serialize(seg.as_bytes()));
+            }
+        }
+        if !self.access.sas.is_empty() {
+            s.push('?');
+            s.push_str(&self.access.sas);
+        }
+        Url::parse(&s).map_err(|e| Error::Check(redact(&format!("bad blob URL {s}: {e}"))))
+    }
+
+    fn cred(&self) -> Option<Arc<dyn TokenCredential>> {
+        self.access.credential.clone()
+    }
+
+    fn container_client(&self) -> Result<BlobContainerClient> {
+        let opts = BlobContainerClientOptions {
+            client_options: self.options.clone(),
+            ..Default::default()
+        };
+        BlobContainerClient::new(self.url(None)?, self.cred(), Some(opts))
+            .map_err(|e| az_error("opening the container", e))
+    }
+
+    fn blob_client(&self, name: &str) -> Result<BlobClient> {
+        let opts = BlobClientOptions {
+            client_options: self.options.clone(),
+            ..Default::default()
+        };
+        BlobClient::new(self.url(Some(name))?, self.cred(), Some(opts))
+            .map_err(|e| az_error(name, e))
+    }
+
+    fn block_client(&self, name: &str) -> Result<BlockBlobClient> {
+        let opts = BlockBlobClientOptions {
+            client_options: self.options.clone(),
+            ..Default::default()
+        };
+        BlockBlobClient::new(self.url(Some(name))?, self.cred(), Some(opts))
+            .map_err(|e| az_error(name, e))
+    }
+
+    /// Creates the container when it does not exist. A credential that may
+    /// not create it gets a clear error here, before any upload.
+    pub fn ensure_container(&self) -> Result<()> {
+        let c = self.container_client()?;
+        self.rt.block_on(async {
+            match c.create(None).await {
+                Ok(_) => {
+                    tracing::info!("created container {}", self.describe());
+                    Ok(())
+                }
+                Err(e) if error_code(&e).as_deref() == Some("ContainerAlreadyExists") => Ok(()),
+                Err(e) => Err(az_error(
+                    &format!("creating container {}", self.container),
+                    e,
+                )),
+            }
+        })
+    }
+
+    /// Every blob whose name starts with `prefix`, with metadata and tags,
+    /// page by page.
+    pub fn list(&self, prefix: &str) -> Result<Vec<RemoteBlob>> {
+        let c = self.container_client()?;
+        let context = format!("listing {}", self.describe());
+        self.rt.block_on(async {
+            let opts = BlobContainerClientListBlobsOptions {
+                include: Some(vec![
+                    ListBlobsIncludeItem::Metadata,
+                    ListBlobsIncludeItem::Tags,
+                ]),
+                prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
+                maxresults: Some(5000),
+                ..Default::default()
+            };
+            let mut pager = c
+                .list_blobs(Some(opts))
+                .map_err(|e| az_error(&context, e))?;
+            let mut out = Vec::new();
+            while let Some(item) = pager.try_next().await.map_err(|e| az_error(&context, e))? {
+                let Some(name) = item.name else { continue };
+                let props = item.properties.unwrap_or_default();
+                let tags = item
+                    .blob_tags
+                    .and_then(|t| t.blob_tag_set)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                    .collect();
+                out.push(RemoteBlob {
+                    name,
+                    size: props.content_length.unwrap_or(0),
+                    metadata: item
+                        .metadata
+                        .and_then(|m| m.values)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                    tags,
+                    access_tier: props.access_tier.map(|t| t.to_string()),
+                    created: props.creation_time.map(to_chrono),
+                    etag: props.etag.map(|e| e.to_string()),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The blob's properties and metadata, `None` when it does not exist.
+    pub fn head(&self, name: &str) -> Result<Option<RemoteBlob>> {
+        let b = self.blob_client(name)?;
+        self.rt.block_on(async {
+            let resp = match b.get_properties(None).await {
+                Ok(r) => r,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(az_error(name, e)),
+            };
+            let h = |e| az_error(name, e);
+            Ok(Some(RemoteBlob {
+                name: name.to_string(),
+                size: resp.content_length().map_err(h)?.unwrap_or(0),
+                metadata: resp.metadata().map_err(h)?.into_iter().collect(),
+                tags: BTreeMap::new(),
+                access_tier: resp.access_tier().map_err(h)?,
+                created: resp.creation_time().map_err(h)?.map(to_chrono),
+                etag: resp.etag().map_err(h)?.map(|e| e.to_string()),
+            }))
+        })
+    }
+
+    /// Uploads `path` as block blob `name`: blocks of `block_size`, each with
+    /// a transactional MD5 the service checks, `concurrency` in flight; the
+    /// whole file's SHA-256 and MD5 are computed on the way and the block
+    /// list is committed only when the SHA-256 is the expected one, with
+    /// `If-None-Match: *` so an existing blob is never overwritten.
+    ///
+    /// Block IDs are the block's index and MD5, so a rerun after an
+    /// interruption skips the blocks the service already holds uncommitted.
+    pub fn upload_file(
+        &self,
+        path: &Path,
+        name: &str,
+        spec: &BlobSpec,
+        cancel: &AtomicBool,
+        bar: &Bar,
+    ) -> Result<UploadStats> {
+        let file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        self.upload(
+            &mut reader,
+            &path.display().to_string(),
+            name,
+            spec,
+            cancel,
+            bar,
+        )
+    }
+
+    /// Uploads a small file (a manifest) the same way, never overwriting.
+    pub fn upload_bytes(&self, name: &str, bytes: &[u8], spec: &BlobSpec) -> Result<()> {
+        let flag = AtomicBool::new(false);
+        let mut reader = bytes;
+        self.upload(&mut reader, name, name, spec, &flag, &Bar::hidden())
+            .map(drop)
+    }
+
+    fn upload(
+        &self,
+        reader: &mut dyn Read,
+        source: &str,
+        name: &str,
+        spec: &BlobSpec,
+        cancel: &AtomicBool,
+        bar: &Bar,
+    ) -> Result<UploadStats> {
+        let client = Arc::new(self.block_client(name)?);
+        self.rt.block_on(async {
+            let staged = uncommitted_blocks(&client, name).await?;
+            let sem = Arc::new(Semaphore::new(self.concurrency));
+            let mut tasks: JoinSet<Result<usize>> = JoinSet::new();
+            let (mut sha, mut md5_all) = (Sha256::new(), Md5::new());
+            let mut ids: Vec<Vec<u8>> = Vec::new();
+            let mut stats = UploadStats {
+                bytes: 0,
+                blocks: 0,
+                resumed_blocks: 0,
+            };
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    tasks.abort_all();
+                    return Err(Error::Interrupted);
+                }
+                let block =
+                    read_block(reader, self.block_size).ctx(|| format!("reading {source}"))?;
+                if block.is_empty() {
+                    break;
+                }
+                sha.update(&block);
+                md5_all.update(&block);
+                let md5 = Md5::digest(&block).to_vec();
+                let id = format!("{:06}-{}", ids.len(), hex::encode(&md5)).into_bytes();
+                ids.push(id.clone());
+                stats.bytes += block.len() as u64;
+                stats.blocks += 1;
+                let len = block.len();
+                if staged.contains(&id) {
+                    stats.resumed_blocks += 1;
+                    bar.inc(len);
+                } else {
+                    let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+                    let (client, name) = (client.clone(), name.to_string());
+                    tasks.spawn(async move {
+                        let opts = BlockBlobClientStageBlockOptions {
+                            transactional_content_md5: Some(md5),
+                            ..Default::default()
+                        };
+                        let body = RequestContent::from(block);
+                        client
+                            .stage_block(&id, len as u64, body, Some(opts))
+                            .await
+                            .map_err(|e| az_error(&format!("{name}: staging a block"), e))?;
+                        drop(permit);
+                        Ok(len)
+                    });
+                }
+                while let Some(done) = tasks.try_join_next() {
+                    bar.inc(joined(done)?);
+                }
+                if len < self.block_size {
+                    break;
+                }
+            }
+            while let Some(done) = tasks.join_next().await {
+                bar.inc(joined(done)?);
+            }
+            let sha = hex::encode(sha.finalize());
+            if let Some(want) = &spec.expect_sha256
+                && &sha != want
+            {
+                return Err(Error::Corrupt {
+                    file: source.to_string(),
+                    reason: format!(
+                        "SHA-256 {} does not match the manifest's {} (the file changed after \
+                         the backup); not uploaded",
+                        &sha[..12],
+                        &want[..want.len().min(12)]
+                    ),
+                });
+            }
+            let opts = BlockBlobClientCommitBlockListOptions {
+                blob_content_md5: Some(md5_all.finalize().to_vec()),
+                metadata: Some(spec.metadata.clone().into_iter().collect::<HashMap<_, _>>()),
+                blob_tags_string: tags_string(&spec.tags),
+                tier: spec.tier.map(access_tier),
+                if_none_match: Some(azure_core::http::Etag::from("*")),
+                ..Default::default()
+            };
+            let list = BlockLookupList {
+                latest: Some(ids),
+                ..Default::default()
+            };
+            let body = RequestContent::try_from(list).map_err(|e| az_error(name, e))?;
+            client
+                .commit_block_list(body, Some(opts))
+                .await
+                .map_err(|e| az_error(&format!("{name}: committing the block list"), e))?;
+            Ok(stats)
+        })
+    }
+
+    /// Streams blob `name` into `out`, returning the bytes written. The
+    /// caller hashes what it receives: the SDK checks nothing for us.
+    pub fn download(
+        &self,
+        name: &str,
+        out: &mut dyn Write,
+        cancel: &AtomicBool,
+        bar: &Bar,
+    ) -> Result<u64> {
+        let b = self.blob_client(name)?;
+        self.rt.block_on(async {
+            let resp = b.download(None).await.map_err(|e| az_error(name, e))?;
+            let mut body = resp.body;
+            let mut n = 0u64;
+            while let Some(chunk) = body.try_next().await.map_err(|e| az_error(name, e))? {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+                out.write_all(&chunk).ctx(|| format!("writing {name}"))?;
+                n += chunk.len() as u64;
+                bar.inc(chunk.len());
+            }
+            Ok(n)
+        })
+    }
+
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let b = self.blob_client(name)?;
+        self.rt.block_on(async {
+            match b.delete(None).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(az_error(&format!("deleting {name}"), e)),
+            }
+        })
+    }
+}
+
+fn read_block(r: &mut dyn Read, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut block = Vec::with_capacity(size);
+    r.take(size as u64).read_to_end(&mut block)?;
+    Ok(block)
+}
+
+fn joined(done: std::result::Result<Result<usize>, tokio::task::JoinError>) -> Result<usize> {
+    done.map_err(|e| Error::Check(format!("upload task failed: {e}")))?
+}
+
+/// Block IDs the service holds uncommitted for `name` (none for a new blob).
+async fn uncommitted_blocks(client: &BlockBlobClient, name: &str) -> Result<HashSet<Vec<u8>>> {
+    match client
+        .get_block_list(BlockListType::Uncommitted, None)
+        .await
+    {
+        Ok(resp) => {
+            let list = resp.into_model().map_err(|e| az_error(name, e))?;
+            Ok(list
+                .uncommitted_blocks
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|b| b.name)
+                .collect())
+        }
+        Err(e) if is_not_found(&e) => Ok(HashSet::new()),
+        Err(e) => Err(az_error(&format!("{name}: reading the block list"), e)),
+    }
+}
+
+fn tags_string(tags: &BTreeMap<String, String>) -> Option<String> {
+    (!tags.is_empty()).then(|| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(tags.iter())
+            .finish()
+    })
+}
+
+fn access_tier(t: AccessTierName) -> AccessTier {
+    match t {
+        AccessTierName::Hot => AccessTier::Hot,
+        AccessTierName::Cool => AccessTier::Cool,
+        AccessTierName::Cold => AccessTier::Cold,
+    }
+}
+
+fn to_chrono(t: azure_core::time::OffsetDateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.unix_timestamp(), 0).unwrap_or_default()
+}
+
+fn error_code(e: &azure_core::Error) -> Option<String> {
+    match e.kind() {
+        azure_core::error::ErrorKind::HttpResponse { error_code, .. } => error_code.clone(),
+        _ => None,
+    }
+}
+
+fn is_not_found(e: &azure_core::Error) -> bool {
+    e.http_status() == Some(azure_core::http::StatusCode::NotFound)
+}
+
+/// One line naming the cause: the HTTP status and the service's error code
+/// for a refused request, the innermost cause for a transport failure.
+/// Secrets are redacted.
+pub fn az_error(context: &str, e: azure_core::Error) -> Error {
+    use azure_core::error::ErrorKind;
+    let detail = match e.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let code = error_code.clone().unwrap_or_default();
+            let hint = match code.as_str() {
+                "AuthenticationFailed" | "AuthorizationFailure" => {
+                    " (the credential was refused: check the key, SAS or its expiry)"
+                }
+                "AuthorizationPermissionMismatch" => " (the credential lacks a permission)",
+                "ContainerNotFound" => " (the container does not exist)",
+                "BlobAlreadyExists" | "ConditionNotMet" => " (a blob of that name exists)",
+                "Md5Mismatch" | "InvalidMd5" => " (the data was damaged in transit)",
+                _ => "",
+            };
+            format!("HTTP {} {code}{hint}", u16::from(*status))
+        }
+        ErrorKind::Io | ErrorKind::Connection => {
+            format!("cannot reach the storage service: {}", innermost(&e))
+        }
+        _ => innermost(&e),
+    };
+    Error::Offsite(redact(&format!("{context}: {detail}")).replace('\n', " "))
+}
+
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

@@ -1,0 +1,538 @@
+//! `audit`: what is offsite, proven against what should be.
+//!
+//! One listing of the container (metadata and tags, paged) is joined with the
+//! config and the local catalog. Every problem is a [`Finding`]; the audit
+//! passes only when there are none. `--deep` downloads dump blobs and
+//! re-hashes them, remembering each blob it proved (by name, ETag and
+//! SHA-256) so that a daily deep audit only reads what is new.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::catalog::fsutil::AtomicFile;
+use crate::catalog::{Catalog, FileKind, LocalBackup, Stamp, parse_file_name};
+use crate::config::{Azure, Database};
+use crate::error::{Error, Result};
+use crate::offsite::{BlobPath, BlobStore, RemoteBlob, Tier};
+use crate::ops::Context;
+use crate::ops::upload::azure;
+use crate::pipeline::HashingWriter;
+
+/// Days the daily inventory looks back, and weeks the weekly one does.
+const DAILY_WINDOW_DAYS: i64 = 30;
+const WEEKLY_WINDOW_WEEKS: i64 = 12;
+/// The lifecycle policy may run up to a day late.
+const RETENTION_SLACK_DAYS: i64 = 1;
+const DEEP_STATE: &str = ".offsite-deep-checks.json";
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    pub deep: bool,
+    /// With `deep`: re-read blobs already proven by an earlier audit.
+    pub recheck: bool,
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    MissingDaily,
+    MissingWeekly,
+    NotOffsite,
+    PastRetention,
+    NoHash,
+    HashMismatch,
+    Corrupt,
+    SizeAnomaly,
+    WrongTier,
+    MissingManifest,
+    UnknownBlob,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub database: String,
+    pub blob: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditReport {
+    pub container: String,
+    pub audited_at: DateTime<Utc>,
+    pub blobs_listed: usize,
+    pub deep_checked: usize,
+    pub deep_skipped: usize,
+    pub databases: Vec<DbInventory>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct DbInventory {
+    pub dbname: String,
+    pub daily: usize,
+    pub weekly: usize,
+    pub bytes: u64,
+    pub newest_daily: Option<Stamp>,
+    pub newest_weekly: Option<Stamp>,
+    pub oldest: Option<Stamp>,
+}
+
+impl AuditReport {
+    pub fn outcome(&self) -> Result<()> {
+        if self.findings.is_empty() {
+            return Ok(());
+        }
+        let mut kinds: BTreeMap<FindingKind, usize> = BTreeMap::new();
+        for f in &self.findings {
+            *kinds.entry(f.kind).or_default() += 1;
+        }
+        let summary: Vec<String> = kinds
+            .iter()
+            .map(|(k, n)| format!("{n} {}", serde_json::to_value(k).unwrap().as_str().unwrap()))
+            .collect();
+        Err(Error::Check(format!(
+            "audit found {} problem(s): {}",
+            self.findings.len(),
+            summary.join(", ")
+        )))
+    }
+}
+
+/// A dump blob of ours, parsed.
+struct Copy<'a> {
+    blob: &'a RemoteBlob,
+    tier: Tier,
+    stamp: Stamp,
+}
+
+pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
+    let az = azure(ctx)?;
+    let dbs = ctx.cfg.select(&opts.targets)?;
+    let store = BlobStore::connect(az)?;
+    let now = Utc::now();
+    let blobs = store.list(&az.prefix)?;
+    info!("listed {} blob(s) in {}", blobs.len(), store.describe());
+    let local = Catalog::open_existing(&ctx.cfg).list(&dbs)?;
+    let mut report = AuditReport {
+        container: store.describe(),
+        audited_at: now,
+        blobs_listed: blobs.len(),
+        deep_checked: 0,
+        deep_skipped: 0,
+        databases: Vec::new(),
+        findings: unknown_blobs(az, &blobs),
+    };
+    for db in &dbs {
+        let copies = copies_of(az, &blobs, db);
+        report.databases.push(inventory(db, &copies));
+        let mut f = Vec::new();
+        gaps(az, &copies, now, &mut f);
+        not_offsite(az, db, &local, &copies, now, &mut f);
+        per_blob(az, &blobs, &copies, &local, now, &mut f);
+        size_anomalies(az, &copies, now, &mut f);
+        for x in &mut f {
+            x.database = db.dbname.clone();
+        }
+        report.findings.extend(f);
+    }
+    if opts.deep {
+        deep(ctx, &store, &dbs, az, &blobs, opts.recheck, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn copies_of<'a>(az: &Azure, blobs: &'a [RemoteBlob], db: &Database) -> Vec<Copy<'a>> {
+    let mut out: Vec<Copy> = blobs
+        .iter()
+        .filter_map(|blob| {
+            let p = BlobPath::parse(az, &blob.name)?;
+            if p.dbname != db.dbname {
+                return None;
+            }
+            match parse_file_name(&p.file, &db.dbname)? {
+                (stamp, FileKind::Dump) => Some(Copy {
+                    blob,
+                    tier: p.tier,
+                    stamp,
+                }),
+                _ => None,
+            }
+        })
+        .collect();
+    out.sort_by_key(|c| c.stamp);
+    out
+}
+
+fn inventory(db: &Database, copies: &[Copy]) -> DbInventory {
+    let newest = |t: Tier| copies.iter().filter(|c| c.tier == t).map(|c| c.stamp).max();
+    DbInventory {
+        dbname: db.dbname.clone(),
+        daily: copies.iter().filter(|c| c.tier == Tier::Daily).count(),
+        weekly: copies.iter().filter(|c| c.tier == Tier::Weekly).count(),
+        bytes: copies.iter().map(|c| c.blob.size).sum(),
+        newest_daily: newest(Tier::Daily),
+        newest_weekly: newest(Tier::Weekly),
+        oldest: copies.first().map(|c| c.stamp),
+    }
+}
+
+fn finding(kind: FindingKind, blob: Option<&str>, detail: String) -> Finding {
+    Finding {
+        kind,
+        database: String::new(),
+        blob: blob.map(str::to_string),
+        detail,
+    }
+}
+
+/// Days without a copy. Today is never a gap (its backup may not have run
+/// yet: `status` watches that), nor is any day before the oldest copy. A
+/// copy in either tier counts for its day; a weekly day needs a weekly copy.
+fn gaps(az: &Azure, copies: &[Copy], now: DateTime<Utc>, out: &mut Vec<Finding>) {
+    let Some(first) = copies.first().map(|c| c.stamp.to_utc().date_naive()) else {
+        return;
+    };
+    let today = now.date_naive();
+    let days: BTreeSet<NaiveDate> = copies
+        .iter()
+        .map(|c| c.stamp.to_utc().date_naive())
+        .collect();
+    let weekly_days: BTreeSet<NaiveDate> = copies
+        .iter()
+        .filter(|c| c.tier == Tier::Weekly)
+        .map(|c| c.stamp.to_utc().date_naive())
+        .collect();
+    let missing: Vec<NaiveDate> = (1..=DAILY_WINDOW_DAYS)
+        .map(|i| today - Duration::days(i))
+        .filter(|d| *d >= first && !days.contains(d))
+        .collect();
+    if !missing.is_empty() {
+        out.push(finding(
+            FindingKind::MissingDaily,
+            None,
+            format!(
+                "{} day(s) of the last {DAILY_WINDOW_DAYS} have no offsite copy: {}",
+                missing.len(),
+                list_days(&missing)
+            ),
+        ));
+    }
+    let weekday = az.weekly_day.to_chrono();
+    let missing: Vec<NaiveDate> = (1..=WEEKLY_WINDOW_WEEKS * 7)
+        .map(|i| today - Duration::days(i))
+        .filter(|d| d.weekday() == weekday && *d >= first && !weekly_days.contains(d))
+        .collect();
+    if !missing.is_empty() {
+        out.push(finding(
+            FindingKind::MissingWeekly,
+            None,
+            format!(
+                "{} {:?} of the last {WEEKLY_WINDOW_WEEKS} weeks have no weekly copy: {}",
+                missing.len(),
+                weekday,
+                list_days(&missing)
+            ),
+        ));
+    }
+}
+
+fn list_days(days: &[NaiveDate]) -> String {
+    days.iter()
+        .rev()
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sound local backups younger than `require_offsite_days` with no copy.
+fn not_offsite(
+    az: &Azure,
+    db: &Database,
+    local: &[LocalBackup],
+    copies: &[Copy],
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
+    let since = Stamp::from_datetime(now).minus_days(az.require_offsite_days);
+    for b in local
+        .iter()
+        .filter(|b| b.database == db.name && b.is_sound())
+    {
+        if b.stamp >= since && !copies.iter().any(|c| c.stamp == b.stamp) {
+            out.push(finding(
+                FindingKind::NotOffsite,
+                None,
+                format!(
+                    "local backup {} has no offsite copy (run `valerix-backup upload {}`)",
+                    b.file_name(),
+                    b.stamp
+                ),
+            ));
+        }
+    }
+}
+
+/// Checks of each copy on its own: hash, manifest, retention, access tier.
+fn per_blob(
+    az: &Azure,
+    blobs: &[RemoteBlob],
+    copies: &[Copy],
+    local: &[LocalBackup],
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
+    let names: BTreeSet<&str> = blobs.iter().map(|b| b.name.as_str()).collect();
+    for c in copies {
+        let name = c.blob.name.as_str();
+        let f = |kind, detail: String| finding(kind, Some(name), detail);
+        match (c.blob.sha256(), local_sha(local, c)) {
+            (None, _) => out.push(f(FindingKind::NoHash, "no sha256 in its metadata".into())),
+            (Some(remote), Some(local)) if remote != local => out.push(f(
+                FindingKind::HashMismatch,
+                format!(
+                    "metadata sha256 {} differs from the local manifest's {}",
+                    short(remote),
+                    short(local)
+                ),
+            )),
+            _ => {}
+        }
+        let manifest = name.replace(crate::catalog::DUMP_SUFFIX, crate::catalog::MANIFEST_SUFFIX);
+        if !names.contains(manifest.as_str()) {
+            out.push(f(
+                FindingKind::MissingManifest,
+                "its manifest blob is missing".into(),
+            ));
+        }
+        let keep = c.tier.retention_days(az) as i64 + RETENTION_SLACK_DAYS;
+        let born = c.blob.created.unwrap_or_else(|| c.stamp.to_utc());
+        if now - born > Duration::days(keep) {
+            out.push(f(
+                FindingKind::PastRetention,
+                format!(
+                    "{} days old, past the {} tier's {} days: is the lifecycle policy applied? \
+                     (`valerix-backup prune --offsite` deletes it)",
+                    (now - born).num_days(),
+                    c.tier,
+                    c.tier.retention_days(az)
+                ),
+            ));
+        }
+        let want = c.tier.access_tier(az).as_str();
+        match &c.blob.access_tier {
+            Some(t) if t.eq_ignore_ascii_case(want) => {}
+            t => out.push(f(
+                FindingKind::WrongTier,
+                format!(
+                    "access tier {} where the {} tier wants {want}",
+                    t.as_deref().unwrap_or("(none)"),
+                    c.tier
+                ),
+            )),
+        }
+    }
+}
+
+fn local_sha<'a>(local: &'a [LocalBackup], c: &Copy) -> Option<&'a str> {
+    local
+        .iter()
+        .find(|b| b.stamp == c.stamp && c.blob.name.ends_with(&b.file_name()))
+        .and_then(|b| b.manifest.as_ref())
+        .map(|m| m.sha256.as_str())
+}
+
+fn short(s: &str) -> &str {
+    &s[..s.len().min(12)]
+}
+
+/// Copies more than `size_anomaly_factor` off the median size of the
+/// database's copies of the last 30 days (with at least 3 to compare).
+fn size_anomalies(az: &Azure, copies: &[Copy], now: DateTime<Utc>, out: &mut Vec<Finding>) {
+    let recent: Vec<&Copy> = copies
+        .iter()
+        .filter(|c| now - c.stamp.to_utc() <= Duration::days(DAILY_WINDOW_DAYS))
+        .collect();
+    if recent.len() < 3 {
+        return;
+    }
+    let mut sizes: Vec<u64> = recent.iter().map(|c| c.blob.size).collect();
+    sizes.sort_unstable();
+    let median = sizes[sizes.len() / 2] as f64;
+    let factor = az.size_anomaly_factor;
+    for c in recent {
+        let size = c.blob.size as f64;
+        if size > median * factor || size * factor < median {
+            out.push(finding(
+                FindingKind::SizeAnomaly,
+                Some(&c.blob.name),
+                format!(
+                    "{} bytes, {:.2} x the median {} of recent copies (limit {factor} x)",
+                    c.blob.size,
+                    size / median.max(1.0),
+                    median as u64
+                ),
+            ));
+        }
+    }
+}
+
+/// Names under `<prefix>daily/` or `<prefix>weekly/` that are not ours.
+fn unknown_blobs(az: &Azure, blobs: &[RemoteBlob]) -> Vec<Finding> {
+    blobs
+        .iter()
+        .filter(|b| {
+            let in_tier = Tier::ALL
+                .iter()
+                .any(|t| b.name.starts_with(&format!("{}{}/", az.prefix, t)));
+            let ours = BlobPath::parse(az, &b.name)
+                .and_then(|p| parse_file_name(&p.file, &p.dbname))
+                .is_some();
+            in_tier && !ours
+        })
+        .map(|b| Finding {
+            kind: FindingKind::UnknownBlob,
+            database: String::new(),
+            blob: Some(b.name.clone()),
+            detail: "not a valerix-backup file name".into(),
+        })
+        .collect()
+}
+
+/// What an earlier deep audit proved, by blob name.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DeepState {
+    blobs: BTreeMap<String, DeepCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DeepCheck {
+    etag: Option<String>,
+    sha256: String,
+    checked_at: DateTime<Utc>,
+}
+
+fn deep(
+    ctx: &Context,
+    store: &BlobStore,
+    dbs: &[&Database],
+    az: &Azure,
+    blobs: &[RemoteBlob],
+    recheck: bool,
+    report: &mut AuditReport,
+) -> Result<()> {
+    let state_path: PathBuf = ctx.cfg.backup_dir.join(DEEP_STATE);
+    let mut state: DeepState = std::fs::read(&state_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for db in dbs {
+        for c in copies_of(az, blobs, db) {
+            ctx.check_cancel()?;
+            let Some(want) = c.blob.sha256() else {
+                continue;
+            };
+            let proven = state
+                .blobs
+                .get(&c.blob.name)
+                .is_some_and(|p| p.etag == c.blob.etag && p.sha256 == want);
+            if proven && !recheck {
+                report.deep_skipped += 1;
+                continue;
+            }
+            let got = rehash(ctx, store, &c.blob.name)?;
+            report.deep_checked += 1;
+            if got == want {
+                state.blobs.insert(
+                    c.blob.name.clone(),
+                    DeepCheck {
+                        etag: c.blob.etag.clone(),
+                        sha256: got,
+                        checked_at: Utc::now(),
+                    },
+                );
+            } else {
+                warn!(
+                    "{}: content SHA-256 {} != metadata {}",
+                    c.blob.name,
+                    short(&got),
+                    short(want)
+                );
+                state.blobs.remove(&c.blob.name);
+                report.findings.push(Finding {
+                    kind: FindingKind::Corrupt,
+                    database: db.dbname.clone(),
+                    blob: Some(c.blob.name.clone()),
+                    detail: format!(
+                        "content SHA-256 {} differs from its metadata's {}: the blob changed \
+                         after upload",
+                        short(&got),
+                        short(want)
+                    ),
+                });
+            }
+        }
+    }
+    // Forget blobs that no longer exist, then save where `backup` keeps its
+    // files (the directory may not exist on a machine that only audits).
+    let names: BTreeSet<&str> = blobs.iter().map(|b| b.name.as_str()).collect();
+    state.blobs.retain(|k, _| names.contains(k.as_str()));
+    crate::catalog::fsutil::create_private_dir(&ctx.cfg.backup_dir)?;
+    let mut f = AtomicFile::create(&state_path)?;
+    serde_json::to_writer_pretty(f.file(), &state)
+        .map_err(|e| Error::io(format!("writing {}", state_path.display()), e.into()))?;
+    f.commit_replacing().map(drop)
+}
+
+/// Downloads a blob into a hasher, never to disk.
+fn rehash(ctx: &Context, store: &BlobStore, name: &str) -> Result<String> {
+    let mut sink = HashingWriter::new(std::io::sink());
+    let bar = ctx.progress.bytes(format!("{name}: re-hashing"));
+    store.download(name, &mut sink, &ctx.cancel, &bar)?;
+    Ok(sink.finish().1)
+}
+
+/// `prune --offsite`: deletes dump blobs (and their manifests) past their
+/// tier's retention, for accounts without the lifecycle policy. The newest
+/// copy of each database is never deleted, whatever its age.
+pub fn prune_offsite(ctx: &Context, dry_run: bool) -> Result<Vec<String>> {
+    let az = azure(ctx)?;
+    let store = BlobStore::connect(az)?;
+    let blobs = store.list(&az.prefix)?;
+    let now = Utc::now();
+    let mut removed = Vec::new();
+    for db in ctx.cfg.select(&[])? {
+        let copies = copies_of(az, &blobs, db);
+        let Some(newest) = copies.last().map(|c| c.stamp) else {
+            continue;
+        };
+        for c in copies.iter().filter(|c| c.stamp != newest) {
+            let born = c.blob.created.unwrap_or_else(|| c.stamp.to_utc());
+            if now - born <= Duration::days(c.tier.retention_days(az) as i64) {
+                continue;
+            }
+            let manifest = c
+                .blob
+                .name
+                .replace(crate::catalog::DUMP_SUFFIX, crate::catalog::MANIFEST_SUFFIX);
+            if !dry_run {
+                ctx.check_cancel()?;
+                store.delete(&c.blob.name)?;
+                store.delete(&manifest)?;
+                info!(
+                    "deleted {} ({} tier, past {} days)",
+                    c.blob.name,
+                    c.tier,
+                    c.tier.retention_days(az)
+                );
+            }
+            removed.push(c.blob.name.clone());
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,225 @@
+//! `restore --from-azure`: bring an offsite copy back into the backup
+//! directory, proven, so the ordinary restore can use it (the runbook's
+//! scenario 2: the machine and its local backups are gone).
+//!
+//! The manifest blob is read first; the dump is streamed to a hidden partial
+//! file while it is hashed, and kept only when its SHA-256 equals both the
+//! manifest's and the blob metadata's. When a backup has copies in both
+//! tiers, the first that verifies is used and named; when none does, nothing
+//! is written and the restore stops before touching any database.
+
+use tracing::{info, warn};
+
+use crate::catalog::fsutil::{AtomicFile, create_private_dir};
+use crate::catalog::{
+    Catalog, FileKind, Manifest, Stamp, dump_name, manifest_name, parse_file_name,
+};
+use crate::config::Database;
+use crate::error::{Error, Result};
+use crate::offsite::{BlobPath, BlobStore, RemoteBlob, Tier, blob_name};
+use crate::ops::Context;
+use crate::ops::upload::azure;
+use crate::pipeline::HashingWriter;
+
+/// Dump copies offsite: (stamp, tier, blob) of every database, newest last.
+pub fn offsite_copies(
+    az: &crate::config::Azure,
+    blobs: &[RemoteBlob],
+    db: &Database,
+) -> Vec<(Stamp, Tier, RemoteBlob)> {
+    let mut out: Vec<(Stamp, Tier, RemoteBlob)> = blobs
+        .iter()
+        .filter_map(|b| {
+            let p = BlobPath::parse(az, &b.name)?;
+            if p.dbname != db.dbname {
+                return None;
+            }
+            match parse_file_name(&p.file, &db.dbname)? {
+                (s, FileKind::Dump) => Some((s, p.tier, b.clone())),
+                _ => None,
+            }
+        })
+        .collect();
+    out.sort_by_key(|(s, t, _)| (*s, *t));
+    out
+}
+
+/// Fetches the backups of `targets` at `stamp` (newest common one when
+/// `None`) and returns the timestamp fetched.
+pub fn fetch(ctx: &Context, targets: &[String], stamp: Option<Stamp>) -> Result<Stamp> {
+    let az = azure(ctx)?;
+    let dbs = ctx.cfg.select(targets)?;
+    let store = BlobStore::connect(az)?;
+    let blobs = store.list(&az.prefix)?;
+    let per_db: Vec<Vec<(Stamp, Tier, RemoteBlob)>> = dbs
+        .iter()
+        .map(|db| offsite_copies(az, &blobs, db))
+        .collect();
+    let stamp = match stamp {
+        Some(s) => s,
+        None => newest_common(&per_db).ok_or_else(|| Error::NoBackup {
+            what: format!(
+                "offsite in {} common to {} (name a TIMESTAMP, or restore one database at a time)",
+                store.describe(),
+                dbs.iter()
+                    .map(|d| d.dbname.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?,
+    };
+    create_private_dir(&ctx.cfg.backup_dir)?;
+    let catalog = Catalog::open(&ctx.cfg)?;
+    let _lock = catalog.lock()?;
+    for (db, copies) in dbs.iter().zip(&per_db) {
+        let here: Vec<&(Stamp, Tier, RemoteBlob)> =
+            copies.iter().filter(|(s, _, _)| *s == stamp).collect();
+        if here.is_empty() {
+            return Err(Error::NoBackup {
+                what: format!(
+                    "of {} at {stamp} offsite in {}",
+                    db.dbname,
+                    store.describe()
+                ),
+            });
+        }
+        fetch_one(ctx, &store, &catalog, db, stamp, &here)?;
+    }
+    Ok(stamp)
+}
+
+fn newest_common(per_db: &[Vec<(Stamp, Tier, RemoteBlob)>]) -> Option<Stamp> {
+    let first = per_db.first()?;
+    first
+        .iter()
+        .rev()
+        .map(|(s, _, _)| *s)
+        .find(|s| per_db.iter().all(|c| c.iter().any(|(x, _, _)| x == s)))
+}
+
+fn fetch_one(
+    ctx: &Context,
+    store: &BlobStore,
+    catalog: &Catalog,
+    db: &Database,
+    stamp: Stamp,
+    copies: &[&(Stamp, Tier, RemoteBlob)],
+) -> Result<()> {
+    let az = azure(ctx)?;
+    let file = dump_name(&db.dbname, &stamp);
+    let local = catalog.dir().join(&file);
+    if local.exists() {
+        return use_local(catalog, db, stamp, copies);
+    }
+    let mut failures = Vec::new();
+    for (_, tier, blob) in copies {
+        match fetch_copy(ctx, store, catalog, az, db, stamp, *tier, blob) {
+            Ok(()) => {
+                info!(
+                    "{file}: restored from the {tier} offsite copy {}",
+                    blob.name
+                );
+                return Ok(());
+            }
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                warn!("{}: {e}", blob.name);
+                failures.push(format!("{tier}: {e}"));
+            }
+        }
+    }
+    Err(Error::Corrupt {
+        file,
+        reason: format!(
+            "no offsite copy verifies ({}); nothing was restored",
+            failures.join("; ")
+        ),
+    })
+}
+
+/// A local file of that name exists: use it when it is the same backup,
+/// never overwrite it.
+fn use_local(
+    catalog: &Catalog,
+    db: &Database,
+    stamp: Stamp,
+    copies: &[&(Stamp, Tier, RemoteBlob)],
+) -> Result<()> {
+    let b = catalog.find(db, Some(&stamp))?;
+    let same = b.is_sound()
+        && copies
+            .iter()
+            .any(|(_, _, blob)| blob.sha256() == b.manifest.as_ref().map(|m| m.sha256.as_str()));
+    if same {
+        info!(
+            "{}: the local copy is the offsite one (same SHA-256); using it",
+            b.file_name()
+        );
+        Ok(())
+    } else {
+        Err(Error::Refused(format!(
+            "{} exists locally but is not the offsite copy ({}); move it aside to restore \
+             from Azure",
+            b.path.display(),
+            b.state()
+        )))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fetch_copy(
+    ctx: &Context,
+    store: &BlobStore,
+    catalog: &Catalog,
+    az: &crate::config::Azure,
+    db: &Database,
+    stamp: Stamp,
+    tier: Tier,
+    blob: &RemoteBlob,
+) -> Result<()> {
+    let want = blob
+        .sha256()
+        .ok_or_else(|| Error::Check("the blob has no sha256 in its metadata".into()))?
+        .to_string();
+    let mname = manifest_name(&db.dbname, &stamp);
+    let mut text = Vec::new();
+    store.download(
+        &blob_name(az, tier, &db.dbname, &mname),
+        &mut text,
+        &ctx.cancel,
+        &crate::ui::Bar::hidden(),
+    )?;
+    let manifest: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| Error::Check(format!("its manifest blob is unreadable: {e}")))?;
+    if manifest.sha256 != want {
+        return Err(Error::Check(format!(
+            "its manifest says SHA-256 {} but the blob metadata {}",
+            &manifest.sha256[..12],
+            &want[..want.len().min(12)]
+        )));
+    }
+    let target = catalog.dir().join(dump_name(&db.dbname, &stamp));
+    let mut out = AtomicFile::create(&target)?;
+    let mut hashing = HashingWriter::new(out.file());
+    let bar = ctx.progress.bytes(format!("{}: downloading", db.dbname));
+    info!(
+        "{}: downloading {} ({} bytes)",
+        db.dbname, blob.name, blob.size
+    );
+    store.download(&blob.name, &mut hashing, &ctx.cancel, &bar)?;
+    let (_, got, _) = hashing.finish();
+    if got != want {
+        return Err(Error::Corrupt {
+            file: blob.name.clone(),
+            reason: format!(
+                "downloaded content has SHA-256 {} where the manifest says {}: the blob \
+                 changed after upload",
+                &got[..12],
+                &want[..12]
+            ),
+        });
+    }
+    // The manifest first: a dump without its manifest would look foreign.
+    crate::catalog::fsutil::write_atomic(&catalog.dir().join(&mname), &text)?;
+    out.commit().map(drop)
+}

@@ -1,0 +1,278 @@
+//! `upload`: local backups to Azure Blob Storage, daily or weekly tier.
+//!
+//! Idempotent: a blob that already holds the same SHA-256 is skipped, one
+//! with another SHA-256 under the same name is an error (never a silent
+//! overwrite). The file is hashed while it is sent and the block list is
+//! committed only when the hash equals the manifest's, so a file changed
+//! after its backup never becomes an offsite copy. An interrupted upload
+//! leaves only uncommitted blocks; the next run reuses them.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::catalog::{Catalog, LocalBackup, Manifest, Stamp, manifest_name};
+use crate::config::Azure;
+use crate::error::{Error, IoContext, Result};
+use crate::offsite::store::BlobSpec;
+use crate::offsite::{BlobStore, Tier, blob_name};
+use crate::ops::{Context, outcome};
+
+/// Which local backups to upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// The newest sound backup of each database.
+    Latest,
+    At(Stamp),
+    /// Every sound local backup.
+    All,
+}
+
+impl Selection {
+    pub fn parse(s: Option<&str>) -> Result<Selection> {
+        match s {
+            None | Some("latest") => Ok(Selection::Latest),
+            Some("all") => Ok(Selection::All),
+            Some(s) => Stamp::parse(s).map(Selection::At),
+        }
+    }
+}
+
+/// `auto` puts a backup taken on the weekly day in the weekly tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TierChoice {
+    #[default]
+    Auto,
+    Daily,
+    Weekly,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadReport {
+    pub container: String,
+    pub results: Vec<BlobUpload>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct BlobUpload {
+    pub database: String,
+    pub file: String,
+    pub blob: String,
+    pub tier: String,
+    /// `uploaded`, `present` (already there, same SHA-256) or `failed`.
+    pub status: String,
+    pub bytes: u64,
+    pub resumed_blocks: usize,
+    pub secs: f64,
+    pub error: Option<String>,
+}
+
+impl UploadReport {
+    pub fn outcome(&self) -> Result<()> {
+        let errors = self
+            .results
+            .iter()
+            .filter_map(|r| r.error.clone().map(|e| (r.file.clone(), e)))
+            .collect();
+        outcome("upload", errors, self.results.len())
+    }
+}
+
+pub fn azure(ctx: &Context) -> Result<&Azure> {
+    azure_of(&ctx.cfg)
+}
+
+/// The `[azure]` section, or an error saying the command needs it.
+pub fn azure_of(cfg: &crate::Config) -> Result<&Azure> {
+    cfg.azure.as_ref().ok_or_else(|| Error::Config {
+        path: cfg.path.clone(),
+        msg: "no [azure] section: offsite commands need a container (see \
+              valerix-backup.example.toml)"
+            .into(),
+    })
+}
+
+pub fn upload(
+    ctx: &Context,
+    selection: Selection,
+    tier: TierChoice,
+    targets: &[String],
+) -> Result<UploadReport> {
+    let az = azure(ctx)?;
+    let dbs = ctx.cfg.select(targets)?;
+    let catalog = Catalog::open_existing(&ctx.cfg);
+    // Retention must not delete a file while it is being sent.
+    let _lock = catalog.lock()?;
+    let chosen = choose(&catalog.list(&dbs)?, selection)?;
+    let store = BlobStore::connect(az)?;
+    store.ensure_container()?;
+    info!(
+        "uploading {} backup(s) to {}",
+        chosen.len(),
+        store.describe()
+    );
+    let mut results = Vec::new();
+    for b in chosen {
+        ctx.check_cancel()?;
+        let t = match tier {
+            TierChoice::Auto => Tier::for_stamp(b.stamp, az),
+            TierChoice::Daily => Tier::Daily,
+            TierChoice::Weekly => Tier::Weekly,
+        };
+        let mut r = BlobUpload {
+            database: b.dbname.clone(),
+            file: b.file_name(),
+            blob: blob_name(az, t, &b.dbname, &b.file_name()),
+            tier: t.to_string(),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        match upload_one(ctx, &store, az, &b, t, &mut r) {
+            Ok(()) => {}
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                warn!("{}: {e}", r.file);
+                r.status = "failed".into();
+                r.error = Some(e.to_string());
+            }
+        }
+        r.secs = start.elapsed().as_secs_f64();
+        results.push(r);
+    }
+    Ok(UploadReport {
+        container: store.describe(),
+        results,
+    })
+}
+
+/// The backups a selection names; only sound ones (with a manifest that
+/// matches the file's size) may go offsite.
+fn choose(all: &[LocalBackup], selection: Selection) -> Result<Vec<LocalBackup>> {
+    let sound = all.iter().filter(|b| b.is_sound());
+    let chosen: Vec<LocalBackup> = match selection {
+        Selection::All => sound.cloned().collect(),
+        Selection::At(s) => sound.filter(|b| b.stamp == s).cloned().collect(),
+        Selection::Latest => {
+            let mut newest: BTreeMap<&str, &LocalBackup> = BTreeMap::new();
+            for b in sound {
+                newest.insert(&b.database, b);
+            }
+            newest.into_values().cloned().collect()
+        }
+    };
+    if chosen.is_empty() {
+        return Err(Error::NoBackup {
+            what: match selection {
+                Selection::At(s) => format!("at {s} to upload (see `valerix-backup list`)"),
+                _ => "to upload (run `valerix-backup backup` first)".into(),
+            },
+        });
+    }
+    Ok(chosen)
+}
+
+fn upload_one(
+    ctx: &Context,
+    store: &BlobStore,
+    az: &Azure,
+    b: &LocalBackup,
+    tier: Tier,
+    r: &mut BlobUpload,
+) -> Result<()> {
+    let m = b.manifest.as_ref().expect("chosen backups have a manifest");
+    let spec = blob_spec(az, m, tier);
+    match store.head(&r.blob)? {
+        Some(existing) if existing.sha256() == Some(m.sha256.as_str()) => {
+            info!("{}: already offsite with the same SHA-256", r.blob);
+            r.status = "present".into();
+        }
+        Some(existing) => {
+            return Err(Error::Refused(format!(
+                "{} already exists with SHA-256 {} (ours is {}); refusing to overwrite it",
+                r.blob,
+                existing.sha256().unwrap_or("(none)"),
+                &m.sha256
+            )));
+        }
+        None => {
+            let bar = ctx.progress.bytes(format!("{}: uploading", b.dbname));
+            let stats = store.upload_file(&b.path, &r.blob, &spec, &ctx.cancel, &bar)?;
+            if stats.resumed_blocks > 0 {
+                info!(
+                    "{}: resumed, {} of {} blocks were already staged",
+                    r.blob, stats.resumed_blocks, stats.blocks
+                );
+            }
+            info!("{}: uploaded {} bytes ({tier})", r.blob, stats.bytes);
+            r.status = "uploaded".into();
+            r.bytes = stats.bytes;
+            r.resumed_blocks = stats.resumed_blocks;
+        }
+    }
+    upload_manifest(store, az, b, tier, &spec)
+}
+
+/// The manifest goes beside the dump (after it, so a manifest offsite
+/// always has its dump); a rerun adds it when an earlier run stopped between
+/// the two.
+fn upload_manifest(
+    store: &BlobStore,
+    az: &Azure,
+    b: &LocalBackup,
+    tier: Tier,
+    spec: &BlobSpec,
+) -> Result<()> {
+    let name = blob_name(az, tier, &b.dbname, &manifest_name(&b.dbname, &b.stamp));
+    if store.head(&name)?.is_some() {
+        return Ok(());
+    }
+    let path = b.path.with_file_name(manifest_name(&b.dbname, &b.stamp));
+    let bytes = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
+    let mut spec = spec.clone();
+    spec.expect_sha256 = None;
+    spec.metadata.insert("kind".into(), "manifest".into());
+    store.upload_bytes(&name, &bytes, &spec)
+}
+
+/// Metadata and index tags of a dump blob. Metadata names must be C#
+/// identifiers; tag values are limited to `a-zA-Z0-9 +-.:=_/`.
+pub fn blob_spec(az: &Azure, m: &Manifest, tier: Tier) -> BlobSpec {
+    let metadata = BTreeMap::from([
+        ("sha256".to_string(), m.sha256.clone()),
+        ("database".to_string(), m.dbname.clone()),
+        ("timestamp".to_string(), m.timestamp.to_string()),
+        ("tier".to_string(), tier.to_string()),
+        ("source_host".to_string(), host_name()),
+        (
+            "tool_version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ]);
+    let tags = BTreeMap::from([
+        ("tier".to_string(), tier.to_string()),
+        ("database".to_string(), m.dbname.clone()),
+        (
+            "date".to_string(),
+            m.timestamp.to_utc().format("%Y-%m-%d").to_string(),
+        ),
+    ]);
+    BlobSpec {
+        metadata,
+        tags,
+        tier: Some(tier.access_tier(az)),
+        expect_sha256: Some(m.sha256.clone()),
+    }
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

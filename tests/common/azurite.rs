@@ -1,0 +1,198 @@
+//! A private Azurite (Azure Storage emulator, blob service) per test, through
+//! scripts/azurite.sh (the same script the benchmark uses), and an
+//! independent look at what the program stored: tests/tools/blob_reader.py,
+//! Microsoft's Python SDK, never our own client. Both tools are installed
+//! into .tools/ by scripts/setup.sh (scripts/test.sh runs it first).
+//!
+//! Blobs and uncommitted blocks are kept on disk in `dir/data`, so
+//! [`Azurite::stop`] then [`Azurite::restart`] loses nothing: the emulator
+//! went away, the storage did not.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const ACCOUNT: &str = "devstoreaccount1";
+/// Azurite's well-known development key (public, not a secret).
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+pub struct Azurite {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script() -> PathBuf {
+    repo().join("scripts/azurite.sh")
+}
+
+fn python() -> PathBuf {
+    repo().join(".tools/py/bin/python")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Azurite {
+    /// Starts the emulator on a free loopback port, in a fresh directory
+    /// under /tmp; returns once the port answers.
+    pub fn start() -> Azurite {
+        for tool in [
+            repo().join(".tools/azurite/node_modules/.bin/azurite-blob"),
+            python(),
+        ] {
+            assert!(
+                tool.exists(),
+                "{} is missing: run scripts/setup.sh",
+                tool.display()
+            );
+        }
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = PathBuf::from(format!(
+            "/tmp/vxb-azurite-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Another test may take the free port before Azurite binds it: the
+        // script then refuses ("already in use") and we try another.
+        let mut az = Azurite { port: 0, dir };
+        let mut last = String::new();
+        for _ in 0..5 {
+            az.port = free_port();
+            match az.try_start() {
+                Ok(()) => return az,
+                Err(e) if e.contains("already in use") => last = e,
+                Err(e) => panic!("azurite.sh start failed: {e}"),
+            }
+        }
+        panic!("azurite.sh start failed 5 times: {last}");
+    }
+
+    fn try_start(&self) -> Result<(), String> {
+        let out = Command::new(script())
+            .arg("start")
+            .arg(&self.dir)
+            .arg(self.port.to_string())
+            .output()
+            .expect("run scripts/azurite.sh");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The connection string for the program's config (as
+    /// `azurite.sh conn PORT` prints it).
+    pub fn conn_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};\
+             BlobEndpoint={};",
+            self.blob_endpoint()
+        )
+    }
+
+    /// `http://127.0.0.1:PORT/devstoreaccount1` (path-style).
+    pub fn blob_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// Whether the emulator's port answers.
+    pub fn is_running(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    /// Stops the emulator (SIGTERM: it saves its state), returning once the
+    /// port is closed; the storage in `dir/data` stays. For "the emulator went
+    /// away mid-upload". Idempotent.
+    pub fn stop(&self) {
+        let out = Command::new(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output()
+            .expect("run scripts/azurite.sh");
+        assert!(
+            out.status.success(),
+            "azurite.sh stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts it again on the same port and storage (stopping it first if it
+    /// still runs): blobs and uncommitted blocks are still there.
+    pub fn restart(&self) {
+        self.stop();
+        if let Err(e) = self.try_start() {
+            panic!(
+                "azurite.sh start (restart on port {}) failed: {e}",
+                self.port
+            );
+        }
+    }
+
+    /// Runs tests/tools/blob_reader.py against this emulator; its stdout.
+    /// Panics with its stderr when it fails.
+    #[track_caller]
+    pub fn py_reader(&self, args: &[&str]) -> String {
+        match self.try_py_reader(args) {
+            Ok(out) => out,
+            Err(e) => panic!("blob_reader.py {args:?} failed: {e}"),
+        }
+    }
+
+    /// As [`Azurite::py_reader`], for steps that are meant to fail: Err
+    /// holds its stderr.
+    pub fn try_py_reader(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(python())
+            .arg(repo().join("tests/tools/blob_reader.py"))
+            .args(args)
+            .env("AZURE_STORAGE_CONNECTION_STRING", self.conn_string())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run .tools/py/bin/python");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Creates a container (no error if it exists).
+    pub fn create_container(&self, container: &str) {
+        self.py_reader(&["create", container]);
+    }
+
+    /// The blobs under `prefix`, as the SDK sees them: name, size, metadata,
+    /// tags, access_tier, content_md5, creation_time, last_modified, blob_type.
+    #[track_caller]
+    pub fn list(&self, container: &str, prefix: &str) -> Vec<serde_json::Value> {
+        let out = self.py_reader(&["list", container, prefix]);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("blob_reader.py list printed no JSON list ({e}): {out}"))
+    }
+
+    /// Hex SHA-256 of a blob's content, downloaded by the SDK.
+    #[track_caller]
+    pub fn sha256(&self, container: &str, blob: &str) -> String {
+        self.py_reader(&["sha256", container, blob])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).arg("stop").arg(&self.dir).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,251 @@
+"""An independent look at a blob container: Microsoft's own Python SDK
+(azure-storage-blob, pinned by scripts/setup.sh into .tools/py), not our Rust
+client, so the tests check what valerix-backup really stored in Azure Blob
+(Azurite in the tests) and can damage it behind the program's back.
+
+Connection string from $AZURE_STORAGE_CONNECTION_STRING
+(scripts/azurite.sh conn PORT prints Azurite's). Run with .tools/py/bin/python.
+Retries a failed request $BLOB_READER_RETRIES times (default 2, 0.5 s apart).
+
+  blob_reader.py create CONTAINER            create it (no error if it exists)
+  blob_reader.py list CONTAINER [PREFIX]     JSON list: name, size, metadata,
+                      tags, access_tier, content_md5 (base64 or null),
+                      creation_time, last_modified (ISO 8601), blob_type
+  blob_reader.py list-count CONTAINER [PREFIX]
+                      list with metadata and tags, print only the count
+  blob_reader.py sha256 CONTAINER BLOB       hex SHA-256 of the content
+  blob_reader.py tamper CONTAINER BLOB [--offset N | --all]
+                      rewrite the content with one byte inverted (the middle
+                      one, or at N; --all: every byte), same size, keeping
+                      metadata, tags, content settings and tier; prints JSON
+  blob_reader.py delete CONTAINER BLOB
+  blob_reader.py upload CONTAINER BLOB FILE [--concurrency N] [--block-size-mib M]
+                      upload_blob(max_concurrency=N); prints JSON with bytes
+                      and seconds (the benchmark's reference)
+  blob_reader.py put-many CONTAINER PREFIX N [--concurrency C]
+                      [--metadata K=V]... [--tag K=V]...
+                      N tiny blobs PREFIX000000.. in parallel; prints JSON
+"""
+
+import argparse
+import base64
+import concurrent.futures
+import hashlib
+import json
+import os
+import sys
+import time
+
+import requests
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry, StandardBlobTier
+
+# Azurite 3.37 accepts x-ms-version up to this one; the SDK's default is newer
+# and Azurite refuses it.
+API_VERSION = "2026-06-06"
+
+
+def service(pool=10, block_size=None):
+    conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    if not conn:
+        sys.exit("blob_reader.py: AZURE_STORAGE_CONNECTION_STRING is not set")
+    # One connection per worker thread (requests' default pool keeps 10).
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(pool, 10))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    kw = {}
+    if block_size:
+        kw = {"max_block_size": block_size, "max_single_put_size": block_size}
+    # A test tool fails fast: the SDK's default retries an unreachable
+    # endpoint for about a minute (backoff 15 s, 18 s, 24 s).
+    retry = LinearRetry(
+        backoff=0.5, random_jitter_range=0.2, retry_total=int(os.environ.get("BLOB_READER_RETRIES", "2"))
+    )
+    return BlobServiceClient.from_connection_string(
+        conn,
+        api_version=API_VERSION,
+        transport=RequestsTransport(session=session, session_owner=False),
+        retry_policy=retry,
+        **kw,
+    )
+
+
+def iso(t):
+    return t.isoformat() if t is not None else None
+
+
+def key_values(pairs):
+    out = {}
+    for p in pairs or []:
+        k, sep, v = p.partition("=")
+        if not sep:
+            sys.exit(f"blob_reader.py: {p!r} is not KEY=VALUE")
+        out[k] = v
+    return out
+
+
+def cmd_create(a):
+    try:
+        service().create_container(a.container)
+    except ResourceExistsError:
+        pass
+
+
+def cmd_list(a):
+    cc = service().get_container_client(a.container)
+    out = []
+    for b in cc.list_blobs(name_starts_with=a.prefix, include=["metadata", "tags"]):
+        md5 = b.content_settings.content_md5 if b.content_settings else None
+        out.append(
+            {
+                "name": b.name,
+                "size": b.size,
+                "metadata": dict(b.metadata or {}),
+                "tags": dict(b.tags or {}),
+                "access_tier": b.blob_tier,
+                "content_md5": base64.b64encode(md5).decode() if md5 else None,
+                "creation_time": iso(b.creation_time),
+                "last_modified": iso(b.last_modified),
+                "blob_type": str(b.blob_type.value if hasattr(b.blob_type, "value") else b.blob_type),
+            }
+        )
+    json.dump(out, sys.stdout, indent=1, sort_keys=True)
+    print()
+
+
+def cmd_list_count(a):
+    cc = service().get_container_client(a.container)
+    n = sum(1 for _ in cc.list_blobs(name_starts_with=a.prefix, include=["metadata", "tags"]))
+    print(n)
+
+
+def cmd_sha256(a):
+    bc = service().get_blob_client(a.container, a.blob)
+    h = hashlib.sha256()
+    for chunk in bc.download_blob().chunks():
+        h.update(chunk)
+    print(h.hexdigest())
+
+
+def cmd_tamper(a):
+    bc = service().get_blob_client(a.container, a.blob)
+    props = bc.get_blob_properties()
+    tags = bc.get_blob_tags()
+    data = bytearray(bc.download_blob().readall())
+    if not data:
+        sys.exit(f"blob_reader.py: {a.blob} is empty, nothing to tamper with")
+    if a.all:
+        for i in range(len(data)):
+            data[i] ^= 0xFF
+        where = "all"
+    else:
+        off = len(data) // 2 if a.offset is None else a.offset
+        if not 0 <= off < len(data):
+            sys.exit(f"blob_reader.py: offset {off} outside 0..{len(data) - 1}")
+        data[off] ^= 0xFF
+        where = off
+    cs = props.content_settings
+    # The stored Content-MD5 is the service's: the new content gets its own,
+    # as it would if anyone re-uploaded the blob.
+    settings = ContentSettings(
+        content_type=cs.content_type,
+        content_encoding=cs.content_encoding,
+        content_language=cs.content_language,
+        content_disposition=cs.content_disposition,
+        cache_control=cs.cache_control,
+    )
+    kw = {}
+    if props.blob_tier and not props.blob_tier_inferred:
+        kw["standard_blob_tier"] = StandardBlobTier(props.blob_tier)
+    bc.upload_blob(
+        bytes(data),
+        overwrite=True,
+        metadata=dict(props.metadata or {}),
+        tags=dict(tags or {}) or None,
+        content_settings=settings,
+        **kw,
+    )
+    print(json.dumps({"blob": a.blob, "size": len(data), "flipped": where}))
+
+
+def cmd_delete(a):
+    service().get_blob_client(a.container, a.blob).delete_blob(delete_snapshots="include")
+
+
+def cmd_upload(a):
+    bs = a.block_size_mib * 1024 * 1024 if a.block_size_mib else None
+    bc = service(pool=a.concurrency, block_size=bs).get_blob_client(a.container, a.blob)
+    size = os.path.getsize(a.file)
+    t = time.monotonic()
+    with open(a.file, "rb") as f:
+        bc.upload_blob(f, length=size, overwrite=True, max_concurrency=a.concurrency)
+    secs = time.monotonic() - t
+    print(json.dumps({"bytes": size, "seconds": round(secs, 3), "concurrency": a.concurrency}))
+
+
+def cmd_put_many(a):
+    cc = service(pool=a.concurrency).get_container_client(a.container)
+    meta = key_values(a.metadata) or None
+    tags = key_values(a.tag) or None
+    width = max(6, len(str(a.n - 1)))
+
+    def put(i):
+        name = f"{a.prefix}{i:0{width}d}"
+        cc.upload_blob(name, f"{name}\n".encode(), overwrite=True, metadata=meta, tags=tags)
+
+    t = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=a.concurrency) as ex:
+        for f in [ex.submit(put, i) for i in range(a.n)]:
+            f.result()
+    secs = time.monotonic() - t
+    print(json.dumps({"blobs": a.n, "seconds": round(secs, 3)}))
+
+
+def main():
+    p = argparse.ArgumentParser(prog="blob_reader.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("create")
+    s.add_argument("container")
+    s.set_defaults(fn=cmd_create)
+    for name, fn in (("list", cmd_list), ("list-count", cmd_list_count)):
+        s = sub.add_parser(name)
+        s.add_argument("container")
+        s.add_argument("prefix", nargs="?")
+        s.set_defaults(fn=fn)
+    for name, fn in (("sha256", cmd_sha256), ("delete", cmd_delete), ("tamper", cmd_tamper)):
+        s = sub.add_parser(name)
+        s.add_argument("container")
+        s.add_argument("blob")
+        s.set_defaults(fn=fn)
+        if name == "tamper":
+            g = s.add_mutually_exclusive_group()
+            g.add_argument("--offset", type=int)
+            g.add_argument("--all", action="store_true")
+    s = sub.add_parser("upload")
+    s.add_argument("container")
+    s.add_argument("blob")
+    s.add_argument("file")
+    s.add_argument("--concurrency", type=int, default=8)
+    s.add_argument("--block-size-mib", type=int)
+    s.set_defaults(fn=cmd_upload)
+    s = sub.add_parser("put-many")
+    s.add_argument("container")
+    s.add_argument("prefix")
+    s.add_argument("n", type=int)
+    s.add_argument("--concurrency", type=int, default=16)
+    s.add_argument("--metadata", action="append", metavar="K=V")
+    s.add_argument("--tag", action="append", metavar="K=V")
+    s.set_defaults(fn=cmd_put_many)
+    a = p.parse_args()
+    try:
+        a.fn(a)
+    except AzureError as e:
+        code = getattr(getattr(e, "error_code", None), "value", None) or getattr(e, "error_code", None)
+        msg = str(getattr(e, "message", None) or e).splitlines()[0]
+        sys.exit(f"blob_reader.py {a.cmd}: {type(e).__name__}" + (f" {code}" if code else "") + f": {msg}")
+
+
+if __name__ == "__main__":
+    main()
