@@ -279,6 +279,8 @@ fn not_offsite(
 }
 
 /// Checks of each copy on its own: hash, manifest, retention, access tier.
+/// A copy's age is its backup's age (the timestamp in its name): a backup
+/// uploaded late is no younger for it.
 fn per_blob(
     az: &Azure,
     blobs: &[RemoteBlob],
@@ -311,7 +313,7 @@ fn per_blob(
             ));
         }
         let keep = c.tier.retention_days(az) as i64 + RETENTION_SLACK_DAYS;
-        let born = c.blob.created.unwrap_or_else(|| c.stamp.to_utc());
+        let born = c.stamp.to_utc();
         if now - born > Duration::days(keep) {
             out.push(f(
                 FindingKind::PastRetention,
@@ -512,8 +514,7 @@ pub fn prune_offsite(ctx: &Context, dry_run: bool) -> Result<Vec<String>> {
             continue;
         };
         for c in copies.iter().filter(|c| c.stamp != newest) {
-            let born = c.blob.created.unwrap_or_else(|| c.stamp.to_utc());
-            if now - born <= Duration::days(c.tier.retention_days(az) as i64) {
+            if now - c.stamp.to_utc() <= Duration::days(c.tier.retention_days(az) as i64) {
                 continue;
             }
             let manifest = c
