@@ -19,6 +19,8 @@ Retries a failed request $BLOB_READER_RETRIES times (default 2, 0.5 s apart).
                       one, or at N; --all: every byte), same size, keeping
                       metadata, tags, content settings and tier; prints JSON
   blob_reader.py delete CONTAINER BLOB
+  blob_reader.py set-tier CONTAINER BLOB Hot|Cool|Cold|Archive
+  blob_reader.py blocks CONTAINER BLOB       JSON: committed and uncommitted block counts
   blob_reader.py upload CONTAINER BLOB FILE [--concurrency N] [--block-size-mib M]
                       upload_blob(max_concurrency=N); prints JSON with bytes
                       and seconds (the benchmark's reference)
@@ -203,6 +205,16 @@ def cmd_put_many(a):
     print(json.dumps({"blobs": a.n, "seconds": round(secs, 3)}))
 
 
+def cmd_set_tier(a):
+    service().get_blob_client(a.container, a.blob).set_standard_blob_tier(StandardBlobTier(a.tier))
+
+
+def cmd_blocks(a):
+    """Counts of committed and uncommitted blocks (an interrupted upload)."""
+    committed, uncommitted = service().get_blob_client(a.container, a.blob).get_block_list("all")
+    print(json.dumps({"committed": len(committed), "uncommitted": len(uncommitted)}))
+
+
 def main():
     p = argparse.ArgumentParser(prog="blob_reader.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -223,6 +235,15 @@ def main():
             g = s.add_mutually_exclusive_group()
             g.add_argument("--offset", type=int)
             g.add_argument("--all", action="store_true")
+    s = sub.add_parser("set-tier")
+    s.add_argument("container")
+    s.add_argument("blob")
+    s.add_argument("tier", choices=["Hot", "Cool", "Cold", "Archive"])
+    s.set_defaults(fn=cmd_set_tier)
+    s = sub.add_parser("blocks")
+    s.add_argument("container")
+    s.add_argument("blob")
+    s.set_defaults(fn=cmd_blocks)
     s = sub.add_parser("upload")
     s.add_argument("container")
     s.add_argument("blob")

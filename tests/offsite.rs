@@ -1,0 +1,620 @@
+//! Offsite copies against Azurite (the official emulator), checked with an
+//! independent reader (Microsoft's Python SDK, tests/tools/blob_reader.py):
+//! tiers, hashes, tags and access tiers; the audit's findings; restore from
+//! Azure onto an empty machine; and the faults: tampering, deletion, wrong
+//! credentials, a missing container, an emulator that dies mid-upload, a
+//! file that changed after its manifest.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::azurite::{Azurite, KEY};
+use common::{Run, Sandbox, sha256_file};
+use serde_json::Value;
+
+const CONTAINER: &str = "database-backups";
+
+struct Offsite {
+    sb: Sandbox,
+    az: Azurite,
+}
+
+impl Offsite {
+    fn new() -> Offsite {
+        let o = Offsite {
+            sb: Sandbox::new(),
+            az: Azurite::start(),
+        };
+        o.configure("");
+        o
+    }
+
+    /// The sandbox's config plus an [azure] section; `extra` adds keys.
+    fn configure(&self, extra: &str) {
+        let text = format!(
+            "{}\n[azure]\ncontainer = \"{CONTAINER}\"\nmax_retries = 2\nretry_max_secs = 3\n{extra}\n",
+            self.sb.config_text("")
+        );
+        std::fs::write(self.sb.config_path(), text).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &self.az.conn_string())
+    }
+
+    fn run_with(&self, args: &[&str], conn: &str) -> Run {
+        let mut cmd = self.sb.command(args);
+        cmd.env("AZURE_STORAGE_CONNECTION_STRING", conn);
+        common::run(cmd)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let r = self.run(&a);
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", r.stdout, r.stderr))
+    }
+
+    fn blobs(&self) -> Vec<Value> {
+        self.az.list(CONTAINER, "")
+    }
+
+    fn blob(&self, name: &str) -> Value {
+        self.blobs()
+            .into_iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("no blob {name}"))
+    }
+}
+
+/// A copy of `dbname`'s newest backup as if taken at `stamp`: same bytes
+/// (so the same SHA-256), manifest rewritten for the new name and time.
+fn backdate(sb: &Sandbox, dbname: &str, stamp: &str) -> PathBuf {
+    let src = sb.dump_of(dbname);
+    let mut m = common::manifest(&src);
+    let file = format!("{dbname}_{stamp}.dump.gz");
+    let dst = sb.backup_dir().join(&file);
+    std::fs::copy(&src, &dst).unwrap();
+    m["timestamp"] = stamp.into();
+    m["file"] = file.into();
+    write_manifest(&dst, &m);
+    dst
+}
+
+fn write_manifest(dump: &Path, m: &Value) {
+    let path = dump.to_string_lossy().replace(".dump.gz", ".manifest.json");
+    std::fs::write(path, serde_json::to_string_pretty(m).unwrap()).unwrap();
+}
+
+fn stamp_days_ago(days: i64, hour: u32) -> String {
+    let d = chrono::Utc::now().date_naive() - chrono::Duration::days(days);
+    format!("{}_{hour:02}0000", d.format("%Y%m%d"))
+}
+
+/// The most recent `weekday` strictly before today, as a stamp at 02:00.
+fn last(weekday: chrono::Weekday) -> (i64, String) {
+    use chrono::Datelike;
+    let today = chrono::Utc::now().date_naive();
+    let back = (1..=7)
+        .find(|i| (today - chrono::Duration::days(*i)).weekday() == weekday)
+        .unwrap();
+    (back, stamp_days_ago(back, 2))
+}
+
+/// The blob name `upload` (tier auto) gives order_db's backup at `stamp`.
+fn order_blob(stamp: &str) -> String {
+    use chrono::Datelike;
+    let day = chrono::NaiveDate::parse_from_str(&stamp[..8], "%Y%m%d").unwrap();
+    let tier = if day.weekday() == chrono::Weekday::Sun {
+        "weekly"
+    } else {
+        "daily"
+    };
+    format!("{tier}/order_db/order_db_{stamp}.dump.gz")
+}
+
+/// A stamp `days` ago (one of `choices`) that is not a Sunday.
+fn weekday_stamp(choices: &[i64], hour: u32) -> String {
+    use chrono::Datelike;
+    let d = choices
+        .iter()
+        .find(|d| {
+            (chrono::Utc::now().date_naive() - chrono::Duration::days(**d)).weekday()
+                != chrono::Weekday::Sun
+        })
+        .unwrap();
+    stamp_days_ago(*d, hour)
+}
+
+fn findings(report: &Value, kind: &str) -> Vec<Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn uploads_land_in_their_tiers_with_hashes_tags_and_access_tiers() {
+    let o = Offsite::new();
+    o.sb.run(&["backup"]).ok();
+    let (_, sunday) = last(chrono::Weekday::Sun);
+    let weekly_file = backdate(&o.sb, "order_db", &sunday);
+    // The container does not exist yet: the first upload creates it.
+    let report = o.json(&["upload", "all"]);
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{report}");
+    assert!(
+        results.iter().all(|r| r["status"] == "uploaded"),
+        "{report}"
+    );
+
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    for dump in o.sb.dumps() {
+        let file = dump.file_name().unwrap().to_string_lossy().into_owned();
+        let dbname = if file.starts_with("order_db") {
+            "order_db"
+        } else {
+            "inventory_db"
+        };
+        let weekly = dump == weekly_file;
+        let tier = if weekly { "weekly" } else { "daily" };
+        let name = format!("{tier}/{dbname}/{file}");
+        let b = o.blob(&name);
+        let sha = sha256_file(&dump);
+        // Checked by Microsoft's SDK, not by our own client.
+        assert_eq!(o.az.sha256(CONTAINER, &name), sha);
+        assert_eq!(b["metadata"]["sha256"], sha.as_str());
+        assert_eq!(b["metadata"]["database"], dbname);
+        assert_eq!(b["metadata"]["tier"], tier);
+        assert_eq!(b["tags"]["tier"], tier);
+        assert_eq!(b["tags"]["database"], dbname);
+        let date = if weekly {
+            format!("{}-{}-{}", &sunday[..4], &sunday[4..6], &sunday[6..8])
+        } else {
+            today.clone()
+        };
+        assert_eq!(b["tags"]["date"], date.as_str());
+        assert_eq!(b["access_tier"], if weekly { "Cold" } else { "Cool" });
+        use base64::Engine;
+        use sha2::Digest;
+        let md5 = base64::engine::general_purpose::STANDARD
+            .encode(md5::Md5::digest(std::fs::read(&dump).unwrap()));
+        assert_eq!(b["content_md5"], md5.as_str());
+        let manifest = name.replace(".dump.gz", ".manifest.json");
+        assert_eq!(
+            o.az.sha256(CONTAINER, &manifest),
+            sha256_file(Path::new(
+                &dump.to_string_lossy().replace(".dump.gz", ".manifest.json")
+            ))
+        );
+    }
+
+    // Idempotent: a second run finds every copy in place.
+    let again = o.json(&["upload", "all"]);
+    assert!(
+        again["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "present"),
+        "{again}"
+    );
+    assert_eq!(o.blobs().len(), 6);
+
+    // `list` shows local and offsite side by side.
+    let list = o.json(&["list"]);
+    let tiers: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["offsite"].to_string())
+        .collect();
+    assert!(tiers.contains(&"[\"weekly\"]".to_string()), "{list}");
+    assert_eq!(
+        tiers.iter().filter(|t| *t == "[\"daily\"]").count(),
+        2,
+        "{list}"
+    );
+    let table = o.run(&["list"]).ok().stdout;
+    assert!(
+        table.contains("OFFSITE") && table.contains("weekly"),
+        "{table}"
+    );
+
+    // Every copy re-hashes clean; the only problem is the days between
+    // last Sunday and today, which have no copy.
+    let audit = o.run(&["audit", "--deep", "--json"]);
+    let audit: Value = serde_json::from_str(&audit.stdout).unwrap();
+    assert_eq!(audit["deep_checked"], 3, "{audit}");
+    let findings = audit["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().all(|f| f["kind"] == "missing-daily"),
+        "{audit}"
+    );
+    // ... and the next deep audit re-reads nothing it has proven.
+    let audit = o.json(&["audit", "--deep"]);
+    assert_eq!(
+        (
+            audit["deep_checked"].as_u64(),
+            audit["deep_skipped"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
+}
+
+#[test]
+fn backup_upload_then_restore_from_azure_on_an_empty_machine() {
+    let o = Offsite::new();
+    let before = (
+        o.sb.pg.fingerprint("order_db"),
+        o.sb.pg.fingerprint("inventory_db"),
+    );
+    o.run(&["backup", "--upload"]).ok();
+    assert_eq!(o.blobs().len(), 4);
+    // A fresh inventory audits clean, deep included.
+    let audit = o.run(&["audit", "--deep"]).ok();
+    assert!(
+        audit.stdout.contains("no problems found"),
+        "{}",
+        audit.stdout
+    );
+    // The machine is lost: no local backups, and the data is damaged.
+    std::fs::remove_dir_all(o.sb.backup_dir()).unwrap();
+    o.sb.pg
+        .psql("order_db", "DELETE FROM order_items; DELETE FROM invoices;");
+    o.sb.pg.psql("inventory_db", "DELETE FROM stock_movements;");
+    let r = o
+        .run(&["restore", "latest", "both", "--from-azure", "--yes"])
+        .ok();
+    assert!(
+        r.stderr.contains("restored from the daily offsite copy"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(o.sb.pg.fingerprint("order_db"), before.0);
+    assert_eq!(o.sb.pg.fingerprint("inventory_db"), before.1);
+    // The fetched backups are ordinary local backups again, 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let dumps = o.sb.dumps();
+    assert_eq!(dumps.len(), 2);
+    for d in dumps {
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    o.sb.run(&["verify"]).ok();
+}
+
+#[test]
+fn tampered_copies_are_found_and_never_restored() {
+    let o = Offsite::new();
+    o.sb.run(&["backup", "order"]).ok();
+    let stamp = o.sb.dumps()[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("order_db_")
+        .trim_end_matches(".dump.gz")
+        .to_string();
+    o.run(&["upload", &stamp, "--tier", "daily"]).ok();
+    o.run(&["upload", &stamp, "--tier", "weekly"]).ok();
+    let file = format!("order_db_{stamp}.dump.gz");
+    let (daily, weekly) = (
+        format!("daily/order_db/{file}"),
+        format!("weekly/order_db/{file}"),
+    );
+    o.az.py_reader(&["tamper", CONTAINER, &daily]);
+
+    let audit = o.run(&["audit", "--deep", "--json"]);
+    assert_eq!(audit.code, 1, "{}", audit.stderr);
+    let report: Value = serde_json::from_str(&audit.stdout).unwrap();
+    let corrupt = findings(&report, "corrupt");
+    assert_eq!(corrupt.len(), 1, "{report}");
+    assert_eq!(corrupt[0]["blob"], daily.as_str());
+    assert!(audit.error().contains("1 corrupt"), "{}", audit.error());
+
+    // One copy of two verifies: restore uses it and says which.
+    let before = o.sb.pg.fingerprint("order_db");
+    std::fs::remove_dir_all(o.sb.backup_dir()).unwrap();
+    o.sb.pg.psql("order_db", "DELETE FROM invoices;");
+    let damaged = o.sb.pg.fingerprint("order_db");
+    let r = o
+        .run(&["restore", &stamp, "order", "--from-azure", "--yes"])
+        .ok();
+    assert!(
+        r.stderr.contains("restored from the weekly offsite copy"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("SHA-256"),
+        "the bad daily copy is named: {}",
+        r.stderr
+    );
+    assert_eq!(o.sb.pg.fingerprint("order_db"), before);
+
+    // No copy verifies: refused, and the live database is left alone.
+    o.az.py_reader(&["tamper", CONTAINER, &weekly]);
+    std::fs::remove_dir_all(o.sb.backup_dir()).unwrap();
+    o.sb.pg.psql("order_db", "DELETE FROM invoices;");
+    let r = o.run(&["restore", "latest", "order", "--from-azure", "--yes"]);
+    r.fails_with(1, "no offsite copy verifies");
+    assert_eq!(o.sb.pg.fingerprint("order_db"), damaged);
+    assert!(o.sb.dumps().is_empty(), "nothing unverified is kept");
+    assert!(
+        common::list_dir(&o.sb.backup_dir())
+            .iter()
+            .all(|p| !p.to_string_lossy().ends_with(".partial"))
+    );
+}
+
+#[test]
+fn audit_finds_gaps_retention_sizes_tiers_and_missing_hashes() {
+    let o = Offsite::new();
+    o.sb.run(&["backup", "order"]).ok();
+    // A month of daily backups, two of them never uploaded, one deleted
+    // after upload, one old enough to be past retention.
+    for days in 1..=12 {
+        backdate(&o.sb, "order_db", &stamp_days_ago(days, 2));
+    }
+    let old = backdate(&o.sb, "order_db", &stamp_days_ago(100, 2));
+    o.json(&["upload", "all"]);
+    let gone = weekday_stamp(&[5, 6], 2);
+    o.az.py_reader(&["delete", CONTAINER, &order_blob(&gone)]);
+    let (days, sunday) = last(chrono::Weekday::Sun);
+    let sunday_blob = format!("weekly/order_db/order_db_{sunday}.dump.gz");
+    assert!(days <= 7);
+    o.az.py_reader(&["delete", CONTAINER, &sunday_blob]);
+    o.az.py_reader(&[
+        "set-tier",
+        CONTAINER,
+        &order_blob(&weekday_stamp(&[3, 4], 2)),
+        "Hot",
+    ]);
+    // A local backup that never went offsite.
+    let missed = stamp_days_ago(2, 14);
+    backdate(&o.sb, "order_db", &missed);
+    // A copy far smaller than the others, with a consistent manifest.
+    let tiny = backdate(&o.sb, "order_db", &stamp_days_ago(4, 14));
+    std::fs::write(&tiny, b"tiny").unwrap();
+    let mut m = common::manifest(&tiny);
+    m["sha256"] = sha256_file(&tiny).into();
+    m["size_bytes"] = 4.into();
+    write_manifest(&tiny, &m);
+    o.run(&["upload", &stamp_days_ago(4, 14)]).ok();
+    // Someone else's upload without our metadata.
+    let nohash = format!("daily/order_db/order_db_{}.dump.gz", stamp_days_ago(6, 14));
+    o.az.py_reader(&["upload", CONTAINER, &nohash, tiny.to_str().unwrap()]);
+    o.az.py_reader(&[
+        "upload",
+        CONTAINER,
+        &nohash.replace(".dump.gz", ".manifest.json"),
+        tiny.to_str().unwrap(),
+    ]);
+
+    let r = o.run(&["audit", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let one = |kind: &str| {
+        let f = findings(&report, kind);
+        assert!(!f.is_empty(), "no {kind} finding in {report}");
+        f
+    };
+    let daily = one("missing-daily");
+    let gone_day = format!("{}-{}-{}", &gone[..4], &gone[4..6], &gone[6..8]);
+    assert!(
+        daily[0]["detail"].as_str().unwrap().contains(&gone_day),
+        "{daily:?}"
+    );
+    let old_day = stamp_days_ago(100, 2);
+    assert!(
+        !daily[0]["detail"].as_str().unwrap().contains(&old_day[..8]),
+        "days outside the window are not gaps"
+    );
+    let weekly = one("missing-weekly");
+    let sunday_day = format!("{}-{}-{}", &sunday[..4], &sunday[4..6], &sunday[6..8]);
+    assert!(
+        weekly[0]["detail"].as_str().unwrap().contains(&sunday_day),
+        "{weekly:?}"
+    );
+    let missed_f = one("not-offsite");
+    assert!(
+        missed_f
+            .iter()
+            .any(|f| f["detail"].as_str().unwrap().contains(&missed)),
+        "{missed_f:?}"
+    );
+    let past = one("past-retention");
+    let old_name = old.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        past.iter()
+            .any(|f| f["blob"].as_str().unwrap().ends_with(&old_name)),
+        "{past:?}"
+    );
+    assert!(
+        one("wrong-tier")[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Hot")
+    );
+    assert!(
+        one("size-anomaly")
+            .iter()
+            .any(|f| f["blob"].as_str().unwrap().contains(&stamp_days_ago(4, 14)))
+    );
+    assert_eq!(one("no-hash")[0]["blob"], nohash.as_str());
+    // The human report names each problem on its own line.
+    let text = o.run(&["audit"]).stdout;
+    for kind in [
+        "missing-daily",
+        "missing-weekly",
+        "not-offsite",
+        "past-retention",
+        "wrong-tier",
+    ] {
+        assert!(text.contains(kind), "{kind} missing from:\n{text}");
+    }
+
+    // prune --offsite removes what is past retention, dump and manifest.
+    let dry = o.run(&["prune", "--offsite", "--dry-run"]).ok().stdout;
+    assert!(dry.contains(&old_name), "{dry}");
+    o.run(&["prune", "--offsite"]).ok();
+    let names: Vec<String> = o
+        .blobs()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(&old_day)), "{names:?}");
+    assert!(names.iter().any(|n| n.contains(&stamp_days_ago(1, 2))));
+}
+
+#[test]
+fn offsite_faults_are_named_and_lose_nothing() {
+    let o = Offsite::new();
+    o.sb.run(&["backup"]).ok();
+
+    // Wrong key: one line, non-zero, the key never printed.
+    let bad_key = "QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5";
+    let conn = o.az.conn_string().replace(KEY, bad_key);
+    let r = o.run_with(&["upload"], &conn);
+    let e = r.fails_with(1, "403");
+    assert!(e.contains("credential was refused"), "{e}");
+    assert!(!r.stderr.contains(bad_key), "{}", r.stderr);
+    assert!(
+        !r.stderr.replace("sig=REDACTED", "").contains("sig="),
+        "{}",
+        r.stderr
+    );
+    // No connection string at all.
+    let mut cmd = o.sb.command(&["upload"]);
+    cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING");
+    common::run(cmd).fails_with(1, "AZURE_STORAGE_CONNECTION_STRING");
+    // No [azure] section.
+    o.sb.write_config("");
+    o.sb.run(&["audit"]).fails_with(2, "no [azure] section");
+    o.configure("");
+
+    // A local file changed after its manifest: refused, nothing committed.
+    let dump = o.sb.dump_of("order_db");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&dump, &bytes).unwrap();
+    let r = o.run(&["upload"]);
+    r.fails_with(3, "changed after the backup");
+    let names: Vec<String> = o
+        .blobs()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("order_db")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.contains("inventory_db")),
+        "the other database still went up"
+    );
+}
+
+#[test]
+fn an_upload_cut_off_by_the_emulator_dying_leaves_no_blob_and_resumes() {
+    let o = Offsite::new();
+    o.configure("block_size_mib = 1\nupload_concurrency = 2");
+    std::fs::create_dir_all(o.sb.backup_dir()).unwrap();
+    // A large, sound backup: random bytes with a manifest that matches.
+    o.sb.run(&["backup", "order"]).ok();
+    let stamp = stamp_days_ago(1, 2);
+    let big = backdate(&o.sb, "order_db", &stamp);
+    let mut f = std::fs::File::create(&big).unwrap();
+    std::io::copy(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 256 << 20),
+        &mut f,
+    )
+    .unwrap();
+    drop(f);
+    let mut m = common::manifest(&big);
+    m["sha256"] = sha256_file(&big).into();
+    m["size_bytes"] = (256u64 << 20).into();
+    write_manifest(&big, &m);
+    let blob = format!("daily/order_db/order_db_{stamp}.dump.gz");
+    o.az.create_container(CONTAINER);
+
+    let mut cmd = o.sb.command(&["upload", &stamp, "--json"]);
+    cmd.env("AZURE_STORAGE_CONNECTION_STRING", o.az.conn_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Stop the emulator once blocks have started to arrive.
+    let data = o.az.dir.join("data");
+    let t0 = std::time::Instant::now();
+    while dir_bytes(&data) < 8 << 20 {
+        assert!(t0.elapsed().as_secs() < 60, "no blocks arrived");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    o.az.stop();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let e = stderr
+        .lines()
+        .rfind(|l| l.starts_with("valerix-backup: error:"))
+        .unwrap();
+    assert!(e.contains("cannot reach the storage service"), "{e}");
+
+    o.az.restart();
+    assert!(
+        o.blobs().iter().all(|b| b["name"] != blob.as_str()),
+        "no committed partial blob"
+    );
+    let staged: Value =
+        serde_json::from_str(&o.az.py_reader(&["blocks", CONTAINER, &blob])).unwrap();
+    assert!(staged["uncommitted"].as_u64().unwrap() > 0, "{staged}");
+
+    let report = o.json(&["upload", &stamp]);
+    let r = &report["results"][0];
+    assert_eq!(r["status"], "uploaded", "{report}");
+    assert!(r["resumed_blocks"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(o.az.sha256(CONTAINER, &blob), sha256_file(&big));
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn lifecycle_policy_matches_the_configured_tiers() {
+    let o = Offsite::new();
+    o.configure("prefix = \"prod/\"\ndaily_retention_days = 35");
+    let json: Value = serde_json::from_str(&o.sb.run(&["lifecycle-policy"]).ok().stdout).unwrap();
+    let rules = json["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    let text = json.to_string();
+    assert!(
+        text.contains("database-backups/prod/daily/")
+            && text.contains("database-backups/prod/weekly/")
+    );
+    assert!(text.contains("35") && text.contains("90"));
+    let tf =
+        o.sb.run(&["lifecycle-policy", "--format", "terraform"])
+            .ok()
+            .stdout;
+    assert!(tf.contains("azurerm_storage_management_policy") && tf.contains("35"));
+    let bicep =
+        o.sb.run(&["lifecycle-policy", "--format", "bicep"])
+            .ok()
+            .stdout;
+    assert!(bicep.contains("managementPolicies") && bicep.contains("prod/weekly/"));
+}
