@@ -491,6 +491,38 @@ fn offsite_faults_are_named_and_lose_nothing() {
         "{}",
         r.stderr
     );
+    // A SAS that may not create containers, while the container is missing.
+    let sas_conn = |sas: &str| {
+        format!(
+            "BlobEndpoint={};SharedAccessSignature={}",
+            o.az.blob_endpoint(),
+            sas.trim()
+        )
+    };
+    let objects_only = o.az.py_reader(&["sas", "racwl", "--resource-types", "o"]);
+    let r = o.run_with(&["upload"], &sas_conn(&objects_only));
+    r.fails_with(1, "creating container database-backups: HTTP 403");
+    let listed = o.az.try_py_reader(&["list", CONTAINER]);
+    assert!(
+        listed.unwrap_err().contains("ContainerNotFound"),
+        "nothing was created"
+    );
+    // An expired SAS: refused, and its signature never printed.
+    let expired = o.az.py_reader(&["sas", "racwdl", "--hours", "-1"]);
+    let r = o.run_with(&["upload"], &sas_conn(&expired));
+    r.fails_with(1, "credential was refused");
+    assert!(
+        !r.stderr.replace("sig=REDACTED", "").contains("sig="),
+        "{}",
+        r.stderr
+    );
+    let sig = expired.split("sig=").nth(1).unwrap().trim();
+    assert!(!r.stderr.contains(sig), "{}", r.stderr);
+    let listed = o.az.try_py_reader(&["list", CONTAINER]);
+    assert!(
+        listed.unwrap_err().contains("ContainerNotFound"),
+        "nothing was created"
+    );
     // No connection string at all.
     let mut cmd = o.sb.command(&["upload"]);
     cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING");

@@ -169,21 +169,30 @@ impl BlobStore {
     }
 
     /// Creates the container when it does not exist. A credential that may
-    /// not create it gets a clear error here, before any upload.
+    /// not create containers is fine when the container is there; when it is
+    /// not, the error says so before any upload.
     pub fn ensure_container(&self) -> Result<()> {
         let c = self.container_client()?;
         self.rt.block_on(async {
-            match c.create(None).await {
+            let refused = match c.create(None).await {
                 Ok(_) => {
                     tracing::info!("created container {}", self.describe());
-                    Ok(())
+                    return Ok(());
                 }
-                Err(e) if error_code(&e).as_deref() == Some("ContainerAlreadyExists") => Ok(()),
-                Err(e) => Err(az_error(
-                    &format!("creating container {}", self.container),
-                    e,
-                )),
-            }
+                Err(e) if error_code(&e).as_deref() == Some("ContainerAlreadyExists") => {
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            let context = match c.exists().await {
+                Ok(true) => return Ok(()),
+                Ok(false) => format!(
+                    "container {} does not exist and creating it failed",
+                    self.container
+                ),
+                Err(_) => format!("creating container {}", self.container),
+            };
+            Err(az_error(&context, refused))
         })
     }
 

@@ -33,7 +33,15 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
     let dbs = ctx.cfg.select(targets)?;
     let mut entries = local_entries(ctx, &dbs)?;
     if let (true, Some(az)) = (offsite, ctx.cfg.azure.as_ref()) {
-        let blobs = BlobStore::connect(az)?.list(&az.prefix)?;
+        // During an outage the local list matters most: show it even when
+        // Azure cannot be reached.
+        let blobs = match BlobStore::connect(az).and_then(|s| s.list(&az.prefix)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("offsite copies not shown: {e}");
+                return Ok(entries);
+            }
+        };
         for db in &dbs {
             for (stamp, tier, blob) in offsite_copies(az, &blobs, db) {
                 match entries

@@ -20,6 +20,8 @@ Retries a failed request $BLOB_READER_RETRIES times (default 2, 0.5 s apart).
                       metadata, tags, content settings and tier; prints JSON
   blob_reader.py delete CONTAINER BLOB
   blob_reader.py set-tier CONTAINER BLOB Hot|Cool|Cold|Archive
+  blob_reader.py sas PERMISSIONS [--resource-types sco] [--hours H]
+                      an account SAS (negative H: already expired)
   blob_reader.py blocks CONTAINER BLOB       JSON: committed and uncommitted block counts
   blob_reader.py upload CONTAINER BLOB FILE [--concurrency N] [--block-size-mib M]
                       upload_blob(max_concurrency=N); prints JSON with bytes
@@ -215,6 +217,21 @@ def cmd_blocks(a):
     print(json.dumps({"committed": len(committed), "uncommitted": len(uncommitted)}))
 
 
+def cmd_sas(a):
+    """An account SAS for the blob service, to test SAS connection strings."""
+    import datetime
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+    conn = dict(p.split("=", 1) for p in os.environ["AZURE_STORAGE_CONNECTION_STRING"].split(";") if p)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(generate_account_sas(
+        conn["AccountName"], conn["AccountKey"],
+        resource_types=ResourceTypes.from_string(a.resource_types),
+        permission=AccountSasPermissions.from_string(a.permissions),
+        start=now - datetime.timedelta(hours=2),
+        expiry=now + datetime.timedelta(hours=a.hours),
+    ))
+
+
 def main():
     p = argparse.ArgumentParser(prog="blob_reader.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -240,6 +257,11 @@ def main():
     s.add_argument("blob")
     s.add_argument("tier", choices=["Hot", "Cool", "Cold", "Archive"])
     s.set_defaults(fn=cmd_set_tier)
+    s = sub.add_parser("sas")
+    s.add_argument("permissions")
+    s.add_argument("--resource-types", default="sco")
+    s.add_argument("--hours", type=float, default=1)
+    s.set_defaults(fn=cmd_sas)
     s = sub.add_parser("blocks")
     s.add_argument("container")
     s.add_argument("blob")
