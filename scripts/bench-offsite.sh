@@ -170,7 +170,7 @@ with open(out, "w") as f:
 os.chmod(out, 0o600)
 PY
   chmod 600 "$file"
-  "$tool" -c "$cfg" list order --json | python3 -c '
+  "$tool" -c "$cfg" list order --json 2>"$work/list.log" | python3 -c '
 import json, sys
 e = json.load(sys.stdin)
 assert len(e) == 1 and e[0]["state"] == "ok", e
@@ -218,19 +218,6 @@ best() {
   printf -v "runs_$name" '%s' "$(for r in "$@"; do w="wall_$r"; printf '%s ' "${!w}"; done | sed 's/ $//')"
 }
 
-# Samples the CPU share of valerix-backup's and Azurite's processes once a
-# second while a step runs (ps, into FILE), to see who is busy.
-sampler() {
-  local out=$1
-  while :; do
-    ps -o pid=,pcpu=,rss=,comm= -p "$azurite_pid" 2>/dev/null || true
-    pgrep -x valerix-backup >/dev/null 2>&1 &&
-      ps -o pid=,pcpu=,rss=,nlwp=,comm= -C valerix-backup 2>/dev/null || true
-    top -b -n 1 -d 1 2>/dev/null | sed -n '3p' || true
-    sleep 1
-  done >>"$out"
-}
-
 # ---------------------------------------------------------------- steps
 
 floor() {
@@ -263,14 +250,11 @@ step_f() {
 }
 
 step_g() {
-  local run=$1 spid
+  local run=$1
   log "(g) run $run: valerix-backup upload into bench"
   clear_blobs
-  sampler "$work/g$run.samples" &
-  spid=$!
   timed "g$run" "$tool" -c "$cfg" --no-progress upload "$stamp" --tier daily --json \
-    >"$work/g$run.json" 2>"$work/g$run.log" || { kill "$spid"; cat "$work/g$run.log" >&2; die "valerix-backup upload"; }
-  kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true
+    >"$work/g$run.json" 2>"$work/g$run.log" || { cat "$work/g$run.log" >&2; die "valerix-backup upload"; }
   sed 's/^/    | /' "$work/g$run.log" >&2
   python3 - "$work/g$run.json" "$size" "$blob" <<'PY' || die "valerix-backup upload: unexpected report $(cat "$work/g$run.json")"
 import json, sys
@@ -369,8 +353,13 @@ report() {
   node_v=$(node --version)
   r_g=$(calc "$wall_g / $wall_f")
   r_i=$(calc "$wall_i / $wall_h")
-  rate() { calc "$size / 1048576 / $1" %.0f; }
+  rate() { awk -v s="$size" -v w="$1" 'BEGIN { if (w > 0) printf "%.0f", s / 1048576 / w; else print "-" }'; }
   rss() { calc "$1 / 1024" %.1f; }
+  per_s() { awk -v n="$blobs" -v w="$1" 'BEGIN { if (w > 0) printf "%.0f", n / w; else print "-" }'; }
+  busy() {
+    local w="wall_$1" c="cpu_$1" a="az_$1"
+    awk -v w="${!w}" -v c="${!c}" -v a="${!a}" 'BEGIN { if (w > 0) printf "%.2f", (c + a) / w; else print "-" }'
+  }
 
   cat <<EOF
 $heading
@@ -400,7 +389,9 @@ best run (all runs listed below), peak RSS the largest.
 | (i) \`valerix-backup audit --json\`, $blobs blobs | $wall_i | - | $(rss "$rss_i") | $cpu_i | $az_i |
 
 Runs (wall s): (f) $runs_f; (g) $runs_g; (h) $runs_h; (i) $runs_i.
-Listing rate: (h) $(calc "$blobs / $wall_h" %.0f) blobs/s, (i) $(calc "$blobs / $wall_i" %.0f) blobs/s
+Cores busy in the best run, (client CPU + Azurite CPU) / wall: (f) $(busy f), (g) $(busy g), (h) $(busy h), (i) $(busy i)
+of $(nproc).
+Listing rate: (h) $(per_s "$wall_h") blobs/s, (i) $(per_s "$wall_i") blobs/s
 (the audit exited $audit_rc with $audit_findings findings on the synthetic copies, as expected;
 its \`blobs_listed\` was $blobs). After each (g) run the Python SDK downloaded the blob and
 its SHA-256 equalled the file's.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a throwaway local database: installs what is missing,
-# starts a private PostgreSQL with the seed's two databases and sample data,
-# then runs backup, verify --deep, an accident and a restore, and shows that
+# starts a private PostgreSQL with the seed's two databases and sample data
+# and a local Azurite (the Azure Storage emulator), then runs backup with
+# upload, verify --deep, audit, an accident and a restore, then loses the
+# whole backup directory and restores from Azure; each time it shows that
 # the restored data is identical. Nothing outside /tmp is touched.
 #
 #   scripts/demo.sh [--scale N]     (default 2000: a few MB per database)
@@ -22,10 +24,16 @@ work=$(mktemp -d /tmp/valerix-demo.XXXXXX)
 chmod 755 "$work"   # the sandbox server runs as the postgres user
 pg="$work/pg"
 port=$("$repo/scripts/pg-sandbox.sh" free-port)
-trap '"$repo/scripts/pg-sandbox.sh" stop "$pg"' EXIT
+az_port=$("$repo/scripts/pg-sandbox.sh" free-port)
+trap '"$repo/scripts/azurite.sh" stop "$work/azurite" >/dev/null 2>&1 || true; "$repo/scripts/pg-sandbox.sh" stop "$pg"' EXIT
 step "starting a sandbox PostgreSQL on 127.0.0.1:$port with sample data (scale $scale)"
 "$repo/scripts/pg-sandbox.sh" start "$pg" "$port"
 "$repo/scripts/pg-sandbox.sh" seed "$pg" "$port" "$scale"
+step "starting Azurite (blob service) on 127.0.0.1:$az_port"
+"$repo/scripts/azurite.sh" start "$work/azurite" "$az_port"
+# Azurite's well-known development account; a real one comes from the portal.
+AZURE_STORAGE_CONNECTION_STRING=$("$repo/scripts/azurite.sh" conn "$az_port")
+export AZURE_STORAGE_CONNECTION_STRING
 
 cat >"$work/valerix-backup.toml" <<TOML
 # The seed's two databases, on the sandbox server.
@@ -47,6 +55,9 @@ host = "127.0.0.1"
 port = $port
 user = "inventory_user"
 password_env = "INVENTORY_DB_PASSWORD"
+
+[azure]
+container = "database-backups"   # connection string from AZURE_STORAGE_CONNECTION_STRING
 TOML
 export VALERIX_BACKUP_CONFIG="$work/valerix-backup.toml"
 export ORDER_DB_PASSWORD=order_password INVENTORY_DB_PASSWORD=inventory_password
@@ -59,10 +70,12 @@ fingerprint() {
        UNION ALL SELECT (SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM invoices x)) s(t)"
 }
 
-step "valerix-backup backup"
-"$vb" backup
-step "valerix-backup list"
+step "valerix-backup backup --upload   (local backup, then the offsite copy)"
+"$vb" backup --upload
+step "valerix-backup list   (local and offsite side by side)"
 "$vb" list
+step "valerix-backup audit --deep   (re-hashes every offsite copy)"
+"$vb" audit --deep
 step "valerix-backup verify latest --deep   (restores into a scratch database: the measured RTO)"
 "$vb" verify latest --deep
 before=$(fingerprint order_db)
@@ -82,7 +95,22 @@ else
   exit 1
 fi
 
+step "the machine is lost: its backup directory is gone, and order_db is damaged again"
+rm -rf "$work/backups"
+"$repo/scripts/pg-sandbox.sh" psql "$pg" "$port" -d order_db -c "DELETE FROM invoices"
+step "valerix-backup restore latest both --from-azure --yes"
+"$vb" restore latest both --from-azure --yes
+after=$(fingerprint order_db)
+if [ "$after" = "$before" ]; then
+  echo "order_db restored from Azure equals the original: $after"
+else
+  echo "MISMATCH after restore from Azure: $before before, $after after" >&2
+  exit 1
+fi
+
 step "valerix-backup status"
 "$vb" status
+step "valerix-backup lifecycle-policy   (what deletes old copies in Azure)"
+"$vb" lifecycle-policy
 step "done"
-echo "Backups and manifests are in $work/backups (the sandbox server is stopped and removed)."
+echo "Backups and manifests are in $work/backups (the sandbox server and Azurite are stopped)."
