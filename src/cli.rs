@@ -125,6 +125,9 @@ Exit status 0 only when nothing is wrong.")]
         /// Audit only this database (repeatable); all when none
         #[arg(long = "db", value_name = "NAME")]
         dbs: Vec<String>,
+        /// Judge gaps and retention as of this instant (RFC 3339), e.g. to plan ahead
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
         #[command(flatten)]
         out: Output,
     },
@@ -216,6 +219,9 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         /// without the lifecycle policy); the newest copy of a database is always kept
         #[arg(long)]
         offsite: bool,
+        /// With --offsite: judge retention as of this instant (RFC 3339)
+        #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "offsite")]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
         #[command(flatten)]
         out: Output,
     },
@@ -233,4 +239,10 @@ pub struct Output {
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{e} (expected RFC 3339, e.g. 2026-12-31T02:00:00Z)"))
 }

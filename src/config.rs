@@ -102,7 +102,7 @@ pub struct Azure {
     /// Size of each staged block, MiB.
     #[serde(default = "default_block_mib")]
     pub block_size_mib: u32,
-    /// Blocks in flight at once (memory: block_size_mib x this).
+    /// Blocks in flight at once (memory: block_size_mib x (this + 1)).
     #[serde(default = "default_upload_concurrency")]
     pub upload_concurrency: usize,
     /// Retries of one request (connection errors, 5xx, 429) before giving up.
@@ -129,6 +129,19 @@ pub enum AzureAuth {
     ClientSecret,
     AzureCli,
     Sas,
+}
+
+impl AzureAuth {
+    /// The config's spelling (`managed-identity`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AzureAuth::ManagedIdentity => "managed-identity",
+            AzureAuth::WorkloadIdentity => "workload-identity",
+            AzureAuth::ClientSecret => "client-secret",
+            AzureAuth::AzureCli => "azure-cli",
+            AzureAuth::Sas => "sas",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -53,6 +53,10 @@ pub enum Error {
     #[error("{0}")]
     Check(String),
 
+    /// The environment lacks what the config needs (a variable, a secret).
+    #[error("{0}")]
+    Setup(String),
+
     /// A refused or failed request to Azure; the text is already redacted.
     #[error("{0}")]
     Offsite(String),
@@ -83,7 +87,8 @@ impl Error {
             Error::Config { .. }
             | Error::UnknownTarget { .. }
             | Error::Invalid { .. }
-            | Error::Refused(_) => 2,
+            | Error::Refused(_)
+            | Error::Setup(_) => 2,
             Error::Partial { .. } => 3,
             Error::Locked { .. } => 11,
             Error::Interrupted => 130,

@@ -99,12 +99,17 @@ fn run(cli: Cli) -> Result<()> {
             report.outcome()
         }
         Command::Audit {
-            deep, recheck, dbs, ..
+            deep,
+            recheck,
+            dbs,
+            as_of,
+            ..
         } => {
             let opts = audit::AuditOptions {
                 deep,
                 recheck,
                 targets: dbs,
+                as_of,
             };
             let report = audit::audit(&ctx, &opts)?;
             print::emit(json, &report, print::audit)?;
@@ -145,8 +150,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::List { targets, local, .. } => {
             let entries = inspect::list(&ctx, &targets, !local)?;
-            let offsite = !local && ctx.cfg.azure.is_some();
-            print::emit(json, &entries, |e| print::list(e, offsite))
+            print::emit(json, &entries, |e| print::list(e))
         }
         Command::Status { max_age, .. } => {
             let report = inspect::status(&ctx, max_age)?;
@@ -163,10 +167,13 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Prune {
-            dry_run, offsite, ..
+            dry_run,
+            offsite,
+            as_of,
+            ..
         } => {
             let removed = if offsite {
-                audit::prune_offsite(&ctx, dry_run)?
+                audit::prune_offsite(&ctx, dry_run, as_of)?
             } else {
                 inspect::prune(&ctx, dry_run)?
             };

@@ -117,10 +117,11 @@ pub fn restore(r: &RestoreReport) -> String {
     s
 }
 
-pub fn list(entries: &[ListEntry], offsite: bool) -> String {
+pub fn list(entries: &[ListEntry]) -> String {
     if entries.is_empty() {
         return "no backups\n".into();
     }
+    let offsite = entries.iter().any(|e| e.offsite.is_some());
     let row = |c: [&str; 7]| {
         let mut line = format!(
             "{:<16} {:<16} {:>10}  {:<13} {:<12} {:>10}",
@@ -141,7 +142,7 @@ pub fn list(entries: &[ListEntry], offsite: bool) -> String {
         "OFFSITE",
     ]);
     for e in entries {
-        let tiers: Vec<&str> = e.offsite.iter().map(|t| t.as_str()).collect();
+        let tiers: Vec<&str> = e.offsite.iter().flatten().map(|t| t.as_str()).collect();
         s += &row([
             &e.timestamp.to_string(),
             &e.dbname,

@@ -186,6 +186,8 @@ fn uploads_land_in_their_tiers_with_hashes_tags_and_access_tiers() {
             .encode(md5::Md5::digest(std::fs::read(&dump).unwrap()));
         assert_eq!(b["content_md5"], md5.as_str());
         let manifest = name.replace(".dump.gz", ".manifest.json");
+        let manifest_sha = o.blob(&manifest)["metadata"]["sha256"].clone();
+        assert_eq!(manifest_sha, o.az.sha256(CONTAINER, &manifest).as_str());
         assert_eq!(
             o.az.sha256(CONTAINER, &manifest),
             sha256_file(Path::new(
@@ -236,6 +238,8 @@ fn uploads_land_in_their_tiers_with_hashes_tags_and_access_tiers() {
         findings.iter().all(|f| f["kind"] == "missing-daily"),
         "{audit}"
     );
+    let recheck = o.json(&["audit", "--deep", "--recheck"]);
+    assert_eq!(recheck["deep_checked"], 3, "{recheck}");
     // ... and the next deep audit re-reads nothing it has proven.
     let audit = o.json(&["audit", "--deep"]);
     assert_eq!(
@@ -358,12 +362,11 @@ fn tampered_copies_are_found_and_never_restored() {
 fn audit_finds_gaps_retention_sizes_tiers_and_missing_hashes() {
     let o = Offsite::new();
     o.sb.run(&["backup", "order"]).ok();
-    // A month of daily backups, two of them never uploaded, one deleted
-    // after upload, one old enough to be past retention.
+    // Twelve days of daily backups; then the inventory is damaged in every
+    // way the audit knows.
     for days in 1..=12 {
         backdate(&o.sb, "order_db", &stamp_days_ago(days, 2));
     }
-    let old = backdate(&o.sb, "order_db", &stamp_days_ago(100, 2));
     o.json(&["upload", "all"]);
     let gone = weekday_stamp(&[5, 6], 2);
     o.az.py_reader(&["delete", CONTAINER, &order_blob(&gone)]);
@@ -371,12 +374,19 @@ fn audit_finds_gaps_retention_sizes_tiers_and_missing_hashes() {
     let sunday_blob = format!("weekly/order_db/order_db_{sunday}.dump.gz");
     assert!(days <= 7);
     o.az.py_reader(&["delete", CONTAINER, &sunday_blob]);
-    o.az.py_reader(&[
-        "set-tier",
-        CONTAINER,
-        &order_blob(&weekday_stamp(&[3, 4], 2)),
-        "Hot",
-    ]);
+    let hot = order_blob(&weekday_stamp(&[3, 4], 2));
+    o.az.py_reader(&["set-tier", CONTAINER, &hot, "Hot"]);
+    let no_manifest = order_blob(&weekday_stamp(&[9, 10], 2));
+    let manifest_blob = no_manifest.replace(".dump.gz", ".manifest.json");
+    o.az.py_reader(&["delete", CONTAINER, &manifest_blob]);
+    // The local manifest of one backup now disagrees with its copy.
+    let disagree = weekday_stamp(&[7, 8], 2);
+    let path =
+        o.sb.backup_dir()
+            .join(format!("order_db_{disagree}.dump.gz"));
+    let mut m = common::manifest(&path);
+    m["sha256"] = "0".repeat(64).into();
+    write_manifest(&path, &m);
     // A local backup that never went offsite.
     let missed = stamp_days_ago(2, 14);
     backdate(&o.sb, "order_db", &missed);
@@ -388,15 +398,13 @@ fn audit_finds_gaps_retention_sizes_tiers_and_missing_hashes() {
     m["size_bytes"] = 4.into();
     write_manifest(&tiny, &m);
     o.run(&["upload", &stamp_days_ago(4, 14)]).ok();
-    // Someone else's upload without our metadata.
+    // Someone else's uploads: one without our metadata, one not ours at all.
     let nohash = format!("daily/order_db/order_db_{}.dump.gz", stamp_days_ago(6, 14));
-    o.az.py_reader(&["upload", CONTAINER, &nohash, tiny.to_str().unwrap()]);
-    o.az.py_reader(&[
-        "upload",
-        CONTAINER,
-        &nohash.replace(".dump.gz", ".manifest.json"),
-        tiny.to_str().unwrap(),
-    ]);
+    let tiny_path = tiny.to_str().unwrap();
+    o.az.py_reader(&["upload", CONTAINER, &nohash, tiny_path]);
+    let manifest_of_nohash = nohash.replace(".dump.gz", ".manifest.json");
+    o.az.py_reader(&["upload", CONTAINER, &manifest_of_nohash, tiny_path]);
+    o.az.py_reader(&["upload", CONTAINER, "daily/order_db/notes.txt", tiny_path]);
 
     let r = o.run(&["audit", "--json"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -406,72 +414,99 @@ fn audit_finds_gaps_retention_sizes_tiers_and_missing_hashes() {
         assert!(!f.is_empty(), "no {kind} finding in {report}");
         f
     };
+    let detail = |f: &Value| f["detail"].as_str().unwrap().to_string();
     let daily = one("missing-daily");
-    let gone_day = format!("{}-{}-{}", &gone[..4], &gone[4..6], &gone[6..8]);
+    let day = |s: &str| format!("{}-{}-{}", &s[..4], &s[4..6], &s[6..8]);
+    assert!(detail(&daily[0]).contains(&day(&gone)), "{daily:?}");
     assert!(
-        daily[0]["detail"].as_str().unwrap().contains(&gone_day),
+        !detail(&daily[0]).contains(&day(&weekday_stamp(&[3, 4], 2))),
         "{daily:?}"
     );
-    let old_day = stamp_days_ago(100, 2);
-    assert!(
-        !daily[0]["detail"].as_str().unwrap().contains(&old_day[..8]),
-        "days outside the window are not gaps"
-    );
     let weekly = one("missing-weekly");
-    let sunday_day = format!("{}-{}-{}", &sunday[..4], &sunday[4..6], &sunday[6..8]);
-    assert!(
-        weekly[0]["detail"].as_str().unwrap().contains(&sunday_day),
-        "{weekly:?}"
-    );
+    assert!(detail(&weekly[0]).contains(&day(&sunday)), "{weekly:?}");
     let missed_f = one("not-offsite");
     assert!(
-        missed_f
-            .iter()
-            .any(|f| f["detail"].as_str().unwrap().contains(&missed)),
+        missed_f.iter().any(|f| detail(f).contains(&missed)),
         "{missed_f:?}"
     );
-    let past = one("past-retention");
-    let old_name = old.file_name().unwrap().to_string_lossy().into_owned();
+    let tier = one("wrong-tier");
+    let hot_f = tier.iter().find(|f| f["blob"] == hot.as_str());
     assert!(
-        past.iter()
-            .any(|f| f["blob"].as_str().unwrap().ends_with(&old_name)),
-        "{past:?}"
+        detail(hot_f.expect("the Hot copy is named")).contains("Hot"),
+        "{tier:?}"
     );
+    let small = one("size-anomaly");
     assert!(
-        one("wrong-tier")[0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Hot")
-    );
-    assert!(
-        one("size-anomaly")
+        small
             .iter()
             .any(|f| f["blob"].as_str().unwrap().contains(&stamp_days_ago(4, 14)))
     );
     assert_eq!(one("no-hash")[0]["blob"], nohash.as_str());
+    assert_eq!(one("missing-manifest")[0]["blob"], no_manifest.as_str());
+    assert_eq!(
+        one("hash-mismatch")[0]["blob"],
+        order_blob(&disagree).as_str()
+    );
+    assert_eq!(one("unknown-blob")[0]["blob"], "daily/order_db/notes.txt");
+    assert!(findings(&report, "past-retention").is_empty(), "{report}");
     // The human report names each problem on its own line.
     let text = o.run(&["audit"]).stdout;
     for kind in [
         "missing-daily",
         "missing-weekly",
         "not-offsite",
-        "past-retention",
         "wrong-tier",
+        "hash-mismatch",
     ] {
         assert!(text.contains(kind), "{kind} missing from:\n{text}");
     }
+    // --db narrows the audit to one database.
+    let inv = o.run(&["audit", "--db", "inventory", "--json"]);
+    let inv: Value = serde_json::from_str(&inv.stdout).unwrap();
+    assert_eq!(inv["databases"].as_array().unwrap().len(), 1, "{inv}");
+    assert_eq!(inv["databases"][0]["dbname"], "inventory_db");
 
-    // prune --offsite removes what is past retention, dump and manifest.
-    let dry = o.run(&["prune", "--offsite", "--dry-run"]).ok().stdout;
-    assert!(dry.contains(&old_name), "{dry}");
-    o.run(&["prune", "--offsite"]).ok();
+    // Forty days on, the daily copies are past their 30 days (the lifecycle
+    // policy counts from upload) and the weekly ones are not.
+    let later = (chrono::Utc::now() + chrono::Duration::days(40)).to_rfc3339();
+    let report = o.json(&["audit", "--as-of", &later]);
+    let past = findings(&report, "past-retention");
+    assert!(!past.is_empty(), "{report}");
+    assert!(
+        past.iter()
+            .all(|f| f["blob"].as_str().unwrap().starts_with("daily/")),
+        "{past:?}"
+    );
+    // prune --offsite deletes them, dump and manifest, but never the newest
+    // copy of a database.
+    let dry = o
+        .run(&["prune", "--offsite", "--dry-run", "--as-of", &later])
+        .ok()
+        .stdout;
+    assert!(dry.contains(&order_blob(&stamp_days_ago(1, 2))), "{dry}");
+    o.run(&["prune", "--offsite", "--as-of", &later]).ok();
     let names: Vec<String> = o
         .blobs()
         .iter()
         .map(|b| b["name"].as_str().unwrap().to_string())
         .collect();
-    assert!(!names.iter().any(|n| n.contains(&old_day)), "{names:?}");
-    assert!(names.iter().any(|n| n.contains(&stamp_days_ago(1, 2))));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("daily/order_db/order_db_")
+                && n.ends_with(".dump.gz")
+                && !n.contains(&stamp_days_ago(0, 0)[..8])),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.starts_with("weekly/")), "{names:?}");
+    let newest = o.sb.dump_of("order_db");
+    let newest = newest.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        names.iter().any(|n| n.ends_with(&newest)),
+        "the newest copy stays: {names:?}"
+    );
+    let today = o.json(&["audit"]);
+    assert!(findings(&today, "past-retention").is_empty());
 }
 
 #[test]
@@ -526,7 +561,7 @@ fn offsite_faults_are_named_and_lose_nothing() {
     // No connection string at all.
     let mut cmd = o.sb.command(&["upload"]);
     cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING");
-    common::run(cmd).fails_with(1, "AZURE_STORAGE_CONNECTION_STRING");
+    common::run(cmd).fails_with(2, "AZURE_STORAGE_CONNECTION_STRING");
     // No [azure] section.
     o.sb.write_config("");
     o.sb.run(&["audit"]).fails_with(2, "no [azure] section");

@@ -105,6 +105,15 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
     f.commit().map(drop)
 }
 
+/// Writes a small file atomically, replacing an existing one.
+pub fn replace_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(target)?;
+    f.file()
+        .write_all(bytes)
+        .ctx(|| format!("writing {}", f.temp_path().display()))?;
+    f.commit_replacing().map(drop)
+}
+
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -43,7 +43,7 @@ pub fn access(az: &Azure) -> Result<Access> {
 }
 
 fn config_error(msg: String) -> Error {
-    Error::Check(msg)
+    Error::Setup(msg)
 }
 
 fn from_connection_string(az: &Azure) -> Result<Access> {
@@ -80,7 +80,7 @@ fn from_connection_string(az: &Azure) -> Result<Access> {
 
 fn entra_or_sas(az: &Azure, url: &str, auth: AzureAuth) -> Result<Access> {
     let endpoint = url.trim_end_matches('/').to_string();
-    let method = format!("{auth:?}");
+    let method = auth.as_str().to_string();
     if auth == AzureAuth::Sas {
         let var = &az.sas_env;
         let sas = std::env::var(var).map_err(|_| {
@@ -97,7 +97,8 @@ fn entra_or_sas(az: &Azure, url: &str, auth: AzureAuth) -> Result<Access> {
     }
     if !endpoint.starts_with("https://") {
         return Err(config_error(format!(
-            "azure.account_url must be https with auth = {auth:?}"
+            "azure.account_url must be https with auth = {}",
+            auth.as_str()
         )));
     }
     Ok(Access {
@@ -111,11 +112,19 @@ fn entra_or_sas(az: &Azure, url: &str, auth: AzureAuth) -> Result<Access> {
 /// An Entra ID credential from the standard `AZURE_*` variables.
 pub fn credential(auth: AzureAuth) -> Result<Arc<dyn TokenCredential>> {
     use azure_identity::*;
-    let failed =
-        |e: azure_core::Error| config_error(format!("cannot set up {auth:?} credential: {e}"));
+    let failed = |e: azure_core::Error| {
+        config_error(format!(
+            "cannot set up the {} credential: {e}",
+            auth.as_str()
+        ))
+    };
     let env = |name: &str| {
-        std::env::var(name)
-            .map_err(|_| config_error(format!("{name} is not set (needed by auth = {auth:?})")))
+        std::env::var(name).map_err(|_| {
+            config_error(format!(
+                "{name} is not set (needed by auth = {})",
+                auth.as_str()
+            ))
+        })
     };
     Ok(match auth {
         AzureAuth::ManagedIdentity => {

@@ -283,29 +283,31 @@ impl BlobStore {
         bar: &Bar,
     ) -> Result<UploadStats> {
         let file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+        let len = file.metadata().map_or(0, |m| m.len());
         let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
-        self.upload(
-            &mut reader,
-            &path.display().to_string(),
-            name,
-            spec,
-            cancel,
-            bar,
-        )
+        let source = Source {
+            reader: &mut reader,
+            label: path.display().to_string(),
+            block_size: block_size_for(len, self.block_size),
+        };
+        self.upload(source, name, spec, cancel, bar)
     }
 
     /// Uploads a small file (a manifest) the same way, never overwriting.
     pub fn upload_bytes(&self, name: &str, bytes: &[u8], spec: &BlobSpec) -> Result<()> {
-        let flag = AtomicBool::new(false);
         let mut reader = bytes;
-        self.upload(&mut reader, name, name, spec, &flag, &Bar::hidden())
+        let source = Source {
+            reader: &mut reader,
+            label: name.to_string(),
+            block_size: self.block_size,
+        };
+        self.upload(source, name, spec, &AtomicBool::new(false), &Bar::hidden())
             .map(drop)
     }
 
     fn upload(
         &self,
-        reader: &mut dyn Read,
-        source: &str,
+        source: Source,
         name: &str,
         spec: &BlobSpec,
         cancel: &AtomicBool,
@@ -328,8 +330,8 @@ impl BlobStore {
                     tasks.abort_all();
                     return Err(Error::Interrupted);
                 }
-                let block =
-                    read_block(reader, self.block_size).ctx(|| format!("reading {source}"))?;
+                let block = read_block(source.reader, source.block_size)
+                    .ctx(|| format!("reading {}", source.label))?;
                 if block.is_empty() {
                     break;
                 }
@@ -364,7 +366,7 @@ impl BlobStore {
                 while let Some(done) = tasks.try_join_next() {
                     bar.inc(joined(done)?);
                 }
-                if len < self.block_size {
+                if len < source.block_size {
                     break;
                 }
             }
@@ -376,7 +378,7 @@ impl BlobStore {
                 && &sha != want
             {
                 return Err(Error::Corrupt {
-                    file: source.to_string(),
+                    file: source.label.clone(),
                     reason: format!(
                         "SHA-256 {} does not match the manifest's {} (the file changed after \
                          the backup); not uploaded",
@@ -442,6 +444,22 @@ impl BlobStore {
             }
         })
     }
+}
+
+/// What an upload reads, and in which block size.
+struct Source<'a> {
+    reader: &'a mut dyn Read,
+    label: String,
+    block_size: usize,
+}
+
+/// A block blob holds at most 50,000 blocks: a file too large for the
+/// configured block size gets larger blocks (whole MiB).
+fn block_size_for(len: u64, configured: usize) -> usize {
+    const MAX_BLOCKS: u64 = 50_000;
+    const MIB: u64 = 1 << 20;
+    let needed = len.div_ceil(MAX_BLOCKS).div_ceil(MIB) * MIB;
+    configured.max(needed as usize)
 }
 
 fn read_block(r: &mut dyn Read, size: usize) -> std::io::Result<Vec<u8>> {
@@ -541,4 +559,21 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_size_grows_only_past_the_block_limit() {
+        let mib = 1usize << 20;
+        assert_eq!(block_size_for(1 << 30, 4 * mib), 4 * mib);
+        assert_eq!(block_size_for(50_000 * 4 * mib as u64, 4 * mib), 4 * mib);
+        assert_eq!(
+            block_size_for(50_000 * 4 * mib as u64 + 1, 4 * mib),
+            5 * mib
+        );
+        assert_eq!(block_size_for(0, mib), mib);
+    }
 }

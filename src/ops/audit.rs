@@ -22,7 +22,8 @@ use crate::ops::Context;
 use crate::ops::upload::azure;
 use crate::pipeline::HashingWriter;
 
-/// Days the daily inventory looks back, and weeks the weekly one does.
+/// Days the daily inventory looks back (today and the 29 before it), and
+/// weeks the weekly one does; both shortened to what retention keeps.
 const DAILY_WINDOW_DAYS: i64 = 30;
 const WEEKLY_WINDOW_WEEKS: i64 = 12;
 /// The lifecycle policy may run up to a day late.
@@ -35,6 +36,8 @@ pub struct AuditOptions {
     /// With `deep`: re-read blobs already proven by an earlier audit.
     pub recheck: bool,
     pub targets: Vec<String>,
+    /// Judge gaps and retention as of this instant (default: now).
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -115,7 +118,7 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
     let az = azure(ctx)?;
     let dbs = ctx.cfg.select(&opts.targets)?;
     let store = BlobStore::connect(az)?;
-    let now = Utc::now();
+    let now = opts.as_of.unwrap_or_else(Utc::now);
     let blobs = store.list(&az.prefix)?;
     info!("listed {} blob(s) in {}", blobs.len(), store.describe());
     let local = Catalog::open_existing(&ctx.cfg).list(&dbs)?;
@@ -208,7 +211,9 @@ fn gaps(az: &Azure, copies: &[Copy], now: DateTime<Utc>, out: &mut Vec<Finding>)
         .filter(|c| c.tier == Tier::Weekly)
         .map(|c| c.stamp.to_utc().date_naive())
         .collect();
-    let missing: Vec<NaiveDate> = (1..=DAILY_WINDOW_DAYS)
+    // A copy as old as the retention may already be gone, legitimately.
+    let daily_days = DAILY_WINDOW_DAYS.min(az.daily_retention_days as i64) - 1;
+    let missing: Vec<NaiveDate> = (1..=daily_days)
         .map(|i| today - Duration::days(i))
         .filter(|d| *d >= first && !days.contains(d))
         .collect();
@@ -217,14 +222,16 @@ fn gaps(az: &Azure, copies: &[Copy], now: DateTime<Utc>, out: &mut Vec<Finding>)
             FindingKind::MissingDaily,
             None,
             format!(
-                "{} day(s) of the last {DAILY_WINDOW_DAYS} have no offsite copy: {}",
+                "{} day(s) of the last {} have no offsite copy: {}",
                 missing.len(),
+                daily_days + 1,
                 list_days(&missing)
             ),
         ));
     }
+    let weekly_days_back = (WEEKLY_WINDOW_WEEKS * 7).min(az.weekly_retention_days as i64 - 1);
     let weekday = az.weekly_day.to_chrono();
-    let missing: Vec<NaiveDate> = (1..=WEEKLY_WINDOW_WEEKS * 7)
+    let missing: Vec<NaiveDate> = (1..=weekly_days_back)
         .map(|i| today - Duration::days(i))
         .filter(|d| d.weekday() == weekday && *d >= first && !weekly_days.contains(d))
         .collect();
@@ -233,9 +240,10 @@ fn gaps(az: &Azure, copies: &[Copy], now: DateTime<Utc>, out: &mut Vec<Finding>)
             FindingKind::MissingWeekly,
             None,
             format!(
-                "{} {:?} of the last {WEEKLY_WINDOW_WEEKS} weeks have no weekly copy: {}",
+                "{} {:?} of the last {} weeks have no weekly copy: {}",
                 missing.len(),
                 weekday,
+                weekly_days_back / 7,
                 list_days(&missing)
             ),
         ));
@@ -278,9 +286,15 @@ fn not_offsite(
     }
 }
 
+/// When a copy was uploaded: its age as the lifecycle policy counts it
+/// (`daysAfterCreationGreaterThan`), so the audit and `prune --offsite`
+/// never judge a copy older than Azure does, and never delete a Cool or
+/// Cold blob before its early-deletion minimum when retention respects it.
+fn created(c: &Copy) -> DateTime<Utc> {
+    c.blob.created.unwrap_or_else(|| c.stamp.to_utc())
+}
+
 /// Checks of each copy on its own: hash, manifest, retention, access tier.
-/// A copy's age is its backup's age (the timestamp in its name): a backup
-/// uploaded late is no younger for it.
 fn per_blob(
     az: &Azure,
     blobs: &[RemoteBlob],
@@ -312,14 +326,13 @@ fn per_blob(
                 "its manifest blob is missing".into(),
             ));
         }
-        let keep = c.tier.retention_days(az) as i64 + RETENTION_SLACK_DAYS;
-        let born = c.stamp.to_utc();
-        if now - born > Duration::days(keep) {
+        let born = created(c);
+        if now - born > Duration::days(c.tier.retention_days(az) as i64 + RETENTION_SLACK_DAYS) {
             out.push(f(
                 FindingKind::PastRetention,
                 format!(
-                    "{} days old, past the {} tier's {} days: is the lifecycle policy applied? \
-                     (`valerix-backup prune --offsite` deletes it)",
+                    "uploaded {} days ago, past the {} tier's {} days: is the lifecycle policy \
+                     applied? (`valerix-backup prune --offsite` deletes it)",
                     (now - born).num_days(),
                     c.tier,
                     c.tier.retention_days(az)
@@ -502,11 +515,15 @@ fn rehash(ctx: &Context, store: &BlobStore, name: &str) -> Result<String> {
 /// `prune --offsite`: deletes dump blobs (and their manifests) past their
 /// tier's retention, for accounts without the lifecycle policy. The newest
 /// copy of each database is never deleted, whatever its age.
-pub fn prune_offsite(ctx: &Context, dry_run: bool) -> Result<Vec<String>> {
+pub fn prune_offsite(
+    ctx: &Context,
+    dry_run: bool,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Vec<String>> {
     let az = azure(ctx)?;
     let store = BlobStore::connect(az)?;
     let blobs = store.list(&az.prefix)?;
-    let now = Utc::now();
+    let now = as_of.unwrap_or_else(Utc::now);
     let mut removed = Vec::new();
     for db in ctx.cfg.select(&[])? {
         let copies = copies_of(az, &blobs, db);
@@ -514,7 +531,7 @@ pub fn prune_offsite(ctx: &Context, dry_run: bool) -> Result<Vec<String>> {
             continue;
         };
         for c in copies.iter().filter(|c| c.stamp != newest) {
-            if now - c.stamp.to_utc() <= Duration::days(c.tier.retention_days(az) as i64) {
+            if now - created(c) <= Duration::days(c.tier.retention_days(az) as i64) {
                 continue;
             }
             let manifest = c

@@ -220,6 +220,7 @@ fn fetch_copy(
         });
     }
     // The manifest first: a dump without its manifest would look foreign.
-    crate::catalog::fsutil::write_atomic(&catalog.dir().join(&mname), &text)?;
+    // One left by a run cut off here has no dump beside it and is replaced.
+    crate::catalog::fsutil::replace_atomic(&catalog.dir().join(&mname), &text)?;
     out.commit().map(drop)
 }

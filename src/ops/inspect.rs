@@ -23,8 +23,8 @@ pub struct ListEntry {
     pub sha256: Option<String>,
     pub tables: Option<usize>,
     pub rows: Option<u64>,
-    /// Tiers holding an offsite copy (empty when none, or not looked up).
-    pub offsite: Vec<Tier>,
+    /// Tiers holding an offsite copy; `None` when not looked up.
+    pub offsite: Option<Vec<Tier>>,
 }
 
 /// Local backups, and with `offsite` the copies in Azure beside them
@@ -42,13 +42,16 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
                 return Ok(entries);
             }
         };
+        for e in &mut entries {
+            e.offsite = Some(Vec::new());
+        }
         for db in &dbs {
             for (stamp, tier, blob) in offsite_copies(az, &blobs, db) {
                 match entries
                     .iter_mut()
                     .find(|e| e.dbname == db.dbname && e.timestamp == stamp)
                 {
-                    Some(e) => e.offsite.push(tier),
+                    Some(e) => e.offsite.get_or_insert_with(Vec::new).push(tier),
                     None => entries.push(ListEntry {
                         timestamp: stamp,
                         database: db.name.clone(),
@@ -59,7 +62,7 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
                         sha256: blob.sha256().map(str::to_string),
                         tables: None,
                         rows: None,
-                        offsite: vec![tier],
+                        offsite: Some(vec![tier]),
                     }),
                 }
             }
@@ -83,7 +86,7 @@ fn local_entries(ctx: &Context, dbs: &[&crate::config::Database]) -> Result<Vec<
             rows: b.manifest.as_ref().map(|m| m.total_rows()),
             database: b.database,
             dbname: b.dbname,
-            offsite: Vec::new(),
+            offsite: None,
         })
         .collect())
 }

@@ -231,8 +231,10 @@ fn upload_manifest(
     let path = b.path.with_file_name(manifest_name(&b.dbname, &b.stamp));
     let bytes = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
     let mut spec = spec.clone();
-    spec.expect_sha256 = None;
+    let own = crate::pipeline::hash::sha256_hex(&bytes);
     spec.metadata.insert("kind".into(), "manifest".into());
+    spec.metadata.insert("sha256".into(), own.clone());
+    spec.expect_sha256 = Some(own);
     store.upload_bytes(&name, &bytes, &spec)
 }
 

@@ -73,3 +73,8 @@ impl<R: Read> Read for HashingReader<R> {
         Ok(n)
     }
 }
+
+/// SHA-256 of a small buffer, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
