@@ -6,16 +6,22 @@
 # SIGTERM), the well-known devstoreaccount1 account, path-style URLs:
 # http://127.0.0.1:PORT/devstoreaccount1/CONTAINER/BLOB.
 #
-#   azurite.sh start DIR PORT [disk|memory]
+#   azurite.sh start DIR PORT [disk|memory] [AZURITE_ARG...]
 #                         start in the background and wait (20 s at most)
 #                         until the port answers; pid in DIR/azurite.pid,
 #                         output in DIR/azurite.log. disk (default) keeps
 #                         blobs and uncommitted blocks in DIR/data, so a stop
 #                         and a start on the same DIR and PORT lose nothing;
 #                         memory keeps nothing. AZURITE_DEBUG=1 adds Azurite's
-#                         debug log as DIR/debug.log.
+#                         debug log as DIR/debug.log. Any further arguments
+#                         go to azurite-blob as they are, e.g. HTTPS with
+#                         OAuth: --cert SERVER.pem --key SERVER.key --oauth
+#                         basic (scripts/test-ca.sh makes the pair; Azurite
+#                         then takes bearer tokens, and still the account
+#                         key and SAS).
 #   azurite.sh stop DIR   stop (SIGTERM, SIGKILL after 10 s); keeps DIR
-#   azurite.sh conn PORT  print the connection string
+#   azurite.sh conn PORT [http|https]
+#                         print the connection string (http by default)
 #   azurite.sh free-port  print a free loopback port
 #
 # Liveness is judged by the port, not by kill -0: PID 1 here does not reap
@@ -40,8 +46,9 @@ free-port)
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
   ;;
 conn)
-  port=${2:?PORT}
-  echo "DefaultEndpointsProtocol=http;AccountName=$account;AccountKey=$key;BlobEndpoint=http://127.0.0.1:$port/$account;"
+  port=${2:?PORT}; scheme=${3:-http}
+  case "$scheme" in http|https) ;; *) echo "azurite.sh: scheme must be http or https, not $scheme" >&2; exit 2 ;; esac
+  echo "DefaultEndpointsProtocol=$scheme;AccountName=$account;AccountKey=$key;BlobEndpoint=$scheme://127.0.0.1:$port/$account;"
   ;;
 start)
   dir=${2:?DIR}; port=${3:?PORT}; mode=${4:-disk}
@@ -60,11 +67,12 @@ start)
   esac
   debug=()
   [ "${AZURITE_DEBUG:-}" != 1 ] || debug=(--debug "$dir/debug.log")
+  extra=("${@:5}")
   # Detached from the caller's stdio (a caller that reads our output to EOF,
   # such as the Rust harness, would otherwise wait for the emulator to end)
   # and from its process group (a ^C in the terminal is for the caller).
   setsid "$azurite_blob" --blobHost 127.0.0.1 --blobPort "$port" "${store[@]}" \
-    --silent --disableTelemetry "${debug[@]}" </dev/null >>"$dir/azurite.log" 2>&1 &
+    --silent --disableTelemetry "${debug[@]}" "${extra[@]}" </dev/null >>"$dir/azurite.log" 2>&1 &
   pid=$!
   echo "$pid" >"$dir/azurite.pid"
   echo "$port" >"$dir/azurite.port"

@@ -243,7 +243,15 @@ fn init_logging(cli: &Cli) {
         (_, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The Azure SDK logs every failed response at INFO; our own error line
+    // says what matters, so its lines show only with -v or RUST_LOG.
+    let sdk_quiet = if cli.verbose == 0 {
+        ",typespec_client_core=warn,azure_core=warn,azure_identity=warn,azure_storage_blob=warn"
+    } else {
+        ""
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default}{sdk_quiet}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -104,14 +104,23 @@ fn entra_or_sas(az: &Azure, url: &str, auth: AzureAuth) -> Result<Access> {
     Ok(Access {
         endpoint,
         sas: String::new(),
-        credential: Some(credential(auth)?),
+        credential: Some(credential(auth, super::store::retry_options(az))?),
         method,
     })
 }
 
-/// An Entra ID credential from the standard `AZURE_*` variables.
-pub fn credential(auth: AzureAuth) -> Result<Arc<dyn TokenCredential>> {
+/// An Entra ID credential from the standard `AZURE_*` variables. Its token
+/// requests retry as the blob requests do (`retry`: azure.max_retries and
+/// azure.retry_max_secs), not the SDK's default of 8 retries over 80 s.
+pub fn credential(
+    auth: AzureAuth,
+    retry: azure_core::http::RetryOptions,
+) -> Result<Arc<dyn TokenCredential>> {
     use azure_identity::*;
+    let client_options = azure_core::http::ClientOptions {
+        retry,
+        ..Default::default()
+    };
     let failed = |e: azure_core::Error| {
         config_error(format!(
             "cannot set up the {} credential: {e}",
@@ -134,12 +143,18 @@ pub fn credential(auth: AzureAuth) -> Result<Arc<dyn TokenCredential>> {
             }
             ManagedIdentityCredential::new(Some(opts)).map_err(failed)?
         }
-        AzureAuth::WorkloadIdentity => WorkloadIdentityCredential::new(None).map_err(failed)?,
+        AzureAuth::WorkloadIdentity => {
+            WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                credential_options: ClientAssertionCredentialOptions { client_options },
+                ..Default::default()
+            }))
+            .map_err(failed)?
+        }
         AzureAuth::ClientSecret => ClientSecretCredential::new(
             &env("AZURE_TENANT_ID")?,
             env("AZURE_CLIENT_ID")?,
             Secret::new(env("AZURE_CLIENT_SECRET")?),
-            None,
+            Some(ClientSecretCredentialOptions { client_options }),
         )
         .map_err(failed)?,
         AzureAuth::AzureCli => AzureCliCredential::new(None).map_err(failed)?,

@@ -78,6 +78,16 @@ pub struct UploadStats {
     pub resumed_blocks: usize,
 }
 
+/// azure.max_retries and azure.retry_max_secs, for the blob requests and the
+/// Entra ID token requests alike.
+pub fn retry_options(az: &Azure) -> RetryOptions {
+    RetryOptions::exponential(ExponentialRetryOptions {
+        max_retries: az.max_retries,
+        max_total_elapsed: azure_core::time::Duration::seconds(az.retry_max_secs as i64),
+        ..Default::default()
+    })
+}
+
 pub struct BlobStore {
     rt: Runtime,
     access: Access,
@@ -96,11 +106,7 @@ impl BlobStore {
             .build()
             .ctx(|| "starting the async runtime".into())?;
         let options = ClientOptions {
-            retry: RetryOptions::exponential(ExponentialRetryOptions {
-                max_retries: az.max_retries,
-                max_total_elapsed: azure_core::time::Duration::seconds(az.retry_max_secs as i64),
-                ..Default::default()
-            }),
+            retry: retry_options(az),
             ..Default::default()
         };
         Ok(BlobStore {
@@ -184,6 +190,15 @@ impl BlobStore {
                 }
                 Err(e) => e,
             };
+            // No answer from the service (a login or a connection that
+            // failed): asking again whether it exists would only fail the
+            // same way, after as many retries.
+            if refused.http_status().is_none() {
+                return Err(az_error(
+                    &format!("creating container {}", self.container),
+                    refused,
+                ));
+            }
             let context = match c.exists().await {
                 Ok(true) => return Ok(()),
                 Ok(false) => format!(
@@ -546,11 +561,55 @@ pub fn az_error(context: &str, e: azure_core::Error) -> Error {
             format!("HTTP {} {code}{hint}", u16::from(*status))
         }
         ErrorKind::Io | ErrorKind::Connection => {
-            format!("cannot reach the storage service: {}", innermost(&e))
+            let cause = innermost(&e);
+            format!(
+                "cannot reach the storage service: {cause}{}",
+                tls_hint(&cause)
+            )
         }
+        ErrorKind::Credential => login_failure(&e),
         _ => innermost(&e),
     };
     Error::Offsite(redact(&format!("{context}: {detail}")).replace('\n', " "))
+}
+
+/// The login failed. azure_identity's own error, the innermost of this kind
+/// (the pipeline wraps it: "non-transport error occurred which will not be
+/// retried"), reads "ClientSecretCredential authentication failed. <Entra's
+/// description or the transport error>\nTo troubleshoot, visit <link>": its
+/// first line names the credential, the innermost cause says what went wrong.
+fn login_failure(e: &azure_core::Error) -> String {
+    use azure_core::error::ErrorKind;
+    let mut login = e.to_string();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if let Some(ae) = x.downcast_ref::<azure_core::Error>()
+            && matches!(ae.kind(), ErrorKind::Credential)
+        {
+            login = ae.to_string();
+        }
+        cur = x.source();
+    }
+    let first = login.lines().next().unwrap_or_default().trim();
+    let cause = innermost(e);
+    let head = if first.contains(&cause) {
+        first.to_string()
+    } else {
+        let name = first.split_once(". ").map_or(first, |(h, _)| h);
+        format!("{}: {cause}", name.trim_end_matches('.'))
+    };
+    head + tls_hint(&cause)
+}
+
+/// rustls' "invalid peer certificate: UnknownIssuer": say where the trusted
+/// CAs come from.
+fn tls_hint(cause: &str) -> &'static str {
+    if cause.contains("UnknownIssuer") {
+        " (the server's TLS certificate is not trusted: its CA must be in the \
+         system's trust store, or in the PEM file SSL_CERT_FILE names)"
+    } else {
+        ""
+    }
 }
 
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {

@@ -196,3 +196,132 @@ impl Drop for Azurite {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Azurite over HTTPS with OAuth, for the Entra ID tests (tests/entra.rs).
+/// The emulator of [`Azurite::start`], given a server certificate (from
+/// scripts/test-ca.sh) and `--oauth basic`: it then accepts bearer tokens
+/// whose claims look right (audience `https://storage.azure.com`, an
+/// `https://sts.windows.net/...` issuer, valid nbf/exp; the signature is not
+/// checked), and still the account key and SAS. Bearer tokens are refused
+/// over plain HTTP, so OAuth needs this. [`Azurite::restart`] would bring it
+/// back without TLS: not for these.
+impl Azurite {
+    pub fn start_https(cert: &std::path::Path, key: &std::path::Path) -> Azurite {
+        let az = Azurite::start_with(&[
+            "--cert".as_ref(),
+            cert.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+            "--oauth".as_ref(),
+            "basic".as_ref(),
+        ]);
+        // The port answers; the log says on which scheme.
+        let log = az.dir.join("azurite.log");
+        let https = || {
+            std::fs::read_to_string(&log)
+                .map(|l| l.contains("listens on https://"))
+                .unwrap_or(false)
+        };
+        for _ in 0..50 {
+            if https() {
+                return az;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "Azurite did not start with HTTPS; {} says: {}",
+            log.display(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// As [`Azurite::start`] with `args` passed on to azurite-blob (after
+    /// azurite.sh's persistence argument, disk).
+    pub fn start_with(args: &[&std::ffi::OsStr]) -> Azurite {
+        for tool in [
+            repo().join(".tools/azurite/node_modules/.bin/azurite-blob"),
+            python(),
+        ] {
+            assert!(
+                tool.exists(),
+                "{} is missing: run scripts/setup.sh",
+                tool.display()
+            );
+        }
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = PathBuf::from(format!(
+            "/tmp/vxb-azurite-x{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut az = Azurite { port: 0, dir };
+        let mut last = String::new();
+        for _ in 0..5 {
+            az.port = free_port();
+            let out = Command::new(script())
+                .arg("start")
+                .arg(&az.dir)
+                .arg(az.port.to_string())
+                .arg("disk")
+                .args(args)
+                .output()
+                .expect("run scripts/azurite.sh");
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            match out.status.success() {
+                true => return az,
+                false if err.contains("already in use") => last = err,
+                false => panic!("azurite.sh start {args:?} failed: {err}"),
+            }
+        }
+        panic!("azurite.sh start failed 5 times: {last}");
+    }
+
+    /// `https://127.0.0.1:PORT/devstoreaccount1` (path-style).
+    pub fn https_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// The account-key connection string over HTTPS (as `azurite.sh conn
+    /// PORT https` prints it).
+    pub fn https_conn_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={KEY};\
+             BlobEndpoint={};",
+            self.https_endpoint()
+        )
+    }
+
+    /// tests/tools/blob_reader.py over HTTPS with the account key, trusting
+    /// the CA in `ca` (REQUESTS_CA_BUNDLE); its stdout. Panics with its
+    /// stderr when it fails.
+    #[track_caller]
+    pub fn py_reader_https(&self, ca: &std::path::Path, args: &[&str]) -> String {
+        match self.try_py_reader_https(ca, args) {
+            Ok(out) => out,
+            Err(e) => panic!("blob_reader.py {args:?} (https) failed: {e}"),
+        }
+    }
+
+    /// As [`Azurite::py_reader_https`], for steps that may fail: Err holds
+    /// its stderr.
+    pub fn try_py_reader_https(
+        &self,
+        ca: &std::path::Path,
+        args: &[&str],
+    ) -> Result<String, String> {
+        let out = Command::new(python())
+            .arg(repo().join("tests/tools/blob_reader.py"))
+            .args(args)
+            .env("AZURE_STORAGE_CONNECTION_STRING", self.https_conn_string())
+            .env("REQUESTS_CA_BUNDLE", ca)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run .tools/py/bin/python");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
