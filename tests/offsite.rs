@@ -685,3 +685,33 @@ fn lifecycle_policy_matches_the_configured_tiers() {
             .stdout;
     assert!(bicep.contains("managementPolicies") && bicep.contains("prod/weekly/"));
 }
+
+#[test]
+fn a_sas_token_with_an_account_url_works() {
+    let o = Offsite::new();
+    o.sb.run(&["backup", "order"]).ok();
+    o.az.create_container(CONTAINER);
+    let account_url = o.az.blob_endpoint();
+    o.configure(&format!("account_url = \"{account_url}\"\nauth = \"sas\""));
+    let sas = o.az.py_reader(&["sas", "racwdl"]);
+    let mut cmd = o.sb.command(&["upload"]);
+    cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env("AZURE_STORAGE_SAS_TOKEN", sas.trim());
+    let r = common::run(cmd).ok();
+    assert!(r.stdout.contains("uploaded"), "{}", r.stdout);
+    let dump = o.sb.dump_of("order_db");
+    let name = format!(
+        "{}/order_db/{}",
+        if r.stdout.contains("weekly") {
+            "weekly"
+        } else {
+            "daily"
+        },
+        dump.file_name().unwrap().to_string_lossy()
+    );
+    assert_eq!(o.az.sha256(CONTAINER, &name), sha256_file(&dump));
+    // The variable unset: named, exit 2.
+    let mut cmd = o.sb.command(&["upload"]);
+    cmd.env_remove("AZURE_STORAGE_SAS_TOKEN");
+    common::run(cmd).fails_with(2, "AZURE_STORAGE_SAS_TOKEN");
+}
