@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::{free_port, repo};
+
 pub const ACCOUNT: &str = "devstoreaccount1";
 /// Azurite's well-known development key (public, not a secret).
 pub const KEY: &str =
@@ -22,10 +24,6 @@ pub struct Azurite {
     pub dir: PathBuf,
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn script() -> PathBuf {
     repo().join("scripts/azurite.sh")
 }
@@ -34,55 +32,20 @@ fn python() -> PathBuf {
     repo().join(".tools/py/bin/python")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Azurite {
     /// Starts the emulator on a free loopback port, in a fresh directory
     /// under /tmp; returns once the port answers.
     pub fn start() -> Azurite {
-        for tool in [
-            repo().join(".tools/azurite/node_modules/.bin/azurite-blob"),
-            python(),
-        ] {
-            assert!(
-                tool.exists(),
-                "{} is missing: run scripts/setup.sh",
-                tool.display()
-            );
-        }
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = PathBuf::from(format!(
-            "/tmp/vxb-azurite-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        // Another test may take the free port before Azurite binds it: the
-        // script then refuses ("already in use") and we try another.
-        let mut az = Azurite { port: 0, dir };
-        let mut last = String::new();
-        for _ in 0..5 {
-            az.port = free_port();
-            match az.try_start() {
-                Ok(()) => return az,
-                Err(e) if e.contains("already in use") => last = e,
-                Err(e) => panic!("azurite.sh start failed: {e}"),
-            }
-        }
-        panic!("azurite.sh start failed 5 times: {last}");
+        Azurite::start_with(&[])
     }
 
-    fn try_start(&self) -> Result<(), String> {
+    fn try_start(&self, args: &[&std::ffi::OsStr]) -> Result<(), String> {
         let out = Command::new(script())
             .arg("start")
             .arg(&self.dir)
             .arg(self.port.to_string())
+            .arg("disk")
+            .args(args)
             .output()
             .expect("run scripts/azurite.sh");
         if out.status.success() {
@@ -132,7 +95,7 @@ impl Azurite {
     /// still runs): blobs and uncommitted blocks are still there.
     pub fn restart(&self) {
         self.stop();
-        if let Err(e) = self.try_start() {
+        if let Err(e) = self.try_start(&[]) {
             panic!(
                 "azurite.sh start (restart on port {}) failed: {e}",
                 self.port
@@ -250,28 +213,21 @@ impl Azurite {
         }
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = PathBuf::from(format!(
-            "/tmp/vxb-azurite-x{}-{}",
+            "/tmp/vxb-azurite-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         ));
         let _ = std::fs::remove_dir_all(&dir);
+        // Another test may take the free port before Azurite binds it: the
+        // script then refuses ("already in use") and we try another.
         let mut az = Azurite { port: 0, dir };
         let mut last = String::new();
         for _ in 0..5 {
             az.port = free_port();
-            let out = Command::new(script())
-                .arg("start")
-                .arg(&az.dir)
-                .arg(az.port.to_string())
-                .arg("disk")
-                .args(args)
-                .output()
-                .expect("run scripts/azurite.sh");
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            match out.status.success() {
-                true => return az,
-                false if err.contains("already in use") => last = err,
-                false => panic!("azurite.sh start {args:?} failed: {err}"),
+            match az.try_start(args) {
+                Ok(()) => return az,
+                Err(e) if e.contains("already in use") => last = e,
+                Err(e) => panic!("azurite.sh start {args:?} failed: {e}"),
             }
         }
         panic!("azurite.sh start failed 5 times: {last}");
