@@ -131,6 +131,74 @@ Exit status 0 only when nothing is wrong.")]
         #[command(flatten)]
         out: Output,
     },
+    /// Region failure: geo-restore the PostgreSQL flexible server into its paired region
+    #[command(after_help = "\
+Steps, each logged with its duration: preflight (GET the source server: refuses unless
+geo-redundant backup is enabled; the target region defaults to the source's paired region),
+PUT the new server (createMode GeoRestore), follow the long-running operation
+(Azure-AsyncOperation, else Location, honouring Retry-After), GET the new server until it
+is Ready, then print its FQDN and the kubectl commands that point the services at it
+(--update-k8s runs them). Ctrl-C while waiting prints how to resume with --watch; the
+restore goes on in Azure. Credentials come from the environment (see README).
+
+Examples:
+  valerix-backup geo-restore --source-server valerix-postgres --target-name valerix-pg-west --dry-run
+  valerix-backup geo-restore --source-server valerix-postgres --target-name valerix-pg-west \\
+      --target-resource-group valerix-rg-secondary --update-k8s valerix --yes
+  valerix-backup geo-restore --watch 'https://management.azure.com/...' --target-name valerix-pg-west")]
+    GeoRestore {
+        /// ARM resource id, or a server name in azure.resource_manager.resource_group
+        #[arg(long, value_name = "ID|NAME", required_unless_present = "watch")]
+        source_server: Option<String>,
+        /// Name of the new server (3-63 lowercase letters, digits, '-')
+        #[arg(long, value_name = "NAME")]
+        target_name: String,
+        /// Resource group of the new server [default: azure.resource_manager.resource_group]
+        #[arg(long, value_name = "RG")]
+        target_resource_group: Option<String>,
+        /// Region of the new server [default: the source region's pair]
+        #[arg(long, value_name = "REGION")]
+        location: Option<String>,
+        /// Point in time to restore (RFC 3339) [default: now, the latest geo-backup]
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        restore_time: Option<chrono::DateTime<chrono::Utc>>,
+        /// Subscription [default: azure.resource_manager.subscription_id]
+        #[arg(long, value_name = "ID")]
+        subscription: Option<String>,
+        /// Delegated subnet resource id (private access)
+        #[arg(long, value_name = "ID")]
+        subnet: Option<String>,
+        /// Private DNS zone resource id (private access)
+        #[arg(long, value_name = "ID")]
+        private_dns_zone: Option<String>,
+        /// Send the request and exit; watch later with --watch
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the request (method, URL, body) and exit without sending it
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+        /// Then run the kubectl commands in this namespace
+        #[arg(long, value_name = "NAMESPACE")]
+        update_k8s: Option<String>,
+        /// Resume watching: an operation URL, or nothing to watch the target server only
+        #[arg(long, value_name = "OPERATION_URL", num_args = 0..=1, default_missing_value = "")]
+        watch: Option<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Preflight: can the configured flexible servers be geo-restored?
+    #[command(after_help = "\
+For each [[azure.postgres_server]]: backup retention days (the plan wants 30), whether
+geo-redundant backup is enabled (it can only be enabled at creation), the earliest
+restore point, and the paired region. Exit status 1 when a geo-restore would not be
+possible. `valerix-backup audit` includes this check when servers are configured.")]
+    AzureCheck {
+        #[command(flatten)]
+        out: Output,
+    },
     /// Print the Azure Storage lifecycle policy for the configured tiers
     #[command(after_help = "\
 Daily copies are deleted daysAfterCreationGreaterThan daily_retention_days (30), weekly ones
@@ -140,6 +208,9 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
     LifecyclePolicy {
         #[arg(long, value_enum, default_value_t = PolicyFormat::Json)]
         format: PolicyFormat,
+        /// PUT it to the storage account's managementPolicies/default through Resource Manager
+        #[arg(long, conflicts_with = "format")]
+        apply: bool,
     },
     /// Check backups: SHA-256 against the manifest, full gzip decode, dump structure
     #[command(

@@ -119,6 +119,55 @@ pub struct Azure {
     /// offsite copy.
     #[serde(default = "default_offsite_lag_days")]
     pub require_offsite_days: u32,
+    /// `[azure.resource_manager]`: geo-restore, preflight, lifecycle policy.
+    #[serde(default)]
+    pub resource_manager: Option<ResourceManager>,
+    /// `[[azure.postgres_server]]`: the flexible servers holding the databases.
+    #[serde(default, rename = "postgres_server")]
+    pub postgres_servers: Vec<PostgresServer>,
+}
+
+/// Where Azure Resource Manager is and how we log in to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceManager {
+    pub subscription_id: String,
+    pub resource_group: String,
+    /// `https://management.azure.com`; other clouds and tests override it.
+    #[serde(default = "default_arm_endpoint")]
+    pub endpoint: String,
+    /// When absent, chosen from the `AZURE_*` variables present.
+    #[serde(default)]
+    pub auth: Option<AzureAuth>,
+    /// api-version of Microsoft.DBforPostgreSQL requests.
+    #[serde(default = "default_pg_api_version")]
+    pub api_version: String,
+    /// The storage account of `[azure]`, for `lifecycle-policy --apply`
+    /// (default: the account name in account_url or the connection string).
+    #[serde(default)]
+    pub storage_account: Option<String>,
+    /// Seconds between polls when the service gives no Retry-After.
+    #[serde(default = "default_poll_secs")]
+    pub poll_interval_secs: u64,
+    /// Longest wait for a geo-restore to finish, minutes.
+    #[serde(default = "default_geo_timeout")]
+    pub timeout_minutes: u64,
+    /// Namespace of the services in the printed `kubectl` commands.
+    #[serde(default = "default_k8s_namespace")]
+    pub k8s_namespace: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresServer {
+    pub name: String,
+    /// Default: resource_manager.resource_group.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// Config names of the databases it holds; each is served by the
+    /// Kubernetes deployment `<name>-service` (the seed's order-service).
+    #[serde(default)]
+    pub databases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
@@ -201,6 +250,21 @@ impl AccessTierName {
     }
 }
 
+fn default_arm_endpoint() -> String {
+    "https://management.azure.com".into()
+}
+fn default_pg_api_version() -> String {
+    "2025-08-01".into()
+}
+fn default_poll_secs() -> u64 {
+    10
+}
+fn default_geo_timeout() -> u64 {
+    240
+}
+fn default_k8s_namespace() -> String {
+    "valerix".into()
+}
 fn default_connection_string_env() -> String {
     "AZURE_STORAGE_CONNECTION_STRING".into()
 }
@@ -417,6 +481,12 @@ impl Azure {
                 self.upload_concurrency
             ));
         }
+        if let Some(rm) = &self.resource_manager {
+            rm.validate()?;
+        }
+        for s in &self.postgres_servers {
+            check_arm_name("azure.postgres_server name", &s.name)?;
+        }
         if self.size_anomaly_factor <= 1.0 {
             return Err("azure.size_anomaly_factor must be above 1".into());
         }
@@ -430,6 +500,47 @@ impl Azure {
             (None, Some(_)) => Err("azure.auth needs azure.account_url".into()),
             _ => Ok(()),
         }
+    }
+}
+
+impl ResourceManager {
+    fn validate(&self) -> std::result::Result<(), String> {
+        check_arm_name(
+            "azure.resource_manager.subscription_id",
+            &self.subscription_id,
+        )?;
+        check_arm_name(
+            "azure.resource_manager.resource_group",
+            &self.resource_group,
+        )?;
+        if !self.endpoint.starts_with("https://") {
+            return Err(format!(
+                "azure.resource_manager.endpoint '{}' must be https",
+                self.endpoint
+            ));
+        }
+        if self.auth == Some(AzureAuth::Sas) {
+            return Err("azure.resource_manager.auth cannot be sas".into());
+        }
+        if self.poll_interval_secs == 0 {
+            return Err("azure.resource_manager.poll_interval_secs must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Names that become part of a Resource Manager URL path.
+fn check_arm_name(what: &str, s: &str) -> std::result::Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 90
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.()".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} '{s}' must be 1-90 letters, digits, '-', '_', '.', '(' or ')'"
+        ))
     }
 }
 

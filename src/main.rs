@@ -12,7 +12,7 @@ use clap::Parser;
 use valerix_backup::catalog::Stamp;
 use valerix_backup::offsite::policy;
 use valerix_backup::ops::upload::{Selection, TierChoice};
-use valerix_backup::ops::{Context, audit, backup, fetch, inspect, restore, upload, verify};
+use valerix_backup::ops::{Context, audit, backup, fetch, geo, inspect, restore, upload, verify};
 use valerix_backup::ui::Progress;
 use valerix_backup::{Config, Error, Result};
 
@@ -33,16 +33,9 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let cfg = Config::load(&Config::locate(cli.config.as_deref()))?;
-    if let Command::LifecyclePolicy { format } = &cli.command {
-        let az = upload::azure_of(&cfg)?;
-        for w in policy::warnings(az) {
-            tracing::warn!("{w}");
-        }
-        print!("{}", policy::render(az, *format));
-        return Ok(());
-    }
     let json = match &cli.command {
         Command::LifecyclePolicy { .. } => false,
+        Command::GeoRestore { out, .. } | Command::AzureCheck { out } => out.json,
         Command::Upload { out, .. } | Command::Audit { out, .. } => out.json,
         Command::Backup { out, .. }
         | Command::Verify { out, .. }
@@ -55,7 +48,25 @@ fn run(cli: Cli) -> Result<()> {
         Progress::new(!cli.no_progress && !json && !cli.quiet && std::io::stderr().is_terminal());
     let ctx = Context::new(cfg, progress, cancel_on_signals());
     match cli.command {
-        Command::LifecyclePolicy { .. } => unreachable!("handled before the context"),
+        Command::LifecyclePolicy { format, apply } => {
+            let az = upload::azure_of(&ctx.cfg)?;
+            for w in policy::warnings(az) {
+                tracing::warn!("{w}");
+            }
+            if apply {
+                let path = geo::apply_lifecycle_policy(&ctx, &policy::lifecycle_policy(az))?;
+                println!("applied to {path}");
+            } else {
+                print!("{}", policy::render(az, format));
+            }
+            Ok(())
+        }
+        Command::AzureCheck { .. } => {
+            let report = geo::check(&ctx)?;
+            print::emit(json, &report, print::azure_check)?;
+            report.outcome()
+        }
+        cmd @ Command::GeoRestore { .. } => geo_restore(&ctx, cmd, json),
         Command::Backup {
             targets,
             no_prune,
@@ -179,6 +190,106 @@ fn run(cli: Cli) -> Result<()> {
             };
             print::emit(json, &removed, |r| print::prune(r, dry_run))
         }
+    }
+}
+
+/// `geo-restore`: preflight and plan, confirm, send and follow (or only
+/// watch), then point the services at the new server.
+fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
+    let Command::GeoRestore {
+        source_server,
+        target_name,
+        target_resource_group,
+        location,
+        restore_time,
+        subscription,
+        subnet,
+        private_dns_zone,
+        no_wait,
+        dry_run,
+        yes,
+        update_k8s,
+        watch,
+        ..
+    } = cmd
+    else {
+        unreachable!("called for geo-restore only")
+    };
+    let az = upload::azure_of(&ctx.cfg)?;
+    let arm = valerix_backup::arm::Arm::connect(az)?;
+    let (report, databases) = if let Some(url) = watch {
+        let rg = target_resource_group.unwrap_or_else(|| arm.cfg.resource_group.clone());
+        let sub = subscription.unwrap_or_else(|| arm.cfg.subscription_id.clone());
+        let id = format!(
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DBforPostgreSQL/\
+             flexibleServers/{target_name}"
+        );
+        let url = (!url.is_empty()).then_some(url);
+        let report = geo::watch(ctx, &arm, &id, url.as_deref())?;
+        (
+            report,
+            ctx.cfg.databases.iter().map(|d| d.name.clone()).collect(),
+        )
+    } else {
+        let req = geo::GeoRestoreRequest {
+            source: source_server.expect("clap requires it without --watch"),
+            target: target_name,
+            target_resource_group,
+            location,
+            restore_time,
+            subscription,
+            subnet,
+            private_dns_zone,
+        };
+        let plan = geo::plan(ctx, &arm, &req)?;
+        if dry_run {
+            return print::emit(json, &plan, print::geo_plan);
+        }
+        confirm_geo(&plan, yes)?;
+        let report = geo::execute(ctx, &arm, &plan, no_wait)?;
+        (report, plan.databases)
+    };
+    let mut report = report;
+    if let Some(fqdn) = report
+        .fqdn
+        .clone()
+        .filter(|_| report.state.as_deref() == Some("Ready"))
+    {
+        let ns = update_k8s
+            .clone()
+            .unwrap_or_else(|| arm.cfg.k8s_namespace.clone());
+        report.k8s_commands = geo::k8s_commands(&databases, &fqdn, &ns);
+        if update_k8s.is_some() {
+            geo::apply_k8s(&report.k8s_commands)?;
+            report.k8s_applied = true;
+        }
+    }
+    print::emit(json, &report, print::geo_report)
+}
+
+fn confirm_geo(plan: &geo::GeoRestorePlan, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    let what = format!(
+        "create server {} in {} from the geo-redundant backup of {}",
+        plan.target_id, plan.location, plan.source_id
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Refused(format!(
+            "geo-restore would {what}: pass --yes to confirm (stdin is not a terminal)"
+        )));
+    }
+    eprint!("  will {what}\nProceed? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        Err(Error::Refused(
+            "geo-restore cancelled; nothing was sent".into(),
+        ))
     }
 }
 

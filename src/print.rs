@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 use valerix_backup::ops::audit::AuditReport;
 use valerix_backup::ops::backup::BackupReport;
+use valerix_backup::ops::geo::{CheckReport, GeoRestorePlan, GeoRestoreReport};
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
 use valerix_backup::ops::restore::RestoreReport;
 use valerix_backup::ops::upload::UploadReport;
@@ -246,4 +247,84 @@ pub fn prune(removed: &[String], dry_run: bool) -> String {
         return "nothing past retention\n".into();
     }
     removed.iter().map(|f| format!("{verb} {f}\n")).collect()
+}
+
+pub fn geo_plan(p: &GeoRestorePlan) -> String {
+    format!(
+        "dry run: nothing was sent\n{} {}\n{}\n",
+        p.method,
+        p.url,
+        serde_json::to_string_pretty(&p.body).expect("JSON values serialize")
+    )
+}
+
+pub fn geo_report(r: &GeoRestoreReport) -> String {
+    let mut s = format!("geo-restore {}\n", r.target_id);
+    match (&r.state, &r.operation) {
+        (Some(state), _) => {
+            s += &format!(
+                "  state {state}, FQDN {}\n  accepted in {:.1} s, operation {:.1} s, ready {:.1} s, total {:.1} s\n",
+                r.fqdn.as_deref().unwrap_or("-"),
+                r.accepted_secs,
+                r.operation_secs,
+                r.ready_secs,
+                r.total_secs
+            );
+        }
+        (None, Some(op)) => {
+            s += &format!(
+                "  accepted in {:.1} s; not waiting. Watch it with:\n    valerix-backup geo-restore --watch '{}' --target-name {}\n",
+                r.accepted_secs,
+                op.url(),
+                r.target_id.rsplit('/').next().unwrap_or_default()
+            );
+        }
+        (None, None) => s += "  accepted\n",
+    }
+    if !r.k8s_commands.is_empty() {
+        s += if r.k8s_applied {
+            "services pointed at the new server:\n"
+        } else {
+            "next: point the services at the new server (or rerun with --update-k8s NAMESPACE):\n"
+        };
+        for c in &r.k8s_commands {
+            s += &format!("  {}\n", c.join(" "));
+        }
+    }
+    s
+}
+
+pub fn azure_check(r: &CheckReport) -> String {
+    let mut s = String::new();
+    for c in &r.servers {
+        let verdict = if c.problems.is_empty() {
+            "ok"
+        } else {
+            "NOT RESTORABLE"
+        };
+        s += &format!("{:<28} {verdict}\n", c.name);
+        if c.found {
+            s += &format!(
+                "  location {}, paired region {}, state {}\n  backup retention {} days, geo-redundant backup {}, earliest restore {}\n",
+                c.location.as_deref().unwrap_or("-"),
+                c.paired_region.as_deref().unwrap_or("-"),
+                c.state.as_deref().unwrap_or("-"),
+                c.backup_retention_days
+                    .map_or("-".into(), |d| d.to_string()),
+                if c.geo_redundant_backup == Some(true) {
+                    "enabled"
+                } else {
+                    "DISABLED"
+                },
+                c.earliest_restore_date.as_deref().unwrap_or("-")
+            );
+        }
+        for p in &c.problems {
+            s += &format!("  problem: {p}\n");
+        }
+        for w in &c.warnings {
+            s += &format!("  warning: {w}\n");
+        }
+    }
+    s
 }

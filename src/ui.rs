@@ -34,6 +34,20 @@ impl Progress {
         pb.enable_steady_tick(Duration::from_millis(120));
         Bar(Some(pb))
     }
+
+    /// A spinner with a message that changes (`operation InProgress (40 s)`).
+    pub fn spinner(&self, msg: &str) -> Bar {
+        if !self.enabled {
+            return Bar(None);
+        }
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"),
+        );
+        pb.set_message(msg.to_string());
+        pb.enable_steady_tick(Duration::from_millis(120));
+        Bar(Some(pb))
+    }
 }
 
 pub struct Bar(Option<ProgressBar>);
@@ -41,6 +55,12 @@ pub struct Bar(Option<ProgressBar>);
 impl Bar {
     pub fn hidden() -> Bar {
         Bar(None)
+    }
+
+    pub fn set(&self, msg: String) {
+        if let Some(pb) = &self.0 {
+            pb.set_message(msg);
+        }
     }
 
     pub fn inc(&self, n: usize) {

@@ -54,6 +54,10 @@ pub enum FindingKind {
     WrongTier,
     MissingManifest,
     UnknownBlob,
+    /// A configured flexible server could not be geo-restored.
+    GeoRestore,
+    /// A flexible server's backups fall short of the plan (retention).
+    ServerBackup,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +76,8 @@ pub struct AuditReport {
     pub deep_checked: usize,
     pub deep_skipped: usize,
     pub databases: Vec<DbInventory>,
+    /// `azure-check` of the configured flexible servers, when there are any.
+    pub servers: Option<Vec<crate::ops::geo::ServerCheck>>,
     pub findings: Vec<Finding>,
 }
 
@@ -129,6 +135,7 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
         deep_checked: 0,
         deep_skipped: 0,
         databases: Vec::new(),
+        servers: None,
         findings: unknown_blobs(az, &blobs),
     };
     for db in &dbs {
@@ -147,7 +154,42 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
     if opts.deep {
         deep(ctx, &store, &dbs, az, &blobs, opts.recheck, &mut report)?;
     }
+    if !az.postgres_servers.is_empty() {
+        servers(ctx, &mut report);
+    }
     Ok(report)
+}
+
+/// The preflight of `azure-check`, as findings: a server that cannot be
+/// geo-restored is as much a gap in the recovery plan as a missing copy.
+fn servers(ctx: &Context, report: &mut AuditReport) {
+    let checks = match crate::ops::geo::check(ctx) {
+        Ok(c) => c.servers,
+        Err(e) => {
+            report.findings.push(Finding {
+                kind: FindingKind::GeoRestore,
+                database: String::new(),
+                blob: None,
+                detail: format!("cannot check the flexible servers: {e}"),
+            });
+            return;
+        }
+    };
+    for c in &checks {
+        let found = |kind, detail: &String| Finding {
+            kind,
+            database: c.name.clone(),
+            blob: None,
+            detail: detail.clone(),
+        };
+        let problems = c.problems.iter().map(|p| found(FindingKind::GeoRestore, p));
+        let warnings = c
+            .warnings
+            .iter()
+            .map(|w| found(FindingKind::ServerBackup, w));
+        report.findings.extend(problems.chain(warnings));
+    }
+    report.servers = Some(checks);
 }
 
 fn copies_of<'a>(az: &Azure, blobs: &'a [RemoteBlob], db: &Database) -> Vec<Copy<'a>> {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backup;
 pub mod fetch;
+pub mod geo;
 pub mod inspect;
 pub mod read;
 pub mod restore;
