@@ -110,7 +110,7 @@ resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2
     policy: {
       rules: [
         {
-          name: 'valerix-daily-delete'
+          name: 'valerixDailyDelete'
           enabled: true
           type: 'Lifecycle'
           definition: {
@@ -137,7 +137,7 @@ resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2
           }
         }
         {
-          name: 'valerix-weekly-delete'
+          name: 'valerixWeeklyDelete'
           enabled: true
           type: 'Lifecycle'
           definition: {

@@ -98,7 +98,7 @@ resource "azurerm_storage_management_policy" "valerix_backup" {
   storage_account_id = local.backup_storage_account_id
 
   rule {
-    name    = "valerix-daily-delete"
+    name    = "valerixDailyDelete"
     enabled = true
     filters {
       prefix_match = ["database-backups/daily/"]
@@ -115,7 +115,7 @@ resource "azurerm_storage_management_policy" "valerix_backup" {
   }
 
   rule {
-    name    = "valerix-weekly-delete"
+    name    = "valerixWeeklyDelete"
     enabled = true
     filters {
       prefix_match = ["database-backups/weekly/"]

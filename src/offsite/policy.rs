@@ -57,16 +57,18 @@ fn policy_rules(az: &Azure) -> [Rule; 2] {
         days,
         tier,
     };
+    // Rule names are letters and digits only: Azure refuses
+    // "valerix-daily-delete" (InvalidManagementPolicyRule).
     [
         rule(
             "daily",
-            "valerix-daily-delete",
+            "valerixDailyDelete",
             az.daily_retention_days,
             az.daily_access_tier,
         ),
         rule(
             "weekly",
-            "valerix-weekly-delete",
+            "valerixWeeklyDelete",
             az.weekly_retention_days,
             az.weekly_access_tier,
         ),
@@ -394,7 +396,7 @@ mod tests {
         let rules = p["rules"].as_array().unwrap();
         assert_eq!(rules.len(), 2);
         let daily = &rules[0];
-        assert_eq!(daily["name"], "valerix-daily-delete");
+        assert_eq!(daily["name"], "valerixDailyDelete");
         assert_eq!(daily["enabled"], json!(true));
         assert_eq!(daily["type"], "Lifecycle");
         let d = &daily["definition"];
@@ -412,7 +414,7 @@ mod tests {
             json!({ "daysAfterCreationGreaterThan": 30 })
         );
         let weekly = &rules[1];
-        assert_eq!(weekly["name"], "valerix-weekly-delete");
+        assert_eq!(weekly["name"], "valerixWeeklyDelete");
         assert_eq!(
             weekly["definition"]["filters"]["prefixMatch"],
             json!(["database-backups/weekly/"])
@@ -461,7 +463,7 @@ mod tests {
             "  name: 'default'\n  parent: storageAccount\n",
             "'database-backups/prod/daily/'",
             "'database-backups/prod/weekly/'",
-            "name: 'valerix-daily-delete'",
+            "name: 'valerixDailyDelete'",
             "daysAfterCreationGreaterThan: 35",
             "daysAfterCreationGreaterThan: 90",
             "up to 24 h",
@@ -490,7 +492,7 @@ mod tests {
             "prefix_match = [\"database-backups/prod/daily/\"]",
             "prefix_match = [\"database-backups/prod/weekly/\"]",
             "blob_types   = [\"blockBlob\"]",
-            "name    = \"valerix-weekly-delete\"",
+            "name    = \"valerixWeeklyDelete\"",
             "delete_after_days_since_creation_greater_than = 30",
             "delete_after_days_since_creation_greater_than = 180",
             "delete_after_days_since_creation = 180",

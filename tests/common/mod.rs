@@ -4,6 +4,7 @@
 //! database to compare before backup and after restore.
 #![allow(dead_code)]
 
+pub mod arm;
 pub mod azurite;
 
 use std::path::{Path, PathBuf};
