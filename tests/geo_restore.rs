@@ -414,3 +414,31 @@ fn lifecycle_policy_apply_puts_what_lifecycle_policy_prints() {
             .contains(&arm::management_policy_id(SOURCE_RG, arm::STORAGE_ACCOUNT))
     );
 }
+
+#[test]
+fn audit_includes_the_server_check() {
+    let g = Geo::new(arm::scenario());
+    g.configure("[[azure.postgres_server]]\nname = \"valerix-nogeo\"\n");
+    let az = common::azurite::Azurite::start();
+    az.create_container("database-backups");
+    let mut cmd = g.command(&["audit", "--json"]);
+    cmd.env("AZURE_STORAGE_CONNECTION_STRING", az.conn_string());
+    let r = common::run(cmd);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let geo: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "geo-restore")
+        .collect();
+    assert_eq!(geo.len(), 1, "{report}");
+    assert_eq!(geo[0]["database"], "valerix-nogeo");
+    assert!(
+        geo[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("geo-redundant backup is disabled")
+    );
+    assert_eq!(report["servers"][0]["name"], "valerix-nogeo");
+}
