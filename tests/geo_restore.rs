@@ -86,7 +86,10 @@ impl Geo {
         r
     }
 
+    /// The PUTs the fake logged; it logs right after answering, so the last
+    /// one may land a moment after the program exits.
     fn puts(&self) -> Vec<Value> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
         self.fake.requests_to("PUT", "")
     }
 }
@@ -441,4 +444,29 @@ fn audit_includes_the_server_check() {
             .contains("geo-redundant backup is disabled")
     );
     assert_eq!(report["servers"][0]["name"], "valerix-nogeo");
+}
+
+#[test]
+fn no_wait_sends_and_says_how_to_watch() {
+    let g = Geo::new(arm::scenario());
+    let r = g
+        .run(&restore_args(
+            "valerix-pg-west",
+            &["--yes", "--no-wait", "--location", "West US"],
+        ))
+        .ok();
+    assert!(r.stdout.contains("not waiting"), "{}", r.stdout);
+    let line = r.stdout.lines().find(|l| l.contains("--watch")).unwrap();
+    let url = line.split('\'').nth(1).unwrap();
+    assert_eq!(g.puts()[0]["json"]["location"], "westus");
+    let r = g
+        .run(&[
+            "geo-restore",
+            "--watch",
+            url,
+            "--target-name",
+            "valerix-pg-west",
+        ])
+        .ok();
+    assert!(r.stdout.contains("state Ready"), "{}", r.stdout);
 }
