@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use valerix_backup::agent::schedule::Job;
 use valerix_backup::offsite::policy::PolicyFormat;
 
 const AFTER_HELP: &str = "\
@@ -189,6 +190,40 @@ Examples:
         #[command(flatten)]
         out: Output,
     },
+    /// Run the whole schedule: backups, uploads, verification, audit, restore drills
+    #[command(after_help = "\
+The schedule is [agent.schedule] in the config (cron, in agent.timezone, UTC by default):
+  backup         0 2 * * *      backup of every database, then the upload of the new backups
+  verify         0 3 * * *      verification of the newest backups
+  weekly_upload  0 1 * * SUN    the newest backups to the weekly tier
+  audit          30 3 * * *     audit of the offsite copies
+  drill          0 4 * * SUN#1  restore drill (verify --deep) on the first Sunday of the month
+Classic cron ORs day-of-month and day-of-week: `0 4 1-7 * SUN` would run on days 1-7 and on
+every Sunday; `SUN#1` is the first Sunday. A sixth, leading field gives seconds.
+A job still running at its next slot is not started twice; a slot missed while the agent
+was down runs once at start-up when younger than agent.catch_up_grace (6h). With
+agent.listen, /healthz, /readyz and /metrics (Prometheus) are served. Failures, missing
+backups, size anomalies, failed verifications or audits and recoveries are sent to
+[[alert.webhook]]. SIGTERM or Ctrl-C cancels the job in flight cleanly and exits.
+
+--once JOB runs one job now and exits (what a Kubernetes CronJob or a systemd timer calls).")]
+    Agent {
+        /// Run this job once and exit: backup, verify, weekly-upload, audit, drill
+        #[arg(long, value_name = "JOB", value_parser = parse_job)]
+        once: Option<Job>,
+    },
+    /// Check the configuration and what it depends on
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
     /// Preflight: can the configured flexible servers be geo-restored?
     #[command(after_help = "\
 For each [[azure.postgres_server]]: backup retention days (the plan wants 30), whether
@@ -296,6 +331,23 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         #[command(flatten)]
         out: Output,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate the config and its environment: PostgreSQL tools and their versions,
+    /// database reachability, the Azure container, the schedule, webhook URLs
+    Check {
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+fn parse_job(s: &str) -> Result<Job, String> {
+    Job::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = Job::ALL.iter().map(|j| j.as_str()).collect();
+        format!("unknown job (one of {})", names.join(", "))
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -45,6 +45,12 @@ pub struct Config {
     /// Offsite copies in Azure Blob Storage; absent = local only.
     #[serde(default)]
     pub azure: Option<Azure>,
+    /// `valerix-backup agent`: schedule, HTTP endpoint, logs.
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// `[[alert.webhook]]`: where the agent sends alerts.
+    #[serde(default)]
+    pub alert: AlertConfig,
     /// Where the config was read from (not part of the TOML).
     #[serde(skip)]
     pub path: PathBuf,
@@ -250,6 +256,141 @@ impl AccessTierName {
     }
 }
 
+/// `[agent]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// IANA zone the schedule is read in (`Europe/Berlin`); UTC by default.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// `127.0.0.1:9187`: /healthz, /readyz, /metrics. Absent: no HTTP.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// A slot missed while the agent was down runs once at start-up when it
+    /// is younger than this (`6h`).
+    #[serde(default = "default_grace", with = "humantime_serde_lite")]
+    pub catch_up_grace: std::time::Duration,
+    /// Alert when a database's newest backup is older than this (`25h`).
+    #[serde(default = "default_max_age", with = "humantime_serde_lite")]
+    pub max_backup_age: std::time::Duration,
+    /// `text` (default) or `json` lines on stderr, for log shipping.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            timezone: default_timezone(),
+            listen: None,
+            catch_up_grace: default_grace(),
+            max_backup_age: default_max_age(),
+            log_format: LogFormat::Text,
+            schedule: ScheduleConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[agent.schedule]`: cron expressions (5 fields, or 6 with seconds
+/// first); `SUN#1` is the first Sunday of the month.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    #[serde(default = "default_backup_cron")]
+    pub backup: String,
+    #[serde(default = "default_verify_cron")]
+    pub verify: String,
+    #[serde(default = "default_weekly_cron")]
+    pub weekly_upload: String,
+    #[serde(default = "default_audit_cron")]
+    pub audit: String,
+    #[serde(default = "default_drill_cron")]
+    pub drill: String,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            backup: default_backup_cron(),
+            verify: default_verify_cron(),
+            weekly_upload: default_weekly_cron(),
+            audit: default_audit_cron(),
+            drill: default_drill_cron(),
+        }
+    }
+}
+
+/// `[alert]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    #[serde(default)]
+    pub webhook: Vec<Webhook>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    #[serde(default)]
+    pub kind: WebhookKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookKind {
+    /// `{"text": "..."}`, as Slack, Teams workflows and Mattermost take.
+    Slack,
+    /// The alert as a JSON object.
+    #[default]
+    Json,
+}
+
+/// `"25h"`-style durations in the TOML file.
+mod humantime_serde_lite {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_grace() -> std::time::Duration {
+    std::time::Duration::from_secs(6 * 3600)
+}
+fn default_max_age() -> std::time::Duration {
+    std::time::Duration::from_secs(25 * 3600)
+}
+fn default_backup_cron() -> String {
+    "0 2 * * *".into()
+}
+fn default_verify_cron() -> String {
+    "0 3 * * *".into()
+}
+fn default_weekly_cron() -> String {
+    "0 1 * * SUN".into()
+}
+fn default_audit_cron() -> String {
+    "30 3 * * *".into()
+}
+fn default_drill_cron() -> String {
+    "0 4 * * SUN#1".into()
+}
+
 fn default_arm_endpoint() -> String {
     "https://management.azure.com".into()
 }
@@ -378,6 +519,11 @@ impl Config {
         }
         if let Some(az) = &self.azure {
             az.validate()?;
+        }
+        for w in &self.alert.webhook {
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                return Err(format!("alert.webhook url '{}' must be http(s)", w.url));
+            }
         }
         for (i, db) in self.databases.iter().enumerate() {
             check_word("database name", &db.name)?;

@@ -13,6 +13,7 @@
 //!   the lifecycle policy. Knows nothing of the local catalog.
 //! - [`config`], [`error`], [`ui`].
 
+pub mod agent;
 pub mod arm;
 pub mod catalog;
 pub mod config;

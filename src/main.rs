@@ -10,17 +10,19 @@ use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
 use valerix_backup::catalog::Stamp;
+use valerix_backup::config::LogFormat;
 use valerix_backup::offsite::policy;
 use valerix_backup::ops::upload::{Selection, TierChoice};
-use valerix_backup::ops::{Context, audit, backup, fetch, geo, inspect, restore, upload, verify};
+use valerix_backup::ops::{
+    Context, audit, backup, check, fetch, geo, inspect, restore, upload, verify,
+};
 use valerix_backup::ui::Progress;
 use valerix_backup::{Config, Error, Result};
 
-use cli::{Cli, Command, TierArg};
+use cli::{Cli, Command, ConfigAction, TierArg};
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(&cli);
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {
@@ -32,8 +34,32 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let cfg = Config::load(&Config::locate(cli.config.as_deref()))?;
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "valerix-backup", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::io("writing the man page", e));
+        }
+        _ => {}
+    }
+    let loaded = Config::load(&Config::locate(cli.config.as_deref()));
+    let format = loaded
+        .as_ref()
+        .map_or(LogFormat::Text, |c| c.agent.log_format);
+    init_logging(&cli, format);
+    let cfg = loaded?;
     let json = match &cli.command {
+        Command::Completions { .. } | Command::Man => false,
+        Command::Agent { .. } => false,
+        Command::Config {
+            action: ConfigAction::Check { out },
+        } => out.json,
         Command::LifecyclePolicy { .. } => false,
         Command::GeoRestore { out, .. } | Command::AzureCheck { out } => out.json,
         Command::Upload { out, .. } | Command::Audit { out, .. } => out.json,
@@ -67,6 +93,21 @@ fn run(cli: Cli) -> Result<()> {
             report.outcome()
         }
         cmd @ Command::GeoRestore { .. } => geo_restore(&ctx, cmd, json),
+        Command::Agent { once } => {
+            let cancel = ctx.cancel.clone();
+            match once {
+                Some(job) => valerix_backup::agent::once(ctx.cfg, job, cancel),
+                None => valerix_backup::agent::run(ctx.cfg, cancel),
+            }
+        }
+        Command::Config {
+            action: ConfigAction::Check { .. },
+        } => {
+            let report = check::check(&ctx);
+            print::emit(json, &report, print::config_check)?;
+            report.outcome()
+        }
+        Command::Completions { .. } | Command::Man => unreachable!("handled before the config"),
         Command::Backup {
             targets,
             no_prune,
@@ -346,7 +387,7 @@ fn cancel_on_signals() -> Arc<AtomicBool> {
     cancel
 }
 
-fn init_logging(cli: &Cli) {
+fn init_logging(cli: &Cli, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
@@ -363,10 +404,12 @@ fn init_logging(cli: &Cli) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{default}{sdk_quiet}")));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Json => fmt.json().init(),
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 use valerix_backup::ops::audit::AuditReport;
 use valerix_backup::ops::backup::BackupReport;
+use valerix_backup::ops::check::ConfigCheck;
 use valerix_backup::ops::geo::{CheckReport, GeoRestorePlan, GeoRestoreReport};
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
 use valerix_backup::ops::restore::RestoreReport;
@@ -273,10 +274,15 @@ pub fn geo_report(r: &GeoRestoreReport) -> String {
         }
         (None, Some(op)) => {
             s += &format!(
-                "  accepted in {:.1} s; not waiting. Watch it with:\n    valerix-backup geo-restore --watch '{}' --target-name {}\n",
+                "  accepted in {:.1} s; not waiting. Watch it with:\n    valerix-backup geo-restore --watch '{}' --target-name {} --target-resource-group {}\n",
                 r.accepted_secs,
                 op.url(),
-                r.target_id.rsplit('/').next().unwrap_or_default()
+                r.target_id.rsplit('/').next().unwrap_or_default(),
+                r.target_id
+                    .split("/resourceGroups/")
+                    .nth(1)
+                    .and_then(|t| t.split('/').next())
+                    .unwrap_or_default()
             );
         }
         (None, None) => s += "  accepted\n",
@@ -325,6 +331,19 @@ pub fn azure_check(r: &CheckReport) -> String {
         for w in &c.warnings {
             s += &format!("  warning: {w}\n");
         }
+    }
+    s
+}
+
+pub fn config_check(r: &ConfigCheck) -> String {
+    let mut s = format!("config {}\n", r.config);
+    for i in &r.items {
+        s += &format!(
+            "  {:<4} {:<40} {}\n",
+            if i.ok { "ok" } else { "FAIL" },
+            i.what,
+            i.detail
+        );
     }
     s
 }

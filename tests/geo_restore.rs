@@ -331,7 +331,7 @@ fn an_interrupted_wait_says_how_to_resume_and_watch_finishes_it() {
     let url = resume.split('\'').nth(1).unwrap();
     assert!(url.contains("azureAsyncOperation"), "{resume}");
     assert!(
-        resume.ends_with("--target-name valerix-pg-west"),
+        resume.ends_with("--target-name valerix-pg-west --target-resource-group rg-valerix"),
         "{resume}"
     );
 

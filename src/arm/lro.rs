@@ -62,10 +62,8 @@ pub fn wait(
         pause(arm, delay, cancel)?;
         if start.elapsed() > deadline {
             return Err(Error::Check(format!(
-                "the operation has not finished after {} minutes; keep watching with \
-                 `valerix-backup geo-restore --watch '{}'`",
-                deadline.as_secs() / 60,
-                op.url()
+                "the operation has not finished after {} minutes",
+                deadline.as_secs() / 60
             )));
         }
         let (status, retry_after) = poll(arm, op)?;

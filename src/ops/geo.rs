@@ -181,7 +181,11 @@ pub fn plan(ctx: &Context, arm: &Arm, req: &GeoRestoreRequest) -> Result<GeoRest
                  --location"
             ))
         })?,
-        (None, None) => unreachable!("a source without a location needs --location"),
+        (None, None) => {
+            return Err(Error::Check(
+                "the source server has no location: name the target region with --location".into(),
+            ));
+        }
     };
     let rg = req
         .target_resource_group
@@ -246,6 +250,7 @@ pub fn execute(
     plan: &GeoRestorePlan,
     no_wait: bool,
 ) -> Result<GeoRestoreReport> {
+    ctx.check_cancel()?;
     let t0 = Instant::now();
     info!(
         "PUT {} (geo-restore into {})",
@@ -311,16 +316,13 @@ fn follow(
     t0: Instant,
 ) -> Result<()> {
     let deadline = Duration::from_secs(arm.cfg.timeout_minutes * 60);
-    let resume = |op: Option<&Operation>| match op {
-        Some(op) => format!(
-            "valerix-backup geo-restore --watch '{}' --target-name {}",
-            op.url(),
-            name_of(&report.target_id)
-        ),
-        None => format!(
-            "valerix-backup geo-restore --watch --target-name {}",
-            name_of(&report.target_id)
-        ),
+    let (_, rg, name) = split_id(&report.target_id).unwrap_or_default();
+    let resume = |op: Option<&Operation>| {
+        let url = op.map(|o| format!(" '{}'", o.url())).unwrap_or_default();
+        format!(
+            "valerix-backup geo-restore --watch{url} --target-name {name} \
+             --target-resource-group {rg}"
+        )
     };
     let interrupted = |e: Error, op: Option<&Operation>| match e {
         Error::Interrupted => {
@@ -330,6 +332,9 @@ fn follow(
                 resume(op)
             );
             Error::Interrupted
+        }
+        Error::Check(msg) if msg.contains("has not finished") => {
+            Error::Check(format!("{msg}; keep watching with `{}`", resume(op)))
         }
         e => e,
     };

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod check;
 pub mod fetch;
 pub mod geo;
 pub mod inspect;

@@ -268,7 +268,7 @@ pub fn blob_spec(az: &Azure, m: &Manifest, tier: Tier) -> BlobSpec {
     }
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
