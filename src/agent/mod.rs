@@ -123,6 +123,7 @@ struct State {
 }
 
 const STATE_FILE: &str = ".agent-state.json";
+const FRESHNESS_EVERY: Duration = Duration::from_secs(300);
 
 impl<'de> Deserialize<'de> for Job {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Job, D::Error> {
@@ -209,9 +210,17 @@ pub fn run(cfg: Config, cancel: Arc<AtomicBool>) -> Result<()> {
         .collect();
     shared.ready.store(true, Ordering::Relaxed);
     info!("agent ready");
+    // A backup that never comes (a job stuck, a schedule wrong) is seen
+    // without waiting for the next job.
+    let watcher = Context::new(cfg.clone(), Progress::hidden(), cancel.clone());
+    let mut freshness_checked = std::time::Instant::now();
     while !cancel.load(Ordering::Relaxed) {
         let now = Utc::now();
         shared.heartbeat.store(now.timestamp(), Ordering::Relaxed);
+        if freshness_checked.elapsed() > FRESHNESS_EVERY {
+            jobs::check_freshness(&watcher, &shared);
+            freshness_checked = std::time::Instant::now();
+        }
         for (job, at) in next.iter_mut() {
             if *at <= now {
                 enqueue(&shared, &tx, *job, "its slot");
