@@ -341,9 +341,31 @@ pub struct AlertConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
-    pub url: String,
+    /// The URL itself; or, better for URLs that are secrets (Slack's),
+    /// `url_env`: the environment variable that holds it.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub url_env: Option<String>,
     #[serde(default)]
     pub kind: WebhookKind,
+}
+
+impl Webhook {
+    /// The URL, from the config or its environment variable.
+    pub fn resolve(&self) -> std::result::Result<String, String> {
+        match (&self.url, &self.url_env) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(u) if u.starts_with("https://") || u.starts_with("http://") => Ok(u),
+                Ok(_) => Err(format!(
+                    "{var} (alert.webhook url_env) is not an http(s) URL"
+                )),
+                Err(_) => Err(format!("{var} (alert.webhook url_env) is not set")),
+            },
+            (None, None) => Err("alert.webhook has no url".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -521,8 +543,11 @@ impl Config {
             az.validate()?;
         }
         for w in &self.alert.webhook {
-            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
-                return Err(format!("alert.webhook url '{}' must be http(s)", w.url));
+            match (&w.url, &w.url_env) {
+                (Some(u), None) if u.starts_with("https://") || u.starts_with("http://") => {}
+                (Some(_), None) => return Err("alert.webhook url must be http(s)".into()),
+                (None, Some(_)) => {}
+                _ => return Err("alert.webhook needs one of url or url_env".into()),
             }
         }
         for (i, db) in self.databases.iter().enumerate() {

@@ -337,11 +337,20 @@ fn a_failing_database_is_alerted_and_so_is_its_recovery() {
         &format!("pg_bin_dir = \"{}\"", dir.display()),
         &schedule(&[("backup", "*/3 * * * * *")]),
         &format!(
-            "[[alert.webhook]]\nurl = \"http://127.0.0.1:{port}/hook/secret-path\"\nkind = \"json\"\n\
+            "[[alert.webhook]]\nurl_env = \"VX_ALERT_URL\"\nkind = \"json\"\n\
              [[alert.webhook]]\nurl = \"http://127.0.0.1:{port}/slack\"\nkind = \"slack\"\n"
         ),
     );
-    let child = sb.spawn(&["agent"]);
+    let child = sb
+        .command(&["agent"])
+        .env(
+            "VX_ALERT_URL",
+            format!("http://127.0.0.1:{port}/hook/secret-path"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for("the failure alerts", 30, || got.lock().unwrap().len() >= 2);
     std::fs::remove_file(&fail).unwrap();
     wait_for("the recovery alert", 30, || {

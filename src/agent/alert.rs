@@ -118,21 +118,31 @@ impl Alerter {
 }
 
 fn deliver(rx: Receiver<Alert>, hooks: Vec<Webhook>) {
+    let hooks: Vec<(WebhookKind, String)> = hooks
+        .iter()
+        .filter_map(|h| match h.resolve() {
+            Ok(url) => Some((h.kind, url)),
+            Err(e) => {
+                warn!("alert webhook skipped: {e}");
+                None
+            }
+        })
+        .collect();
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(true)
         .build()
         .new_agent();
     for alert in rx {
-        for hook in &hooks {
-            let body = match hook.kind {
+        for (kind, url) in &hooks {
+            let body = match kind {
                 WebhookKind::Json => serde_json::to_value(&alert).expect("alerts serialize"),
                 WebhookKind::Slack => serde_json::json!({ "text": alert.slack_text() }),
             };
             let bytes = serde_json::to_vec(&body).expect("JSON values serialize");
             let post = || {
                 agent
-                    .post(&hook.url)
+                    .post(url)
                     .header("content-type", "application/json")
                     .send(&bytes[..])
                     .map(drop)
@@ -145,12 +155,12 @@ fn deliver(rx: Receiver<Alert>, hooks: Vec<Webhook>) {
                 )
                 .call();
             match sent {
-                Ok(()) => info!("alert {:?} sent to {}", alert.kind, where_to(&hook.url)),
+                Ok(()) => info!("alert {:?} sent to {}", alert.kind, where_to(url)),
                 Err(e) => warn!(
                     "alert {:?} not delivered to {}: {}",
                     alert.kind,
-                    where_to(&hook.url),
-                    e.to_string().replace(&hook.url, "<url>")
+                    where_to(url),
+                    e.to_string().replace(url.as_str(), "<url>")
                 ),
             }
         }

@@ -118,9 +118,11 @@ pub fn check(ctx: &Context) -> ConfigCheck {
         .map(|s| format!("{} jobs in {}", s.entries.len(), s.tz));
     items.push(item("agent schedule", schedule));
     for (i, w) in ctx.cfg.alert.webhook.iter().enumerate() {
-        let r = url::Url::parse(&w.url)
-            .map(|u| format!("{:?} webhook to {}", w.kind, u.host_str().unwrap_or("?")))
-            .map_err(|e| format!("not a URL: {e}"));
+        let r = w.resolve().and_then(|u| {
+            url::Url::parse(&u)
+                .map(|u| format!("{:?} webhook to {}", w.kind, u.host_str().unwrap_or("?")))
+                .map_err(|e| format!("not a URL: {e}"))
+        });
         items.push(item(format!("alert.webhook[{i}]"), r));
     }
     ConfigCheck {
