@@ -316,21 +316,33 @@ fn confirm_geo(plan: &geo::GeoRestorePlan, yes: bool) -> Result<()> {
         "create server {} in {} from the geo-redundant backup of {}",
         plan.target_id, plan.location, plan.source_id
     );
+    ask(
+        std::slice::from_ref(&what),
+        &format!("geo-restore would {what}"),
+        "geo-restore cancelled; nothing was sent",
+    )
+}
+
+/// Asks on the terminal whether to do each of `will`; without a terminal,
+/// refuses (`what`: pass --yes).
+fn ask(will: &[String], what: &str, cancelled: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::Refused(format!(
-            "geo-restore would {what}: pass --yes to confirm (stdin is not a terminal)"
+            "{what}: pass --yes to confirm (stdin is not a terminal)"
         )));
     }
-    eprint!("  will {what}\nProceed? [y/N] ");
-    let _ = std::io::stderr().flush();
+    let mut err = std::io::stderr();
+    for w in will {
+        let _ = writeln!(err, "  will {w}");
+    }
+    let _ = write!(err, "Proceed? [y/N] ");
+    let _ = err.flush();
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
         Ok(())
     } else {
-        Err(Error::Refused(
-            "geo-restore cancelled; nothing was sent".into(),
-        ))
+        Err(Error::Refused(cancelled.into()))
     }
 }
 
@@ -351,27 +363,12 @@ fn confirm(plan: &restore::RestorePlan, yes: bool) -> Result<()> {
     if yes || !replaces {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Refused(
-            "restore replaces live databases: pass --yes to confirm (stdin is not a terminal)"
-                .into(),
-        ));
-    }
-    let mut err = std::io::stderr();
-    for item in &plan.items {
-        let _ = writeln!(err, "  will {}", item.describe());
-    }
-    let _ = write!(err, "Proceed? [y/N] ");
-    let _ = err.flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().read_line(&mut answer);
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
-        Ok(())
-    } else {
-        Err(Error::Refused(
-            "restore cancelled; nothing was changed".into(),
-        ))
-    }
+    let will: Vec<String> = plan.items.iter().map(|i| i.describe()).collect();
+    ask(
+        &will,
+        "restore replaces live databases",
+        "restore cancelled; nothing was changed",
+    )
 }
 
 /// First SIGINT/SIGTERM asks the run to stop cleanly (temporary files and
