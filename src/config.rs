@@ -791,6 +791,21 @@ user = "inventory_user"
 "#;
 
     #[test]
+    fn the_example_config_parses_and_carries_the_seeds_schedule() {
+        let c = Config::parse(
+            include_str!("../valerix-backup.example.toml"),
+            Path::new("valerix-backup.example.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.databases.len(), 2);
+        let s = &c.agent.schedule;
+        assert_eq!(
+            [&s.backup, &s.verify, &s.weekly_upload, &s.audit, &s.drill],
+            ["0 2 * * *", "0 3 * * *", "0 1 * * SUN", "30 3 * * *", "0 4 * * SUN#1"]
+        );
+    }
+
+    #[test]
     fn parses_and_defaults() {
         let c = Config::parse(GOOD, Path::new("/etc/vx/valerix-backup.toml")).unwrap();
         assert_eq!(c.retention_days, 7);
