@@ -801,7 +801,13 @@ user = "inventory_user"
         let s = &c.agent.schedule;
         assert_eq!(
             [&s.backup, &s.verify, &s.weekly_upload, &s.audit, &s.drill],
-            ["0 2 * * *", "0 3 * * *", "0 1 * * SUN", "30 3 * * *", "0 4 * * SUN#1"]
+            [
+                "0 2 * * *",
+                "0 3 * * *",
+                "0 1 * * SUN",
+                "30 3 * * *",
+                "0 4 * * SUN#1"
+            ]
         );
     }
 
