@@ -418,6 +418,15 @@ fn once_config_check_completions_and_man() {
         "{}",
         &man[..200.min(man.len())]
     );
+    // JSON log lines for log shipping.
+    configure(&sb, "", "log_format = \"json\"", "");
+    let r = sb.run(&["verify"]).ok();
+    let line = r.stderr.lines().next().expect("a log line");
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert!(
+        v["level"].is_string() && v["fields"]["message"].is_string(),
+        "{v}"
+    );
     // A bad schedule is a config error.
     configure(&sb, "", "[agent.schedule]\nverify = \"61 3 * * *\"", "");
     sb.run(&["agent"]).fails_with(2, "agent.schedule.verify");
