@@ -9,14 +9,15 @@ use valerix_backup::offsite::policy::PolicyFormat;
 
 const AFTER_HELP: &str = "\
 Examples:
-  valerix-backup backup                      back up every configured database
+  valerix-backup backup --upload             back up every database, then copy offsite
   valerix-backup verify latest --deep        prove the newest backups restore (and time it)
   valerix-backup restore latest order        replace order_db with its newest backup
   valerix-backup restore 20260129_020000 inventory --into inventory_check
+  valerix-backup restore latest both --from-azure --yes    the machine is gone
+  valerix-backup audit --deep                prove every offsite copy
+  valerix-backup geo-restore --source-server valerix-postgres --target-name pg-west --dry-run
+  valerix-backup agent                       run the whole schedule (backups, drills, alerts)
   valerix-backup status --max-age 25h        exit 1 when a backup is missing or stale
-  valerix-backup backup --upload             back up, then copy offsite (what cron runs)
-  valerix-backup audit --deep                prove every offsite copy (gaps, hashes, tiers, retention)
-  valerix-backup restore latest both --from-azure --yes   the machine is gone: restore from Azure
 
 Exit status: 0 ok, 1 failure, 2 bad usage or config, 3 some databases failed,
 11 another run holds the lock, 130 interrupted.
@@ -65,6 +66,7 @@ pub enum Command {
         the exit status is 3 when some failed. Then deletes this tool's backups older than\n\
         retention_days, never the newest one of a database."
     )]
+    #[command(display_order = 1)]
     Backup {
         /// Databases to back up by config name or dbname; all when none
         #[arg(value_name = "TARGET")]
@@ -93,6 +95,7 @@ Examples:
   valerix-backup upload                       newest backup of each database, tier by weekday
   valerix-backup upload all                   every local backup missing offsite
   valerix-backup upload 20261122_020000 --tier weekly")]
+    #[command(display_order = 7)]
     Upload {
         /// TIMESTAMP (YYYYMMDD_HHMMSS), 'latest' (default) or 'all'
         #[arg(value_name = "TIMESTAMP|latest|all")]
@@ -116,6 +119,7 @@ sha256 or whose local manifest disagrees, size anomalies, wrong access tiers and
 manifests. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
 audit (remembered in <backup_dir>/.offsite-deep-checks.json); --recheck re-reads them all.
 Exit status 0 only when nothing is wrong.")]
+    #[command(display_order = 8)]
     Audit {
         /// Download and re-hash the blobs (those not proven before)
         #[arg(long)]
@@ -147,6 +151,7 @@ Examples:
   valerix-backup geo-restore --source-server valerix-postgres --target-name valerix-pg-west \\
       --target-resource-group valerix-rg-secondary --update-k8s valerix --yes
   valerix-backup geo-restore --watch 'https://management.azure.com/...' --target-name valerix-pg-west")]
+    #[command(display_order = 10)]
     GeoRestore {
         /// ARM resource id, or a server name in azure.resource_manager.resource_group
         #[arg(long, value_name = "ID|NAME", required_unless_present = "watch")]
@@ -207,22 +212,26 @@ backups, size anomalies, failed verifications or audits and recoveries are sent 
 [[alert.webhook]]. SIGTERM or Ctrl-C cancels the job in flight cleanly and exits.
 
 --once JOB runs one job now and exits (what a Kubernetes CronJob or a systemd timer calls).")]
+    #[command(display_order = 12)]
     Agent {
         /// Run this job once and exit: backup, verify, weekly-upload, audit, drill
         #[arg(long, value_name = "JOB", value_parser = parse_job)]
         once: Option<Job>,
     },
     /// Check the configuration and what it depends on
+    #[command(display_order = 13)]
     Config {
         #[command(subcommand)]
         action: ConfigAction,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    #[command(display_order = 14)]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff)
+    #[command(display_order = 15)]
     Man,
     /// Preflight: can the configured flexible servers be geo-restored?
     #[command(after_help = "\
@@ -230,6 +239,7 @@ For each [[azure.postgres_server]]: backup retention days (the plan wants 30), w
 geo-redundant backup is enabled (it can only be enabled at creation), the earliest
 restore point, and the paired region. Exit status 1 when a geo-restore would not be
 possible. `valerix-backup audit` includes this check when servers are configured.")]
+    #[command(display_order = 11)]
     AzureCheck {
         #[command(flatten)]
         out: Output,
@@ -240,6 +250,7 @@ Daily copies are deleted daysAfterCreationGreaterThan daily_retention_days (30),
 after weekly_retention_days (90). Apply the JSON with
   az storage account management-policy create -g RG --account-name ACCOUNT --policy @policy.json
 or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaults).")]
+    #[command(display_order = 9)]
     LifecyclePolicy {
         #[arg(long, value_enum, default_value_t = PolicyFormat::Json)]
         format: PolicyFormat,
@@ -254,6 +265,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         restores into a scratch database, compares every table's row count with the manifest,\n\
         drops the scratch database and reports the restore time (the measured RTO)."
     )]
+    #[command(display_order = 2)]
     Verify {
         /// TIMESTAMP (YYYYMMDD_HHMMSS) or 'latest', then optional TARGETs
         #[arg(value_name = "TIMESTAMP|latest|TARGET")]
@@ -273,6 +285,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         Scenario 3 of the runbook (recover a few rows):\n\
         \x20 valerix-backup restore 20260129_020000 order --into order_recovered --table orders"
     )]
+    #[command(display_order = 3)]
     Restore {
         /// YYYYMMDD_HHMMSS as in the file names, or 'latest'
         #[arg(value_name = "TIMESTAMP|latest")]
@@ -299,6 +312,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         out: Output,
     },
     /// List backups: local ones with size and state, and their offsite copies
+    #[command(display_order = 4)]
     List {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
@@ -309,6 +323,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         out: Output,
     },
     /// Exit non-zero when a database has no backup younger than --max-age
+    #[command(display_order = 5)]
     Status {
         /// Maximum age of the newest backup, e.g. 25h, 90m, 2d
         #[arg(long, default_value = "25h", value_parser = humantime::parse_duration)]
@@ -317,6 +332,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         out: Output,
     },
     /// Apply local retention now (backup does this after each run)
+    #[command(display_order = 6)]
     Prune {
         /// Only print what would be deleted
         #[arg(long)]
