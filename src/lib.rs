@@ -2,8 +2,11 @@
 //! PostgreSQL databases.
 //!
 //! Layers, top to bottom (nothing imports upwards):
+//! - [`agent`]: the long-running scheduler; it calls `ops` as the CLI does
+//!   and turns their reports into metrics and alerts.
 //! - [`ops`]: the commands' work (backup, verify, restore, list, status,
-//!   prune, upload, audit); options in, report out.
+//!   prune, upload, audit, geo-restore, config check); options in, report
+//!   out.
 //! - [`catalog`]: the local backup directory: names, manifests, lock,
 //!   retention, atomic files.
 //! - [`pg`]: PostgreSQL tools as processes, the custom archive format,
@@ -11,6 +14,8 @@
 //! - [`pipeline`]: stream adapters (parallel gzip, hashing).
 //! - [`offsite`]: Azure Blob Storage: blob names, tiers, the blob client,
 //!   the lifecycle policy. Knows nothing of the local catalog.
+//! - [`arm`]: Azure Resource Manager: a JSON client on azure_core's
+//!   pipeline and long-running operations.
 //! - [`config`], [`error`], [`ui`].
 
 pub mod agent;
