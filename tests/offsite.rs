@@ -483,6 +483,7 @@ fn audit_finds_gaps_retention_sizes_tiers_and_missing_hashes() {
     let inv: Value = serde_json::from_str(&inv.stdout).unwrap();
     assert_eq!(inv["databases"].as_array().unwrap().len(), 1, "{inv}");
     assert_eq!(inv["databases"][0]["dbname"], "inventory_db");
+    assert!(findings(&inv, "unknown-blob").is_empty(), "{inv}");
 
     // Forty days on, the daily copies are past their 30 days (the lifecycle
     // policy counts from upload) and the weekly ones are not.

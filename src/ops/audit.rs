@@ -138,6 +138,17 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
         servers: None,
         findings: unknown_blobs(az, &blobs),
     };
+    // With --db, only the strays in those databases' folders.
+    if !opts.targets.is_empty() {
+        report.findings.retain(|f| {
+            let name = f
+                .blob
+                .as_deref()
+                .and_then(|b| b.strip_prefix(az.prefix.as_str()));
+            let folder = name.and_then(|b| b.split('/').nth(1));
+            dbs.iter().any(|d| Some(d.dbname.as_str()) == folder)
+        });
+    }
     for db in &dbs {
         let copies = copies_of(az, &blobs, db);
         report.databases.push(inventory(db, &copies));
