@@ -113,11 +113,13 @@ impl AuditReport {
     }
 }
 
-/// A dump blob of ours, parsed.
-struct Copy<'a> {
-    blob: &'a RemoteBlob,
-    tier: Tier,
-    stamp: Stamp,
+/// A dump blob of ours, parsed: what `audit`, `list` and
+/// `restore --from-azure` know of an offsite copy.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsiteCopy<'a> {
+    pub blob: &'a RemoteBlob,
+    pub tier: Tier,
+    pub stamp: Stamp,
 }
 
 pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
@@ -203,8 +205,10 @@ fn servers(ctx: &Context, report: &mut AuditReport) {
     report.servers = Some(checks);
 }
 
-fn copies_of<'a>(az: &Azure, blobs: &'a [RemoteBlob], db: &Database) -> Vec<Copy<'a>> {
-    let mut out: Vec<Copy> = blobs
+/// The dump copies of `db` among `blobs`, oldest first (daily before weekly
+/// for one timestamp).
+pub fn copies_of<'a>(az: &Azure, blobs: &'a [RemoteBlob], db: &Database) -> Vec<OffsiteCopy<'a>> {
+    let mut out: Vec<OffsiteCopy> = blobs
         .iter()
         .filter_map(|blob| {
             let p = BlobPath::parse(az, &blob.name)?;
@@ -212,7 +216,7 @@ fn copies_of<'a>(az: &Azure, blobs: &'a [RemoteBlob], db: &Database) -> Vec<Copy
                 return None;
             }
             match parse_file_name(&p.file, &db.dbname)? {
-                (stamp, FileKind::Dump) => Some(Copy {
+                (stamp, FileKind::Dump) => Some(OffsiteCopy {
                     blob,
                     tier: p.tier,
                     stamp,
@@ -221,11 +225,11 @@ fn copies_of<'a>(az: &Azure, blobs: &'a [RemoteBlob], db: &Database) -> Vec<Copy
             }
         })
         .collect();
-    out.sort_by_key(|c| c.stamp);
+    out.sort_by_key(|c| (c.stamp, c.tier));
     out
 }
 
-fn inventory(db: &Database, copies: &[Copy]) -> DbInventory {
+fn inventory(db: &Database, copies: &[OffsiteCopy]) -> DbInventory {
     let newest = |t: Tier| copies.iter().filter(|c| c.tier == t).map(|c| c.stamp).max();
     DbInventory {
         dbname: db.dbname.clone(),
@@ -250,7 +254,7 @@ fn finding(kind: FindingKind, blob: Option<&str>, detail: String) -> Finding {
 /// Days without a copy. Today is never a gap (its backup may not have run
 /// yet: `status` watches that), nor is any day before the oldest copy. A
 /// copy in either tier counts for its day; a weekly day needs a weekly copy.
-fn gaps(az: &Azure, copies: &[Copy], now: DateTime<Utc>, out: &mut Vec<Finding>) {
+fn gaps(az: &Azure, copies: &[OffsiteCopy], now: DateTime<Utc>, out: &mut Vec<Finding>) {
     let Some(first) = copies.first().map(|c| c.stamp.to_utc().date_naive()) else {
         return;
     };
@@ -316,7 +320,7 @@ fn not_offsite(
     az: &Azure,
     db: &Database,
     local: &[LocalBackup],
-    copies: &[Copy],
+    copies: &[OffsiteCopy],
     now: DateTime<Utc>,
     out: &mut Vec<Finding>,
 ) {
@@ -343,7 +347,7 @@ fn not_offsite(
 /// (`daysAfterCreationGreaterThan`), so the audit and `prune --offsite`
 /// never judge a copy older than Azure does, and never delete a Cool or
 /// Cold blob before its early-deletion minimum when retention respects it.
-fn created(c: &Copy) -> DateTime<Utc> {
+fn created(c: &OffsiteCopy) -> DateTime<Utc> {
     c.blob.created.unwrap_or_else(|| c.stamp.to_utc())
 }
 
@@ -351,7 +355,7 @@ fn created(c: &Copy) -> DateTime<Utc> {
 fn per_blob(
     az: &Azure,
     blobs: &[RemoteBlob],
-    copies: &[Copy],
+    copies: &[OffsiteCopy],
     local: &[LocalBackup],
     now: DateTime<Utc>,
     out: &mut Vec<Finding>,
@@ -407,7 +411,7 @@ fn per_blob(
     }
 }
 
-fn local_sha<'a>(local: &'a [LocalBackup], c: &Copy) -> Option<&'a str> {
+fn local_sha<'a>(local: &'a [LocalBackup], c: &OffsiteCopy) -> Option<&'a str> {
     local
         .iter()
         .find(|b| b.stamp == c.stamp && c.blob.name.ends_with(&b.file_name()))
@@ -421,8 +425,8 @@ fn short(s: &str) -> &str {
 
 /// Copies more than `size_anomaly_factor` off the median size of the
 /// database's copies of the last 30 days (with at least 3 to compare).
-fn size_anomalies(az: &Azure, copies: &[Copy], now: DateTime<Utc>, out: &mut Vec<Finding>) {
-    let recent: Vec<&Copy> = copies
+fn size_anomalies(az: &Azure, copies: &[OffsiteCopy], now: DateTime<Utc>, out: &mut Vec<Finding>) {
+    let recent: Vec<&OffsiteCopy> = copies
         .iter()
         .filter(|c| now - c.stamp.to_utc() <= Duration::days(DAILY_WINDOW_DAYS))
         .collect();

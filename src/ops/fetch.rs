@@ -11,38 +11,14 @@
 use tracing::{info, warn};
 
 use crate::catalog::fsutil::{AtomicFile, create_private_dir};
-use crate::catalog::{
-    Catalog, FileKind, Manifest, Stamp, dump_name, manifest_name, parse_file_name,
-};
+use crate::catalog::{Catalog, Manifest, Stamp, dump_name, manifest_name};
 use crate::config::Database;
 use crate::error::{Error, Result};
-use crate::offsite::{BlobPath, BlobStore, RemoteBlob, Tier, blob_name};
+use crate::offsite::{BlobStore, RemoteBlob, Tier, blob_name};
 use crate::ops::Context;
+use crate::ops::audit::{OffsiteCopy, copies_of};
 use crate::ops::upload::azure;
 use crate::pipeline::HashingWriter;
-
-/// Dump copies offsite: (stamp, tier, blob) of every database, newest last.
-pub fn offsite_copies(
-    az: &crate::config::Azure,
-    blobs: &[RemoteBlob],
-    db: &Database,
-) -> Vec<(Stamp, Tier, RemoteBlob)> {
-    let mut out: Vec<(Stamp, Tier, RemoteBlob)> = blobs
-        .iter()
-        .filter_map(|b| {
-            let p = BlobPath::parse(az, &b.name)?;
-            if p.dbname != db.dbname {
-                return None;
-            }
-            match parse_file_name(&p.file, &db.dbname)? {
-                (s, FileKind::Dump) => Some((s, p.tier, b.clone())),
-                _ => None,
-            }
-        })
-        .collect();
-    out.sort_by_key(|(s, t, _)| (*s, *t));
-    out
-}
 
 /// Fetches the backups of `targets` at `stamp` (newest common one when
 /// `None`) and returns the timestamp fetched.
@@ -51,10 +27,7 @@ pub fn fetch(ctx: &Context, targets: &[String], stamp: Option<Stamp>) -> Result<
     let dbs = ctx.cfg.select(targets)?;
     let store = BlobStore::connect(az)?;
     let blobs = store.list(&az.prefix)?;
-    let per_db: Vec<Vec<(Stamp, Tier, RemoteBlob)>> = dbs
-        .iter()
-        .map(|db| offsite_copies(az, &blobs, db))
-        .collect();
+    let per_db: Vec<Vec<OffsiteCopy>> = dbs.iter().map(|db| copies_of(az, &blobs, db)).collect();
     let stamp = match stamp {
         Some(s) => s,
         None => newest_common(&per_db).ok_or_else(|| Error::NoBackup {
@@ -72,8 +45,11 @@ pub fn fetch(ctx: &Context, targets: &[String], stamp: Option<Stamp>) -> Result<
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = catalog.lock()?;
     for (db, copies) in dbs.iter().zip(&per_db) {
-        let here: Vec<&(Stamp, Tier, RemoteBlob)> =
-            copies.iter().filter(|(s, _, _)| *s == stamp).collect();
+        let here: Vec<OffsiteCopy> = copies
+            .iter()
+            .filter(|c| c.stamp == stamp)
+            .copied()
+            .collect();
         if here.is_empty() {
             return Err(Error::NoBackup {
                 what: format!(
@@ -88,13 +64,13 @@ pub fn fetch(ctx: &Context, targets: &[String], stamp: Option<Stamp>) -> Result<
     Ok(stamp)
 }
 
-fn newest_common(per_db: &[Vec<(Stamp, Tier, RemoteBlob)>]) -> Option<Stamp> {
+fn newest_common(per_db: &[Vec<OffsiteCopy>]) -> Option<Stamp> {
     let first = per_db.first()?;
-    first
-        .iter()
-        .rev()
-        .map(|(s, _, _)| *s)
-        .find(|s| per_db.iter().all(|c| c.iter().any(|(x, _, _)| x == s)))
+    first.iter().rev().map(|c| c.stamp).find(|s| {
+        per_db
+            .iter()
+            .all(|copies| copies.iter().any(|c| c.stamp == *s))
+    })
 }
 
 fn fetch_one(
@@ -103,7 +79,7 @@ fn fetch_one(
     catalog: &Catalog,
     db: &Database,
     stamp: Stamp,
-    copies: &[&(Stamp, Tier, RemoteBlob)],
+    copies: &[OffsiteCopy],
 ) -> Result<()> {
     let az = azure(ctx)?;
     let file = dump_name(&db.dbname, &stamp);
@@ -112,8 +88,8 @@ fn fetch_one(
         return use_local(catalog, db, stamp, copies);
     }
     let mut failures = Vec::new();
-    for (_, tier, blob) in copies {
-        match fetch_copy(ctx, store, catalog, az, db, stamp, *tier, blob) {
+    for &OffsiteCopy { tier, blob, .. } in copies {
+        match fetch_copy(ctx, store, catalog, az, db, stamp, tier, blob) {
             Ok(()) => {
                 info!(
                     "{file}: restored from the {tier} offsite copy {}",
@@ -139,17 +115,12 @@ fn fetch_one(
 
 /// A local file of that name exists: use it when it is the same backup,
 /// never overwrite it.
-fn use_local(
-    catalog: &Catalog,
-    db: &Database,
-    stamp: Stamp,
-    copies: &[&(Stamp, Tier, RemoteBlob)],
-) -> Result<()> {
+fn use_local(catalog: &Catalog, db: &Database, stamp: Stamp, copies: &[OffsiteCopy]) -> Result<()> {
     let b = catalog.find(db, Some(&stamp))?;
     let same = b.is_sound()
         && copies
             .iter()
-            .any(|(_, _, blob)| blob.sha256() == b.manifest.as_ref().map(|m| m.sha256.as_str()));
+            .any(|c| c.blob.sha256() == b.manifest.as_ref().map(|m| m.sha256.as_str()));
     if same {
         info!(
             "{}: the local copy is the offsite one (same SHA-256); using it",

@@ -10,7 +10,7 @@ use crate::catalog::{BackupState, Catalog, Stamp, dump_name};
 use crate::error::Result;
 use crate::offsite::{BlobStore, Tier};
 use crate::ops::Context;
-use crate::ops::fetch::offsite_copies;
+use crate::ops::audit::copies_of;
 
 #[derive(Debug, Serialize)]
 pub struct ListEntry {
@@ -46,7 +46,8 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
             e.offsite = Some(Vec::new());
         }
         for db in &dbs {
-            for (stamp, tier, blob) in offsite_copies(az, &blobs, db) {
+            for c in copies_of(az, &blobs, db) {
+                let (stamp, tier, blob) = (c.stamp, c.tier, c.blob);
                 match entries
                     .iter_mut()
                     .find(|e| e.dbname == db.dbname && e.timestamp == stamp)
