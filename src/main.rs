@@ -261,10 +261,7 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
     let (report, databases) = if let Some(url) = watch {
         let rg = target_resource_group.unwrap_or_else(|| arm.cfg.resource_group.clone());
         let sub = subscription.unwrap_or_else(|| arm.cfg.subscription_id.clone());
-        let id = format!(
-            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DBforPostgreSQL/\
-             flexibleServers/{target_name}"
-        );
+        let id = geo::server_id(&sub, &rg, &target_name);
         let url = (!url.is_empty()).then_some(url);
         let report = geo::watch(ctx, &arm, &id, url.as_deref())?;
         (

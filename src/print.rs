@@ -7,7 +7,7 @@ use serde::Serialize;
 use valerix_backup::ops::audit::AuditReport;
 use valerix_backup::ops::backup::BackupReport;
 use valerix_backup::ops::check::ConfigCheck;
-use valerix_backup::ops::geo::{CheckReport, GeoRestorePlan, GeoRestoreReport};
+use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport};
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
 use valerix_backup::ops::restore::RestoreReport;
 use valerix_backup::ops::upload::UploadReport;
@@ -274,15 +274,9 @@ pub fn geo_report(r: &GeoRestoreReport) -> String {
         }
         (None, Some(op)) => {
             s += &format!(
-                "  accepted in {:.1} s; not waiting. Watch it with:\n    valerix-backup geo-restore --watch '{}' --target-name {} --target-resource-group {}\n",
+                "  accepted in {:.1} s; not waiting. Watch it with:\n    {}\n",
                 r.accepted_secs,
-                op.url(),
-                r.target_id.rsplit('/').next().unwrap_or_default(),
-                r.target_id
-                    .split("/resourceGroups/")
-                    .nth(1)
-                    .and_then(|t| t.split('/').next())
-                    .unwrap_or_default()
+                geo::resume_command(&r.target_id, Some(op))
             );
         }
         (None, None) => s += "  accepted\n",

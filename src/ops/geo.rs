@@ -73,12 +73,12 @@ pub struct GeoRestoreReport {
 }
 
 /// A flexible server's id: `/subscriptions/../resourceGroups/../providers/...`.
-fn server_id(sub: &str, rg: &str, name: &str) -> String {
+pub fn server_id(sub: &str, rg: &str, name: &str) -> String {
     format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{PROVIDER}/{name}")
 }
 
 /// `(subscription, resource group, name)` of a server id.
-fn split_id(id: &str) -> Option<(String, String, String)> {
+pub fn split_id(id: &str) -> Option<(String, String, String)> {
     let p: Vec<&str> = id.trim_matches('/').split('/').collect();
     let ok = p.len() == 8
         && p[0].eq_ignore_ascii_case("subscriptions")
@@ -316,14 +316,7 @@ fn follow(
     t0: Instant,
 ) -> Result<()> {
     let deadline = Duration::from_secs(arm.cfg.timeout_minutes * 60);
-    let (_, rg, name) = split_id(&report.target_id).unwrap_or_default();
-    let resume = |op: Option<&Operation>| {
-        let url = op.map(|o| format!(" '{}'", o.url())).unwrap_or_default();
-        format!(
-            "valerix-backup geo-restore --watch{url} --target-name {name} \
-             --target-resource-group {rg}"
-        )
-    };
+    let resume = |op: Option<&Operation>| resume_command(&report.target_id, op);
     let interrupted = |e: Error, op: Option<&Operation>| match e {
         Error::Interrupted => {
             eprintln!(
@@ -399,6 +392,15 @@ fn follow(
         report.total_secs
     );
     Ok(())
+}
+
+/// The command that resumes watching the geo-restore of `target_id`.
+pub fn resume_command(target_id: &str, op: Option<&Operation>) -> String {
+    let (_, rg, name) = split_id(target_id).unwrap_or_default();
+    let url = op.map(|o| format!(" '{}'", o.url())).unwrap_or_default();
+    format!(
+        "valerix-backup geo-restore --watch{url} --target-name {name} --target-resource-group {rg}"
+    )
 }
 
 fn name_of(id: &str) -> &str {
