@@ -116,18 +116,10 @@ impl Azurite {
     /// As [`Azurite::py_reader`], for steps that are meant to fail: Err
     /// holds its stderr.
     pub fn try_py_reader(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(python())
-            .arg(repo().join("tests/tools/blob_reader.py"))
-            .args(args)
-            .env("AZURE_STORAGE_CONNECTION_STRING", self.conn_string())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run .tools/py/bin/python");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        run_reader(
+            Command::new(python()).env("AZURE_STORAGE_CONNECTION_STRING", self.conn_string()),
+            args,
+        )
     }
 
     /// Creates a container (no error if it exists).
@@ -266,18 +258,25 @@ impl Azurite {
         ca: &std::path::Path,
         args: &[&str],
     ) -> Result<String, String> {
-        let out = Command::new(python())
-            .arg(repo().join("tests/tools/blob_reader.py"))
-            .args(args)
-            .env("AZURE_STORAGE_CONNECTION_STRING", self.https_conn_string())
-            .env("REQUESTS_CA_BUNDLE", ca)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run .tools/py/bin/python");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        let mut cmd = Command::new(python());
+        cmd.env("AZURE_STORAGE_CONNECTION_STRING", self.https_conn_string())
+            .env("REQUESTS_CA_BUNDLE", ca);
+        run_reader(&mut cmd, args)
+    }
+}
+
+/// Runs tests/tools/blob_reader.py with `args`: its stdout, or its stderr
+/// when it fails.
+fn run_reader(cmd: &mut Command, args: &[&str]) -> Result<String, String> {
+    let out = cmd
+        .arg(repo().join("tests/tools/blob_reader.py"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run .tools/py/bin/python");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
