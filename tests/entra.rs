@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::arm::make_ca;
 use common::azurite::Azurite;
 use common::{Run, Sandbox, sha256_file};
 use serde_json::Value;
@@ -130,19 +131,6 @@ struct Entra {
     tls: tempfile::TempDir,
     entra: FakeEntra,
     az: Azurite,
-}
-
-/// scripts/test-ca.sh DIR.
-fn make_ca(dir: &Path) {
-    let out = Command::new(common::repo().join("scripts/test-ca.sh"))
-        .arg(dir)
-        .output()
-        .expect("run scripts/test-ca.sh");
-    assert!(
-        out.status.success(),
-        "scripts/test-ca.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Entra {

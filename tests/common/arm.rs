@@ -103,8 +103,9 @@ pub fn management_policy_id(rg: &str, account: &str) -> String {
     )
 }
 
-/// scripts/test-ca.sh DIR.
-fn make_ca(dir: &Path) {
+/// scripts/test-ca.sh DIR: a throwaway CA and a server certificate for
+/// 127.0.0.1 (tests/entra.rs uses it too).
+pub fn make_ca(dir: &Path) {
     let out = Command::new(repo().join("scripts/test-ca.sh"))
         .arg(dir)
         .output()
