@@ -74,8 +74,6 @@ import http.server
 import json
 import os
 import re
-import signal
-import ssl
 import sys
 import threading
 import time
@@ -83,7 +81,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_entra import b64url, entra_error, unsigned_jwt  # noqa: E402
+from fake_entra import b64url, entra_error, serve_tls, unsigned_jwt  # noqa: E402
 
 PG_TYPE = "Microsoft.DBforPostgreSQL/flexibleServers"
 POLICY_TYPE = "Microsoft.Storage/storageAccounts/managementPolicies"
@@ -1028,9 +1026,6 @@ def main():
 
     Cfg.secret = secret
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(args.cert, args.key)
     httpd = Server(("127.0.0.1", args.port), Handler)
     httpd.cfg = Cfg
     httpd.state = load_state(args.state)
@@ -1041,18 +1036,7 @@ def main():
     httpd.ops = {}
     httpd.throttled = {}
     httpd.policies = {}
-    # Handshakes happen in the handler threads (a client that never finishes
-    # one cannot stall the others).
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
-
-    def stop(*_):
-        threading.Thread(target=httpd.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print("listening on {}".format(httpd.server_address[1]), flush=True)
-    httpd.serve_forever()
-    httpd.server_close()
+    serve_tls(httpd, args.cert, args.key)
 
 
 if __name__ == "__main__":

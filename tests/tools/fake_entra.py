@@ -237,6 +237,26 @@ class Server(http.server.ThreadingHTTPServer):
                 f.write(json.dumps(entry) + "\n")
 
 
+def serve_tls(httpd, cert, key):
+    """Serves `httpd` over TLS until SIGTERM or SIGINT, after printing
+    `listening on PORT` (fake_arm.py serves the same way)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    # Handshakes happen in the handler threads (a client that never finishes
+    # one cannot stall the others).
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+
+    def stop(*_):
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print("listening on {}".format(httpd.server_address[1]), flush=True)
+    httpd.serve_forever()
+    httpd.server_close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cert", required=True)
@@ -259,24 +279,10 @@ def main():
 
     Cfg.secret = secret
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(args.cert, args.key)
     httpd = Server(("127.0.0.1", args.port), Handler)
     httpd.cfg = Cfg
     httpd.log_lock = threading.Lock()
-    # Handshakes happen in the handler threads (a client that never finishes
-    # one cannot stall the others).
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
-
-    def stop(*_):
-        threading.Thread(target=httpd.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print("listening on {}".format(httpd.server_address[1]), flush=True)
-    httpd.serve_forever()
-    httpd.server_close()
+    serve_tls(httpd, args.cert, args.key)
 
 
 if __name__ == "__main__":
