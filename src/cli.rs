@@ -299,7 +299,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         /// Restore only this table (repeatable; needs --into)
         #[arg(long = "table", value_name = "TABLE")]
         tables: Vec<String>,
-        /// Keep the replaced database as <dbname>__old_<timestamp>
+        /// Keep the replaced database as <dbname>__old_<UTC time of this restore>
         #[arg(long)]
         keep_old: bool,
         /// Fetch the backup from Azure (verified by SHA-256) into the backup directory first

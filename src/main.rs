@@ -210,12 +210,7 @@ fn run(cli: Cli) -> Result<()> {
             if report.ok {
                 Ok(())
             } else {
-                Err(Error::Check(format!(
-                    "{} of {} databases lack a backup younger than {}",
-                    report.databases.iter().filter(|d| !d.ok).count(),
-                    report.databases.len(),
-                    humantime::format_duration(max_age)
-                )))
+                Err(Error::Check(report.summary()))
             }
         }
         Command::Prune {

@@ -236,8 +236,14 @@ pub fn status(r: &StatusReport) -> String {
                     d.dbname, d.backups
                 )
             }
+            Some(p) if d.refuses_connections => s += &format!("{:<16} LOCKED   {p}\n", d.dbname),
             Some(p) => s += &format!("{:<16} MISSING  {p} (newest {newest})\n", d.dbname),
         }
+    }
+    for j in &r.interrupted {
+        s += &format!(
+            "INTERRUPTED  {j}: a run died half-way; the next `valerix-backup backup` settles it\n"
+        );
     }
     s
 }

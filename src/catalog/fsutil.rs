@@ -1,15 +1,130 @@
-//! File-system helpers that keep two promises: no file ever appears under
-//! its final name before it is complete and on disk, and backups are private
-//! (files 0600 in a 0700 directory).
+//! File-system helpers that keep three promises: no file ever appears under
+//! its final name before it is complete and on disk, backups are private
+//! (files 0600 in a 0700 directory), and a run's temporary files are removed
+//! by another run only once their owner is gone.
+//!
+//! Ownership is an exclusive `flock` held on the open file for as long as
+//! the owner lives: the kernel drops it when the process dies (SIGKILL, OOM,
+//! container stop included), so "is the owner gone?" is one `try_lock`, with
+//! no pid files to go stale and no pid reuse to fool it. flock locks belong
+//! to the open file, so two threads of the agent exclude each other too.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// A name for a temporary file beside `target`'s directory, unique to this
+/// process and call (the agent writes the same state file from two jobs).
+fn temp_name(dir: &Path, name: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(
+        ".{name}.{}-{n}{PARTIAL_SUFFIX}",
+        std::process::id()
+    ))
+}
+
+/// Creates `path` (which must not exist), 0600, and locks it for this owner.
+fn create_owned(path: &Path, read: bool) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(read)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .ctx(|| format!("creating {}", path.display()))?;
+    file.try_lock()
+        .map_err(|e| Error::io(format!("locking {}", path.display()), e.into()))?;
+    Ok(file)
+}
+
+/// The file at `path`, locked, when its owner is gone: `None` while a live
+/// run holds it, or when the name now points at another file (the owner
+/// replaced or removed it between our open and our lock).
+pub fn claim_abandoned(path: &Path) -> Result<Option<File>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(None),
+        Err(TryLockError::Error(e)) => {
+            return Err(Error::io(format!("locking {}", path.display()), e));
+        }
+    }
+    let same = match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    Ok(same.then_some(file))
+}
+
+/// A small file under its final name that stays locked while its owner
+/// lives (the journal of a restore): written complete under a temporary
+/// name, then renamed, so nobody ever sees it half-written or unlocked.
+#[derive(Debug)]
+pub struct OwnedFile {
+    file: File,
+    pub path: PathBuf,
+}
+
+impl OwnedFile {
+    /// Fails when `path` exists: two runs never share one.
+    pub fn create(path: &Path, bytes: &[u8]) -> Result<OwnedFile> {
+        let file = Self::write_locked(path, bytes, false)?;
+        Ok(OwnedFile {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Replaces the content in one rename; the new file is locked before it
+    /// takes the name, the old one released after.
+    pub fn replace(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file = Self::write_locked(&self.path, bytes, true)?;
+        Ok(())
+    }
+
+    /// Removes the file while still holding it.
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_file(&self.path).ctx(|| format!("removing {}", self.path.display()))?;
+        sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Writes `bytes` into a new locked file and gives it the name `path`:
+    /// by rename when replacing, else by hard link, which fails when the name
+    /// is taken.
+    fn write_locked(path: &Path, bytes: &[u8], replace: bool) -> Result<File> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let temp = temp_name(dir, &name);
+        let mut file = create_owned(&temp, false)?;
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .ctx(|| format!("writing {}", temp.display()))
+            .and_then(|()| {
+                if replace {
+                    std::fs::rename(&temp, path)
+                } else {
+                    std::fs::hard_link(&temp, path)
+                }
+                .ctx(|| format!("naming {}", path.display()))
+            });
+        let _ = std::fs::remove_file(&temp);
+        written?;
+        sync_dir(dir)?;
+        Ok(file)
+    }
+}
 
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
@@ -41,13 +156,8 @@ impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
         let dir = target.parent().unwrap_or(Path::new("."));
         let name = target.file_name().unwrap_or_default().to_string_lossy();
-        let temp = dir.join(format!(".{name}.{}{PARTIAL_SUFFIX}", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .ctx(|| format!("creating {}", temp.display()))?;
+        let temp = temp_name(dir, &name);
+        let file = create_owned(&temp, false)?;
         Ok(AtomicFile {
             file: Some(file),
             temp,
@@ -121,23 +231,28 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// A private scratch file that is removed when dropped (the decompressed
-/// dump of a restore).
+/// dump of a restore or a deep verify). It stays locked, and so safe from
+/// another run's clean-up, until then, even after the writer is closed and
+/// while pg_restore reads it by name.
 pub struct ScratchFile {
     pub path: PathBuf,
+    _owner: File,
 }
 
 impl ScratchFile {
     pub fn create(dir: &Path, name: &str) -> Result<(ScratchFile, File)> {
-        let path = dir.join(format!(".{name}.{}{PARTIAL_SUFFIX}", std::process::id()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .ctx(|| format!("creating {}", path.display()))?;
-        Ok((ScratchFile { path }, file))
+        let path = temp_name(dir, name);
+        let file = create_owned(&path, true)?;
+        let owner = file
+            .try_clone()
+            .ctx(|| format!("opening {}", path.display()))?;
+        Ok((
+            ScratchFile {
+                path,
+                _owner: owner,
+            },
+            file,
+        ))
     }
 }
 

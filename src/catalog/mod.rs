@@ -196,21 +196,36 @@ impl Catalog {
         }))
     }
 
-    /// Removes `.partial` files left by runs that died; call under the lock.
+    /// Removes `.partial` files left by runs that died. A file whose owner
+    /// still runs (a `verify --deep` beside a backup, another agent job) is
+    /// locked by it and left alone.
     pub fn remove_stale_partials(&self) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Ok(removed);
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(fsutil::PARTIAL_SUFFIX) {
-                std::fs::remove_file(entry.path())
-                    .ctx(|| format!("removing {}", entry.path().display()))?;
-                removed.push(entry.path());
+        for path in self.hidden_files(fsutil::PARTIAL_SUFFIX) {
+            if let Some(_held) = fsutil::claim_abandoned(&path)? {
+                std::fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
+                removed.push(path);
             }
         }
         Ok(removed)
+    }
+
+    /// Hidden files of the directory (`.name...suffix`), sorted.
+    pub fn hidden_files(&self, suffix: &str) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with('.') && name.ends_with(suffix)
+            })
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        out
     }
 
     /// Backups past retention: older than `days`, this tool's own (with a

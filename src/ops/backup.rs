@@ -58,10 +58,7 @@ impl BackupReport {
 pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result<BackupReport> {
     let dbs = ctx.cfg.select(targets)?;
     let catalog = Catalog::open(&ctx.cfg)?;
-    let _lock = catalog.lock()?;
-    for p in catalog.remove_stale_partials()? {
-        warn!("removed {} left by an interrupted run", p.display());
-    }
+    let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let stamp = free_stamp(&catalog, &dbs);
     info!(
         "backup {stamp} of {} database(s) into {}",

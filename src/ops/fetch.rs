@@ -43,7 +43,7 @@ pub fn fetch(ctx: &Context, targets: &[String], stamp: Option<Stamp>) -> Result<
     };
     create_private_dir(&ctx.cfg.backup_dir)?;
     let catalog = Catalog::open(&ctx.cfg)?;
-    let _lock = catalog.lock()?;
+    let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     for (db, copies) in dbs.iter().zip(&per_db) {
         let here: Vec<OffsiteCopy> = copies
             .iter()

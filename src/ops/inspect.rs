@@ -9,8 +9,9 @@ use tracing::info;
 use crate::catalog::{BackupState, Catalog, Stamp, dump_name};
 use crate::error::Result;
 use crate::offsite::{BlobStore, Tier};
-use crate::ops::Context;
 use crate::ops::audit::copies_of;
+use crate::ops::{Context, journal};
+use crate::pg::db::Server;
 
 #[derive(Debug, Serialize)]
 pub struct ListEntry {
@@ -97,6 +98,9 @@ pub struct StatusReport {
     pub ok: bool,
     pub max_age_secs: u64,
     pub databases: Vec<DbStatus>,
+    /// Journals of runs that died before finishing (see `ops::journal`);
+    /// the next command that writes settles them.
+    pub interrupted: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,12 +112,46 @@ pub struct DbStatus {
     pub age_secs: Option<u64>,
     pub backups: usize,
     pub problem: Option<String>,
+    /// The live database exists but refuses new connections, as a restore
+    /// killed inside its swap leaves it.
+    pub refuses_connections: bool,
 }
 
-/// Each database needs a backup with a sound manifest younger than `max_age`.
+impl StatusReport {
+    /// The one error line of a status that is not ok.
+    pub fn summary(&self) -> String {
+        let stale = self
+            .databases
+            .iter()
+            .filter(|d| !d.ok && !d.refuses_connections)
+            .count();
+        let mut parts = Vec::new();
+        if stale > 0 {
+            parts.push(format!(
+                "{stale} of {} databases lack a backup younger than {}",
+                self.databases.len(),
+                humantime::format_duration(Duration::from_secs(self.max_age_secs))
+            ));
+        }
+        for d in self.databases.iter().filter(|d| d.refuses_connections) {
+            parts.push(format!("{} refuses connections", d.dbname));
+        }
+        if !self.interrupted.is_empty() {
+            parts.push(format!(
+                "{} interrupted run(s) to settle",
+                self.interrupted.len()
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Each database needs a backup with a sound manifest younger than `max_age`
+/// and must accept connections; no run may have died half-way.
 pub fn status(ctx: &Context, max_age: Duration) -> Result<StatusReport> {
     let dbs = ctx.cfg.select(&[])?;
-    let all = Catalog::open_existing(&ctx.cfg).list(&dbs)?;
+    let catalog = Catalog::open_existing(&ctx.cfg);
+    let all = catalog.list(&dbs)?;
     let now = Stamp::now();
     let databases: Vec<DbStatus> = dbs
         .iter()
@@ -133,6 +171,20 @@ pub fn status(ctx: &Context, max_age: Duration) -> Result<StatusReport> {
                 )),
                 _ => None,
             };
+            // An unreachable server is not a backup problem (status works
+            // offline); a database that refuses everyone is.
+            let refuses = matches!(
+                Server::new(&ctx.tools, db).accepts_connections(&db.dbname),
+                Ok(Some(false))
+            );
+            let problem = match refuses {
+                true => Some(
+                    "refuses connections (ALLOW_CONNECTIONS false, as an interrupted restore \
+                     leaves it): run `valerix-backup backup` to settle it"
+                        .to_string(),
+                ),
+                false => problem,
+            };
             DbStatus {
                 database: db.name.clone(),
                 dbname: db.dbname.clone(),
@@ -141,13 +193,19 @@ pub fn status(ctx: &Context, max_age: Duration) -> Result<StatusReport> {
                 age_secs: age.map(|a| a.as_secs()),
                 backups: good.len(),
                 problem,
+                refuses_connections: refuses,
             }
         })
         .collect();
+    let interrupted: Vec<String> = journal::pending(&catalog)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     Ok(StatusReport {
-        ok: databases.iter().all(|d| d.ok),
+        ok: databases.iter().all(|d| d.ok) && interrupted.is_empty(),
         max_age_secs: max_age.as_secs(),
         databases,
+        interrupted,
     })
 }
 
@@ -155,7 +213,7 @@ pub fn status(ctx: &Context, max_age: Duration) -> Result<StatusReport> {
 pub fn prune(ctx: &Context, dry_run: bool) -> Result<Vec<String>> {
     let dbs = ctx.cfg.select(&[])?;
     let catalog = Catalog::open(&ctx.cfg)?;
-    let _lock = catalog.lock()?;
+    let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let mut out = Vec::new();
     for b in catalog.expired(&dbs, ctx.cfg.retention_days, Stamp::now())? {
         if !dry_run {

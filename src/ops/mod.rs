@@ -7,6 +7,7 @@ pub mod check;
 pub mod fetch;
 pub mod geo;
 pub mod inspect;
+pub mod journal;
 pub mod read;
 pub mod restore;
 pub mod upload;
@@ -17,6 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tracing::warn;
+
+use crate::catalog::{Catalog, Lock};
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::pg::tools::{PgTools, kill_group};
@@ -64,6 +68,18 @@ impl Context {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Takes the backup directory's lock for a run that writes, then tidies
+/// what runs that died left behind: partial files and interrupted restores
+/// (see [`journal`]). Every command and agent job that writes comes here.
+pub fn lock_catalog(ctx: &Context, catalog: &Catalog) -> Result<Lock> {
+    let lock = catalog.lock()?;
+    for p in catalog.remove_stale_partials()? {
+        warn!("removed {} left by an interrupted run", p.display());
+    }
+    journal::recover(ctx, catalog);
+    Ok(lock)
 }
 
 /// Kills the child `pid` if the run is cancelled before `done` is set, so

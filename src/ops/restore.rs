@@ -7,10 +7,13 @@
 //! 3. prove it: the row count of every table equals the count in the dump;
 //! 4. only then swap names in one transaction (or, with `--into`, give the
 //!    fresh database its own name beside the live one);
-//! 5. drop the previous database (or keep it with `--keep-old`).
+//! 5. drop the previous database (or keep it with `--keep-old`, under a
+//!    name unique to this restore: `<db>__old_<UTC time of the restore>`).
 //!
 //! Any failure before step 4 drops the fresh database and leaves the live
-//! one as it was.
+//! one as it was. A journal (`ops::journal`) names the databases before the
+//! fresh one is created, so a run killed at any point is settled by the
+//! next one.
 
 use std::process::Stdio;
 use std::time::Instant;
@@ -22,10 +25,11 @@ use crate::catalog::fsutil::ScratchFile;
 use crate::catalog::{Catalog, LocalBackup, Stamp};
 use crate::config::Database;
 use crate::error::{Error, Result};
+use crate::ops::journal::{Journal, Kind, Record, Settled, Step, settle};
 use crate::ops::read::{check_manifest, expected_tables, read_backup};
-use crate::ops::{Context, outcome};
+use crate::ops::{Context, lock_catalog, outcome};
 use crate::pg::archive::TableRows;
-use crate::pg::db::{Server, derived_name};
+use crate::pg::db::Server;
 use crate::pg::tools::{StderrTail, spawn, tool_error};
 
 #[derive(Debug, Clone, Default)]
@@ -37,7 +41,7 @@ pub struct RestoreRequest {
     pub into: Option<String>,
     /// Only these tables (requires `into`).
     pub tables: Vec<String>,
-    /// Keep the replaced database as `<db>__old_<stamp>`.
+    /// Keep the replaced database as `<db>__old_<time of the restore>`.
     pub keep_old: bool,
 }
 
@@ -76,6 +80,9 @@ pub struct DbRestore {
     pub tables: usize,
     pub rows: u64,
     pub kept_old: Option<String>,
+    /// The restored database took its name; an error after that is a
+    /// failure to clean up, not of the restore.
+    pub swapped: bool,
 }
 
 impl RestoreReport {
@@ -149,6 +156,7 @@ pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
             None => newest_usable(&catalog, db)?,
         };
         let server = Server::new(&ctx.tools, db);
+        server.check_version()?;
         let (target, replaces) = match &req.into {
             Some(into) => {
                 check_db_name(into)?;
@@ -176,10 +184,7 @@ pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
 
 pub fn execute(ctx: &Context, plan: &RestorePlan) -> Result<RestoreReport> {
     let catalog = Catalog::open(&ctx.cfg)?;
-    let _lock = catalog.lock()?;
-    for p in catalog.remove_stale_partials()? {
-        warn!("removed {} left by an interrupted run", p.display());
-    }
+    let _lock = lock_catalog(ctx, &catalog)?;
     let mut results = Vec::new();
     for item in &plan.items {
         let t0 = Instant::now();
@@ -203,6 +208,13 @@ pub fn execute(ctx: &Context, plan: &RestorePlan) -> Result<RestoreReport> {
                 );
             }
             Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) if r.swapped => {
+                warn!(
+                    "{}: restored into {}, but finishing failed: {e}",
+                    item.db.dbname, r.target
+                );
+                r.error = Some(format!("restored, but finishing failed: {e}"));
+            }
             Err(e) => {
                 warn!(
                     "{}: restore failed, live database untouched: {e}",
@@ -244,7 +256,22 @@ fn restore_one(
     );
 
     let server = Server::new(&ctx.tools, &item.db);
-    let fresh = derived_name(&item.target, "restore", &b.stamp.to_string());
+    // Names unique to this restore: nothing of an earlier run is ever
+    // reused, dropped or overwritten (a kept `__old_` database above all).
+    let run = Stamp::now().to_string();
+    let fresh = server.unused_name(&item.target, "restore", &run)?;
+    let mut record = Record::new(
+        Kind::Restore,
+        &item.db,
+        &item.target,
+        &fresh,
+        r.file.clone(),
+    );
+    if item.replaces && req.into.is_none() {
+        record.old = Some(server.unused_name(&item.target, "old", &run)?);
+        record.keep_old = req.keep_old;
+    }
+    let mut journal = Journal::begin(catalog, record)?;
     let mut expected = expected_tables(b, &read);
     if !req.tables.is_empty() {
         expected.retain(|t| {
@@ -264,7 +291,9 @@ fn restore_one(
         &expected,
     );
     if let Err(e) = restored {
-        let _ = server.drop_database(&fresh);
+        // Ours alone (created by this run, named in its journal).
+        server.drop_database(&fresh)?;
+        journal.finish()?;
         return Err(e);
     }
     drop(scratch);
@@ -273,22 +302,26 @@ fn restore_one(
     r.rows = expected.iter().map(|t| t.rows).sum();
 
     let t = Instant::now();
-    let placed = if item.replaces && req.into.is_none() {
-        let old = derived_name(&item.target, "old", &b.stamp.to_string());
-        server.drop_database(&old)?; // a leftover of an earlier run of ours
-        server.swap(&item.target, &fresh, &old).map(|()| Some(old))
-    } else {
-        server.rename(&fresh, &item.target).map(|()| None)
+    journal.step(Step::Swap)?;
+    let placed = match &journal.record.old {
+        Some(old) => server.swap(&item.target, &fresh, old),
+        None => server.rename(&fresh, &item.target),
     };
-    let old = match placed {
-        Ok(old) => old,
-        Err(e) => {
-            let _ = server.drop_database(&fresh);
+    if let Err(e) = placed {
+        // The error may have come after the commit (a lost connection):
+        // the server, not the error, tells whether the swap happened.
+        if settle(&server, &journal.record)? == Settled::RolledBack {
+            journal.finish()?;
             return Err(e);
         }
-    };
+        warn!(
+            "{}: the swap reported an error but committed: {e}",
+            item.db.dbname
+        );
+    }
+    r.swapped = true;
     r.swap_secs = t.elapsed().as_secs_f64();
-    if let Some(old) = old {
+    if let Some(old) = journal.record.old.clone() {
         if req.keep_old {
             server.allow_connections(&old)?;
             info!("{}: previous database kept as {old}", item.db.dbname);
@@ -297,7 +330,7 @@ fn restore_one(
             server.drop_database(&old)?;
         }
     }
-    Ok(())
+    journal.finish()
 }
 
 /// Creates `fresh` like `like`, restores the plain dump into it in parallel
@@ -311,10 +344,6 @@ pub(crate) fn load_fresh(
     tables: &[String],
     expected: &[TableRows],
 ) -> Result<()> {
-    if server.exists(fresh)? {
-        warn!("dropping {fresh}, left by an interrupted run");
-        server.drop_database(fresh)?;
-    }
     server.create_like(fresh, like)?;
     let jobs = ctx.cfg.restore_jobs().to_string();
     let mut cmd = ctx.tools.command("pg_restore", server.db, fresh)?;

@@ -104,7 +104,7 @@ pub fn upload(
     let dbs = ctx.cfg.select(targets)?;
     let catalog = Catalog::open_existing(&ctx.cfg);
     // Retention must not delete a file while it is being sent.
-    let _lock = catalog.lock()?;
+    let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let chosen = choose(&catalog.list(&dbs)?, selection)?;
     let store = BlobStore::connect(az)?;
     store.ensure_container()?;

@@ -12,10 +12,11 @@ use crate::catalog::fsutil::ScratchFile;
 use crate::catalog::{Catalog, LocalBackup, Stamp};
 use crate::config::Database;
 use crate::error::{Error, Result};
+use crate::ops::journal::{self, Journal, Kind, Record};
 use crate::ops::read::{check_manifest, expected_tables, read_backup};
 use crate::ops::restore::load_fresh;
 use crate::ops::{Context, outcome};
-use crate::pg::db::{Server, derived_name};
+use crate::pg::db::Server;
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
@@ -57,6 +58,11 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let dbs = ctx.cfg.select(targets)?;
     let catalog = Catalog::open_existing(&ctx.cfg);
+    if deep {
+        // No directory lock (a deep verify runs beside backups): journals
+        // are claimed one by one, only once their owner is gone.
+        journal::recover(ctx, &catalog);
+    }
     let mut results = Vec::new();
     for db in dbs {
         let mut r = DbVerify {
@@ -134,7 +140,11 @@ fn verify_one(
     };
     let t = Instant::now();
     let server = Server::new(&ctx.tools, db);
-    let name = derived_name(&db.dbname, "verify", &b.stamp.to_string());
+    server.check_version()?;
+    let run = format!("{}_{}", Stamp::now(), std::process::id());
+    let name = server.unused_name(&db.dbname, "verify", &run)?;
+    let record = Record::new(Kind::Verify, db, &db.dbname, &name, b.file_name());
+    let journal = Journal::begin(catalog, record)?;
     let loaded = load_fresh(
         ctx,
         &server,
@@ -144,9 +154,9 @@ fn verify_one(
         &[],
         &expected,
     );
-    let dropped = server.drop_database(&name);
+    server.drop_database(&name)?;
+    journal.finish()?;
     loaded?;
-    dropped?;
     r.restore_secs = Some(t.elapsed().as_secs_f64());
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! then swaps names in one transaction, so at every instant the live name
 //! points at either the old, complete database or the new, complete one.
 
+use sha2::{Digest, Sha256};
+
 use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::pg::archive::TableRows;
@@ -135,6 +137,49 @@ impl<'a> Server<'a> {
         result.map(drop)
     }
 
+    /// Whether `name` accepts connections; `None` when it does not exist.
+    pub fn accepts_connections(&self, name: &str) -> Result<Option<bool>> {
+        let rows = self.admin(&format!(
+            "SELECT datallowconn FROM pg_database WHERE datname = {};",
+            literal(name)
+        ))?;
+        Ok(rows.first().and_then(|r| r.first()).map(|v| v == "t"))
+    }
+
+    /// `derived_name(base, tag, stamp)`, or with `_2`, `_3`... appended to
+    /// the stamp when that name is taken: a name of this run's own.
+    pub fn unused_name(&self, base: &str, tag: &str, stamp: &str) -> Result<String> {
+        let mut name = derived_name(base, tag, stamp);
+        for n in 2.. {
+            if !self.exists(&name)? {
+                break;
+            }
+            name = derived_name(base, tag, &format!("{stamp}_{n}"));
+        }
+        Ok(name)
+    }
+
+    /// Refuses a server older than [`MIN_SERVER_VERSION`] before anything
+    /// is created on it.
+    pub fn check_version(&self) -> Result<()> {
+        let rows = self.admin(
+            "SELECT current_setting('server_version_num'), current_setting('server_version');",
+        )?;
+        let (num, version) = match rows.first().map(Vec::as_slice) {
+            Some([num, version]) => (num.parse::<u32>().ok(), version.clone()),
+            _ => (None, String::new()),
+        };
+        let num = num.ok_or_else(|| Error::Check(format!("unexpected server version {rows:?}")))?;
+        if num < MIN_SERVER_VERSION {
+            return Err(Error::Refused(format!(
+                "{}:{} runs PostgreSQL {version}; restore and verify --deep need 14 or newer \
+                 (docs/runbook.md has the manual restore with pg_restore)",
+                self.db.host, self.db.port
+            )));
+        }
+        Ok(())
+    }
+
     pub fn allow_connections(&self, name: &str) -> Result<()> {
         self.admin(&format!(
             "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true;",
@@ -145,8 +190,53 @@ impl<'a> Server<'a> {
 }
 
 /// A database name derived from `base` that fits PostgreSQL's 63 bytes.
+/// A base too long to fit is cut and given 8 hex digits of its SHA-256, so
+/// two long names that share a beginning never derive the same name.
 pub fn derived_name(base: &str, tag: &str, stamp: &str) -> String {
-    let room = 63 - tag.len() - stamp.len() - 4;
-    let base = &base[..base.len().min(room)];
-    format!("{base}__{tag}_{stamp}")
+    let room = 63 - tag.len() - stamp.len() - 3;
+    if base.len() <= room {
+        return format!("{base}__{tag}_{stamp}");
+    }
+    let hash = hex::encode(&Sha256::digest(base.as_bytes())[..4]);
+    let mut cut = room - hash.len() - 1;
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash}__{tag}_{stamp}", &base[..cut])
+}
+
+/// The oldest server a restore or deep verify works on: the swap ends
+/// sessions with `pg_terminate_backend(pid, timeout)` (14) and drops
+/// scratch databases `WITH (FORCE)` (13).
+pub const MIN_SERVER_VERSION: u32 = 140000;
+
+#[cfg(test)]
+mod tests {
+    use super::derived_name;
+
+    #[test]
+    fn derived_names_fit_and_keep_short_bases_readable() {
+        assert_eq!(
+            derived_name("order_db", "old", "20261201_081530"),
+            "order_db__old_20261201_081530"
+        );
+    }
+
+    #[test]
+    fn long_bases_that_share_a_beginning_never_collide() {
+        let a = format!("{}_east", "x".repeat(55));
+        let b = format!("{}_west", "x".repeat(55));
+        let (da, db) = (
+            derived_name(&a, "restore", "20261201_081530_2"),
+            derived_name(&b, "restore", "20261201_081530_2"),
+        );
+        assert_ne!(da, db);
+        for d in [&da, &db] {
+            assert!(d.len() <= 63, "{d} is {} bytes", d.len());
+            assert!(d.ends_with("__restore_20261201_081530_2"), "{d}");
+        }
+        // Multi-byte characters are cut on a boundary, never inside one.
+        let c = "é".repeat(40);
+        assert!(derived_name(&c, "old", "20261201_081530").len() <= 63);
+    }
 }
