@@ -223,7 +223,7 @@ fn slow_pg_restore(sb: &Sandbox, secs: u32) {
 }
 
 #[test]
-fn deep_verifies_beside_a_backup_and_each_other_succeed() {
+fn a_deep_verify_beside_a_backup_keeps_its_scratch_file() {
     let sb = Sandbox::with_scale(20);
     sb.run(&["backup"]).ok();
     // A partial file left by a run that died: no owner holds it.
@@ -233,22 +233,36 @@ fn deep_verifies_beside_a_backup_and_each_other_succeed() {
     std::fs::write(&stale, b"left over").unwrap();
 
     slow_pg_restore(&sb, 4);
-    let first = sb.spawn(&["verify", "--deep", "latest", "inventory"]);
-    let second = sb.spawn(&["verify", "--deep", "latest", "inventory"]);
-    wait_for("both scratch databases", || {
-        dbs_like(&sb, "inventory_db__verify_").len() == 2
+    let verify = sb.spawn(&["verify", "--deep", "latest", "inventory"]);
+    wait_for("the scratch database", || {
+        !dbs_like(&sb, "inventory_db__verify_").is_empty()
     });
-    // A locked run beside them: it tidies partial files, but only those
-    // whose owner is gone.
+    // A locked run beside it tidies partial files, but only those whose
+    // owner is gone.
     sb.run(&["backup", "order"]).ok();
     assert!(!stale.exists());
+    assert_eq!(hidden(&sb.backup_dir(), ".partial").len(), 1);
+    let out = verify.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(dbs_like(&sb, "inventory_db__"), Vec::<String>::new());
+    assert_eq!(hidden(&sb.backup_dir(), ".partial"), Vec::<String>::new());
+    assert_eq!(hidden(&sb.backup_dir(), ".journal"), Vec::<String>::new());
+}
+
+#[test]
+fn two_deep_verifies_of_one_backup_at_once_both_succeed() {
+    let sb = Sandbox::with_scale(20);
+    sb.run(&["backup", "inventory"]).ok();
+    slow_pg_restore(&sb, 3);
+    let first = sb.spawn(&["verify", "--deep", "latest", "inventory"]);
+    let second = sb.spawn(&["verify", "--deep", "latest", "inventory"]);
     for child in [first, second] {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{stderr}");
     }
     assert_eq!(dbs_like(&sb, "inventory_db__"), Vec::<String>::new());
-    assert_eq!(hidden(&sb.backup_dir(), ".partial"), Vec::<String>::new());
     assert_eq!(hidden(&sb.backup_dir(), ".journal"), Vec::<String>::new());
 }
 
