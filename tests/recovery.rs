@@ -47,33 +47,44 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A psql that runs the real one, except for the swap's script: `cut`
-/// decides how much of it runs before valerix-backup is SIGKILLed.
-fn kill_in_swap(sb: &Sandbox, cut: &str) {
+/// A psql that runs the real one, except for a script matching the bash
+/// pattern `when`: that one runs `then` (with the script in `$sql`).
+fn wrap_psql(sb: &Sandbox, when: &str, then: &str) {
     sb.wrap_tool(
         "psql",
         &format!(
             "sql=$(cat)\n\
-             if [[ \"$sql\" == *'ALLOW_CONNECTIONS false'* ]]; then\n\
-               {cut} | \"$REAL/psql\" \"$@\" >/dev/null\n\
-               kill -9 $PPID; exit 1\n\
-             fi\n\
+             if [[ \"$sql\" == {when} ]]; then\n{then}\nfi\n\
              printf '%s\\n' \"$sql\" | exec \"$REAL/psql\" \"$@\""
         ),
     );
 }
 
-#[test]
-fn a_restore_killed_inside_its_swap_is_rolled_back_by_the_next_run() {
-    let sb = Sandbox::new();
+/// A psql that SIGKILLs valerix-backup inside the swap, after the part of
+/// its script that `cut` lets through has run.
+fn kill_in_swap(sb: &Sandbox, cut: &str) {
+    wrap_psql(
+        sb,
+        "*'ALLOW_CONNECTIONS false'*",
+        &format!("{cut} | \"$REAL/psql\" \"$@\" >/dev/null\nkill -9 $PPID; exit 1"),
+    );
+}
+
+/// A backup of order_db, then writes that make the live database differ
+/// from it (so a wrongly finished swap shows); the live fingerprint.
+fn backup_then_diverge(sb: &Sandbox) -> Vec<String> {
     sb.run(&["backup", "order"]).ok();
-    // Writes after the backup: the live database differs from the dump, so
-    // a wrongly finished swap would show.
     sb.pg.psql(
         "order_db",
         "UPDATE customers SET country = 'ZZ' WHERE id < 50",
     );
-    let live = sb.pg.fingerprint("order_db");
+    sb.pg.fingerprint("order_db")
+}
+
+#[test]
+fn a_restore_killed_inside_its_swap_is_rolled_back_by_the_next_run() {
+    let sb = Sandbox::new();
+    let live = backup_then_diverge(&sb);
 
     // Killed after `ALLOW_CONNECTIONS false` committed, before the renames.
     kill_in_swap(&sb, "printf '%s\\n' \"$sql\" | head -n 1");
@@ -118,12 +129,7 @@ fn a_restore_killed_inside_its_swap_is_rolled_back_by_the_next_run() {
 #[test]
 fn a_restore_killed_after_its_swap_committed_keeps_both_databases() {
     let sb = Sandbox::new();
-    sb.run(&["backup", "order"]).ok();
-    sb.pg.psql(
-        "order_db",
-        "UPDATE customers SET country = 'ZZ' WHERE id < 50",
-    );
-    let live = sb.pg.fingerprint("order_db");
+    let live = backup_then_diverge(&sb);
     let backup = sb.dump_of("order_db");
 
     // The whole swap script commits, then the process dies before it drops
@@ -193,11 +199,10 @@ fn a_swap_whose_clean_up_fails_does_not_claim_the_live_database_untouched() {
         .psql("inventory_db", "DELETE FROM stock WHERE product_id % 2 = 0");
     let live = sb.pg.fingerprint("inventory_db");
     // The swap works; dropping the old database afterwards fails.
-    sb.wrap_tool(
-        "psql",
-        "sql=$(cat)\n\
-         if [[ \"$sql\" == *'DROP DATABASE'*'__old_'* ]]; then echo 'ERROR:  disk on fire' >&2; exit 3; fi\n\
-         printf '%s\\n' \"$sql\" | exec \"$REAL/psql\" \"$@\"",
+    wrap_psql(
+        &sb,
+        "*'DROP DATABASE'*'__old_'*",
+        "echo 'ERROR:  disk on fire' >&2; exit 3",
     );
     let run = sb.run(&["restore", "latest", "inventory", "--yes"]);
     run.fails_with(1, "restored, but finishing failed");
@@ -299,13 +304,10 @@ fn a_server_older_than_14_is_refused_before_anything_changes() {
     let live = sb.pg.fingerprint("inventory_db");
     let before = sb.pg.databases();
     // The real server, reporting itself as PostgreSQL 13.
-    sb.wrap_tool(
-        "psql",
-        "sql=$(cat)\n\
-         if [[ \"$sql\" == *server_version_num* ]]; then\n\
-           printf '130011\\x1f13.11\\n'; exit 0\n\
-         fi\n\
-         printf '%s\\n' \"$sql\" | exec \"$REAL/psql\" \"$@\"",
+    wrap_psql(
+        &sb,
+        "*server_version_num*",
+        "printf '130011\\x1f13.11\\n'; exit 0",
     );
     sb.run(&["restore", "latest", "inventory", "--yes"])
         .fails_with(
