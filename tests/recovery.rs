@@ -316,6 +316,16 @@ fn a_server_older_than_14_is_refused_before_anything_changes() {
         );
     sb.run(&["verify", "--deep", "latest", "inventory"])
         .fails_with(1, "need 14 or newer");
+    // config check says so months before.
+    let check = sb.run(&["config", "check"]);
+    assert_ne!(check.code, 0);
+    assert!(
+        check
+            .stdout
+            .contains("backups work, but restore and verify --deep need 14 or newer"),
+        "{}",
+        check.stdout
+    );
     assert_eq!(sb.pg.databases(), before);
     assert_eq!(sb.pg.fingerprint("inventory_db"), live);
     assert_eq!(hidden(&sb.backup_dir(), ".journal"), Vec::<String>::new());

@@ -9,6 +9,7 @@ use crate::agent::schedule::Schedule;
 use crate::error::{Error, Result};
 use crate::offsite::BlobStore;
 use crate::ops::Context;
+use crate::pg::db::MIN_SERVER_VERSION;
 use crate::pg::tools::run;
 
 #[derive(Debug, Serialize)]
@@ -101,6 +102,10 @@ pub fn check(ctx: &Context) -> ConfigCheck {
                     Some(c) if c < server => Err(format!(
                         "server is PostgreSQL {server}, pg_dump is {c}: pg_dump must be at \
                          least the server's major version"
+                    )),
+                    _ if num < MIN_SERVER_VERSION => Err(format!(
+                        "server is PostgreSQL {server}: backups work, but restore and verify \
+                         --deep need 14 or newer"
                     )),
                     _ => Ok(format!("reachable, PostgreSQL {server}")),
                 }
