@@ -85,10 +85,15 @@ fn backup_then_diverge(sb: &Sandbox) -> Vec<String> {
 fn a_restore_killed_inside_its_swap_is_rolled_back_by_the_next_run() {
     let sb = Sandbox::new();
     let live = backup_then_diverge(&sb);
+    let name = sb.dump_of("order_db");
+    let name = name.file_name().unwrap().to_string_lossy();
+    let stamp = name["order_db_".len()..]
+        .trim_end_matches(".dump.gz")
+        .to_string();
 
     // Killed after `ALLOW_CONNECTIONS false` committed, before the renames.
     kill_in_swap(&sb, "printf '%s\\n' \"$sql\" | head -n 1");
-    let run = sb.run(&["restore", "latest", "order", "--yes"]);
+    let run = sb.run(&["restore", &stamp, "order", "--yes"]);
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert!(!accepts(&sb, "order_db"), "the fault did not hit the swap");
     assert_eq!(dbs_like(&sb, "order_db__restore_").len(), 1);
@@ -106,8 +111,9 @@ fn a_restore_killed_inside_its_swap_is_rolled_back_by_the_next_run() {
     assert!(st.stdout.contains("INTERRUPTED"), "{}", st.stdout);
     st.fails_with(1, "order_db refuses connections");
 
-    // The next locked run (a backup of the other database) settles it.
-    let next = sb.run(&["backup", "inventory"]).ok();
+    // The next locked run (the agent's backup job, as a CronJob runs it)
+    // settles it before its own work.
+    let next = sb.run(&["agent", "--once", "backup"]).ok();
     assert!(
         next.stderr
             .contains("interrupted before its swap completed")
@@ -122,7 +128,7 @@ fn a_restore_killed_inside_its_swap_is_rolled_back_by_the_next_run() {
     sb.run(&["status"]).ok();
 
     // And the restore, run again, works.
-    sb.run(&["restore", "latest", "order", "--yes"]).ok();
+    sb.run(&["restore", &stamp, "order", "--yes"]).ok();
     assert_ne!(sb.pg.fingerprint("order_db"), live);
 }
 
