@@ -20,8 +20,12 @@ struct Geo {
 
 impl Geo {
     fn new(state: Value) -> Geo {
+        Geo::with_fake(FakeArm::start(state))
+    }
+
+    fn with_fake(fake: FakeArm) -> Geo {
         let g = Geo {
-            fake: FakeArm::start(state),
+            fake,
             work: tempfile::tempdir().unwrap(),
         };
         g.configure(&format!("[[azure.postgres_server]]\nname = \"{SOURCE_SERVER}\"\ndatabases = [\"order\", \"inventory\"]\n"));
@@ -225,6 +229,10 @@ fn refusals_and_failures_are_named_and_exit_non_zero() {
     let r = g.run(&restore_args(SOURCE_SERVER, &["--yes"]));
     let e = r.fails_with(1, "HTTP 409");
     assert!(e.contains("choose another --target-name"), "{e}");
+    assert!(
+        e.contains("valerix-postgres already exists in resource group rg-valerix (state Ready"),
+        "{e}"
+    );
     // No rights on the target resource group: 403.
     let r = g.run(&restore_args(
         "valerix-pg-west",
@@ -469,4 +477,242 @@ fn no_wait_sends_and_says_how_to_watch() {
         ])
         .ok();
     assert!(r.stdout.contains("state Ready"), "{}", r.stdout);
+}
+
+/// The geo-restore PUTs the fake logged for `target`.
+fn puts_of(g: &Geo, target: &str) -> Vec<Value> {
+    g.puts()
+        .into_iter()
+        .filter(|p| {
+            p["path"]
+                .as_str()
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
+                .ends_with(&format!("/flexibleServers/{target}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_put_whose_answer_is_lost_is_followed_to_ready_and_never_sent_twice() {
+    // The fake creates the server, then closes the connection without an
+    // answer (one target) or answers 500 (the other), as a front end that
+    // fails after the request was carried out.
+    let mut state = arm::scenario();
+    state["lose_answer"] = json!({"valerix-pg-west": "drop", "valerix-pg-five": "500"});
+    let g = Geo::new(state);
+    for (target, why) in [
+        ("valerix-pg-west", "no answer ("),
+        ("valerix-pg-five", "HTTP 500 InternalServerError"),
+    ] {
+        let r = g.run(&restore_args(target, &["--yes", "--json"])).ok();
+        let report: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(report["state"], "Ready", "{report}");
+        assert_eq!(
+            report["fqdn"],
+            format!("{target}.postgres.database.azure.com")
+        );
+        let followed = report["followed"].as_str().unwrap_or_default();
+        assert!(followed.starts_with(why), "{followed}");
+        assert!(
+            followed.contains(&format!(
+                "{target} is being created by this geo-restore of {SOURCE_SERVER}"
+            )),
+            "{followed}"
+        );
+        let said: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("following it as if the PUT had been answered"))
+            .collect();
+        assert_eq!(said.len(), 1, "{}", r.stderr);
+        // One PUT, whose answer was lost; never a second one.
+        let puts = puts_of(&g, target);
+        assert_eq!(puts.len(), 1, "{puts:?}");
+        if target == "valerix-pg-west" {
+            assert_eq!(puts[0]["dropped"], true, "{puts:?}");
+        } else {
+            assert_eq!(puts[0]["status"], 500, "{puts:?}");
+        }
+        // The new server carries the tags that told it apart.
+        let body = &puts[0]["json"];
+        assert_eq!(
+            body["tags"]["valerix-backup-geo-restore-of"],
+            arm::server_id(SOURCE_RG, SOURCE_SERVER).to_lowercase()
+        );
+    }
+}
+
+#[test]
+fn a_rerun_while_the_first_restore_runs_follows_it_and_a_409_for_another_server_names_it() {
+    let mut state = arm::scenario();
+    state["polls"] = json!(3);
+    state["servers"]["rg-valerix/valerix-pg-taken"] = json!({
+        "location": PAIRED_REGION, "state": "Stopped"
+    });
+    let g = Geo::new(state);
+    // The first run only sends (or was killed after sending); the on-call
+    // engineer runs the same command again: 409, but the server is the
+    // geo-restore of the same source being created, so it is followed.
+    g.run(&restore_args("valerix-pg-west", &["--yes", "--no-wait"]))
+        .ok();
+    let r = g
+        .run(&restore_args("valerix-pg-west", &["--yes", "--json"]))
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["state"], "Ready", "{report}");
+    let followed = report["followed"].as_str().unwrap();
+    assert!(
+        followed.starts_with("HTTP 409 ServerNameAlreadyExists"),
+        "{followed}"
+    );
+    assert!(
+        followed.contains(
+            "being created by an earlier geo-restore of valerix-postgres (state Provisioning)"
+        ),
+        "{followed}"
+    );
+    let puts = puts_of(&g, "valerix-pg-west");
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert_eq!(puts[1]["status"], 409);
+
+    // Once it is Ready, a third run is refused: the server exists (made by
+    // an earlier geo-restore), and it is named with its state. So is a
+    // different server of that name, which is never followed.
+    for (target, named) in [
+        (
+            "valerix-pg-west",
+            "valerix-pg-west already exists in resource group rg-valerix (state Ready, a \
+             geo-restore of valerix-postgres created ",
+        ),
+        (
+            "valerix-pg-taken",
+            "valerix-pg-taken already exists in resource group rg-valerix (state Stopped, not a \
+             geo-restore of valerix-postgres by valerix-backup): choose another --target-name",
+        ),
+    ] {
+        let e = g
+            .run(&restore_args(target, &["--yes"]))
+            .fails_with(1, "HTTP 409 ServerNameAlreadyExists");
+        assert!(e.contains(named), "{e}");
+    }
+    assert_eq!(puts_of(&g, "valerix-pg-taken").len(), 1);
+}
+
+#[test]
+fn the_token_is_for_resource_managers_audience_never_the_endpoint_url() {
+    let g = Geo::new(arm::scenario());
+    // The endpoint is https://127.0.0.1:PORT; the token is asked for and
+    // accepted as Resource Manager's own audience.
+    g.run(&["azure-check"]).ok();
+    let tokens = g.fake.token_requests();
+    assert!(!tokens.is_empty());
+    for t in &tokens {
+        assert_eq!(
+            t["form"]["scope"][0],
+            "https://management.azure.com/.default"
+        );
+        assert_eq!(t["status"], 200);
+    }
+    assert!(g.fake.arm_requests().iter().all(|r| r["auth"] == "valid"));
+
+    // The other fixed audience, configured: accepted too.
+    let servers = format!("[[azure.postgres_server]]\nname = \"{SOURCE_SERVER}\"\n");
+    g.configure(&format!(
+        "audience = \"https://management.core.windows.net/\"\n{servers}"
+    ));
+    g.run(&["azure-check"]).ok();
+    assert_eq!(
+        g.fake.token_requests().last().unwrap()["form"]["scope"][0],
+        "https://management.core.windows.net/.default"
+    );
+
+    // A token for another resource: Resource Manager's 401, on one line.
+    g.configure(&format!(
+        "audience = \"https://storage.azure.com\"\n{servers}"
+    ));
+    let e = g.run(&["azure-check"]).fails_with(
+        1,
+        "Resource Manager refused the token: HTTP 401 InvalidAuthenticationTokenAudience",
+    );
+    assert!(e.contains("azure.resource_manager.audience"), "{e}");
+    let refused = g.fake.arm_requests();
+    let last = refused.last().unwrap();
+    assert_eq!(last["auth"], "wrong-audience");
+    assert_eq!(last["error"], "InvalidAuthenticationTokenAudience");
+    assert!(
+        last["response_headers"]["WWW-Authenticate"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    // The endpoint's own URL is no resource Entra ID knows.
+    g.configure(&format!("audience = \"{}\"\n{servers}", g.fake.endpoint()));
+    g.run(&["azure-check"]).fails_with(1, "AADSTS500011");
+}
+
+#[test]
+fn the_token_goes_only_to_the_configured_endpoint() {
+    // A second HTTPS listener the program trusts (same CA): the operation
+    // URLs of the 202 point at it, as a misconfigured proxy might.
+    let other = FakeArm::start(arm::scenario());
+    let mut state = arm::scenario();
+    state["async_operation_base"] = json!(other.endpoint());
+    state["location_base"] = json!(other.endpoint());
+    let g = Geo::with_fake(FakeArm::start_sharing_ca(state, &other));
+    let r = g
+        .run(&restore_args("valerix-pg-west", &["--yes", "--json"]))
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    // Not followed; the server itself is watched to Ready instead.
+    assert_eq!(report["state"], "Ready", "{report}");
+    let refusal = format!(
+        "refusing to send the Resource Manager token to {}: only the configured endpoint {} gets it",
+        other.endpoint(),
+        g.fake.endpoint()
+    );
+    for header in ["Azure-AsyncOperation", "Location"] {
+        assert!(
+            r.stderr.contains(&format!(
+                "not following the {header} URL of the answer: {refusal}"
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+    // --watch with a URL elsewhere (another port; plain http on the right
+    // port): refused before anything is sent, even a token request.
+    let tokens = g.fake.token_requests().len();
+    let op = format!(
+        "/subscriptions/{}/providers/Microsoft.DBforPostgreSQL/locations/westus/azureAsyncOperation/x?api-version=2025-08-01",
+        arm::SUBSCRIPTION
+    );
+    let elsewhere = format!("{}{op}", other.endpoint());
+    g.run(&[
+        "geo-restore",
+        "--watch",
+        &elsewhere,
+        "--target-name",
+        "valerix-pg-west",
+    ])
+    .fails_with(2, &refusal);
+    let plain = format!("http://127.0.0.1:{}{op}", g.fake.port);
+    g.run(&[
+        "geo-restore",
+        "--watch",
+        &plain,
+        "--target-name",
+        "valerix-pg-west",
+    ])
+    .fails_with(
+        2,
+        "refusing to send the Resource Manager token to http://127.0.0.1:",
+    );
+    assert_eq!(g.fake.token_requests().len(), tokens);
+    // The other host never saw a request, let alone a token.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    assert!(other.failed_connections().is_empty());
 }
