@@ -479,6 +479,14 @@ fn no_wait_sends_and_says_how_to_watch() {
     assert!(r.stdout.contains("state Ready"), "{}", r.stdout);
 }
 
+/// `state` with the keys of `more` set.
+fn json_merge(mut state: Value, more: Value) -> Value {
+    for (k, v) in more.as_object().unwrap() {
+        state[k] = v.clone();
+    }
+    state
+}
+
 /// The geo-restore PUTs the fake logged for `target`.
 fn puts_of(g: &Geo, target: &str) -> Vec<Value> {
     g.puts()
@@ -543,6 +551,23 @@ fn a_put_whose_answer_is_lost_is_followed_to_ready_and_never_sent_twice() {
             arm::server_id(SOURCE_RG, SOURCE_SERVER).to_lowercase()
         );
     }
+}
+
+#[test]
+fn a_201_with_the_new_server_is_followed_like_a_202() {
+    // As older api-versions answered: 201 with the new server's body.
+    let g = Geo::new(json_merge(arm::scenario(), json!({"accept_status": 201})));
+    let r = g
+        .run(&restore_args("valerix-pg-west", &["--yes", "--json"]))
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["state"], "Ready", "{report}");
+    assert!(report["followed"].is_null(), "{report}");
+    let puts = puts_of(&g, "valerix-pg-west");
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0]["status"], 201);
+    assert!(r.stderr.contains("accepted (HTTP 201)"), "{}", r.stderr);
+    assert!(r.stderr.contains("operation Succeeded"), "{}", r.stderr);
 }
 
 #[test]

@@ -382,6 +382,7 @@ fn refused(plan: &GeoRestorePlan, a: &Answer) -> Error {
 /// created, it is followed (the one line saying so is returned); anything
 /// else is an error naming what is there. Nothing is sent again.
 fn settle(arm: &Arm, plan: &GeoRestorePlan, why: &str) -> Result<String> {
+    let why = why.trim_end_matches(['.', ' ']);
     let (_, rg, name) = split_id(&plan.target_id).unwrap_or_default();
     let src = name_of(&plan.source_id);
     let a = arm.get(&plan.url).map_err(|e| {

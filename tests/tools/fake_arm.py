@@ -242,6 +242,9 @@ def load_state(path):
                            is closed after the server was created; logged with
                            status null and "dropped": true) or an HTTP 500
                            InternalServerError, the server created all the same
+      accept_status        202 (default, as 2025-08-01 documents) or 201 (as
+                           older api-versions answered: with the new server's
+                           body, and the same headers)
       async_operation_base, location_base  scheme://host:port the
                            Azure-AsyncOperation / Location URLs of a 202 point
                            at (default: this server), to stand in for a
@@ -268,6 +271,9 @@ def load_state(path):
         st[k] = int(st.get(k, d))
     for k in ("fail_targets", "throttle_targets", "forbidden_resource_groups"):
         st[k] = [str(x).lower() for x in st.get(k) or []]
+    st["accept_status"] = int(st.get("accept_status", 202))
+    if st["accept_status"] not in (201, 202):
+        sys.exit("fake_arm.py: accept_status is 201 or 202")
     st["lose_answer"] = {str(k).lower(): v for k, v in (st.get("lose_answer") or {}).items()}
     for v in st["lose_answer"].values():
         if v not in ("drop", "500"):
@@ -950,7 +956,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = "/subscriptions/{}/providers/Microsoft.DBforPostgreSQL/locations/{}".format(st["subscription"], location)
         async_base = st.get("async_operation_base") or self.base_url()
         location_base = st.get("location_base") or self.base_url()
-        return 202, None, {
+        with self.server.lock:
+            created = server_body(st, srv) if st["accept_status"] == 201 else None
+        return st["accept_status"], created, {
             "Azure-AsyncOperation": "{}{}/azureAsyncOperation/{}?api-version={}".format(async_base, path, opid, api),
             "Location": "{}{}/operationResults/{}?api-version={}".format(location_base, path, opid, api),
             "Retry-After": st["retry_after"],
