@@ -741,3 +741,100 @@ fn the_token_goes_only_to_the_configured_endpoint() {
     assert!(other.requests().is_empty(), "{:?}", other.requests());
     assert!(other.failed_connections().is_empty());
 }
+
+/// Raw requests to the fake, from Python's standard library, for what the
+/// program never sends: the fake must refuse them as Resource Manager does.
+/// Prints one JSON object: label -> [status, error code].
+const PROBE: &str = r#"
+import json, os, ssl, sys, urllib.error, urllib.parse, urllib.request
+base, tenant, client, sub = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+def call(method, url, body=None, headers=None):
+    req = urllib.request.Request(base + url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, context=ctx) as r:
+            return r.status, json.loads(r.read() or b"null"), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null"), dict(e.headers)
+def token(scope):
+    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client,
+        "client_secret": os.environ["SECRET"], "scope": scope}).encode()
+    s, b, _ = call("POST", "/%s/oauth2/v2.0/token" % tenant, form,
+                   {"Content-Type": "application/x-www-form-urlencoded"})
+    return b.get("access_token") if s == 200 else "AADSTS%s" % b["error_codes"][0]
+def code(b):
+    return (b or {}).get("error", {}).get("code") if isinstance((b or {}).get("error"), dict) else None
+out = {}
+arm = {"Authorization": "Bearer " + token("https://management.azure.com/.default")}
+srv = "/subscriptions/%s/resourceGroups/rg-valerix/providers/Microsoft.DBforPostgreSQL/flexibleServers/" % sub
+for label, method, url, body, extra in [
+    ("no api-version", "GET", srv + "valerix-postgres", None, {}),
+    ("malformed api-version", "GET", srv + "valerix-postgres?api-version=latest", None, {}),
+    ("unsupported api-version", "GET", srv + "valerix-postgres?api-version=2017-12-01", None, {}),
+    ("no content-type", "PUT", srv + "valerix-pg-x?api-version=2025-08-01", b"{}", {}),
+    ("text/plain", "PUT", srv + "valerix-pg-x?api-version=2025-08-01", b"{}", {"Content-Type": "text/plain"}),
+    ("bad tag", "PUT", srv + "valerix-pg-x?api-version=2025-08-01",
+     json.dumps({"location": "westus", "tags": {"a/b": "x"}, "properties": {}}).encode(),
+     {"Content-Type": "application/json"}),
+    ("no token", "GET", srv + "valerix-postgres?api-version=2025-08-01", None, None),
+]:
+    headers = dict(arm, **extra) if extra is not None else {}
+    s, b, h = call(method, url, body, headers)
+    out[label] = [s, code(b)]
+for label, scope in [("storage audience", "https://storage.azure.com/.default"),
+                     ("endpoint audience", base + "/.default")]:
+    t = token(scope)
+    if t.startswith("AADSTS"):
+        out[label] = [None, t]
+        continue
+    s, b, h = call("GET", srv + "valerix-postgres?api-version=2025-08-01", None, {"Authorization": "Bearer " + t})
+    out[label] = [s, code(b), h.get("WWW-Authenticate", "")[:7]]
+print(json.dumps(out))
+"#;
+
+#[test]
+fn the_fake_refuses_what_resource_manager_refuses() {
+    let probe = |fake: &FakeArm| -> Value {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(PROBE)
+            .args([
+                &fake.endpoint(),
+                arm::TENANT,
+                arm::CLIENT_ID,
+                arm::SUBSCRIPTION,
+            ])
+            .env("SSL_CERT_FILE", &fake.ca)
+            .env("SECRET", arm::CLIENT_SECRET)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let fake = FakeArm::start(arm::scenario());
+    let got = probe(&fake);
+    let want = json!({
+        "no api-version": [400, "MissingApiVersionParameter"],
+        "malformed api-version": [400, "InvalidApiVersionParameter"],
+        "unsupported api-version": [400, "NoRegisteredProviderFound"],
+        "no content-type": [415, "UnsupportedMediaType"],
+        "text/plain": [415, "UnsupportedMediaType"],
+        "bad tag": [400, "InvalidTagNameCharacters"],
+        "no token": [401, "AuthenticationFailed"],
+        "storage audience": [401, "InvalidAuthenticationTokenAudience", "Bearer "],
+        "endpoint audience": [null, "AADSTS500011"],
+    });
+    assert_eq!(got, want);
+    // A token past its expiry (issued so, to reach Resource Manager's check).
+    let expired = FakeArm::start(json_merge(arm::scenario(), json!({"token_lifetime": -60})));
+    let got = probe(&expired);
+    assert_eq!(got["no token"], json!([401, "AuthenticationFailed"]));
+    assert_eq!(
+        got["no api-version"],
+        json!([401, "ExpiredAuthenticationToken"])
+    );
+}
