@@ -795,8 +795,8 @@ print(json.dumps(out))
 #[test]
 fn the_fake_refuses_what_resource_manager_refuses() {
     let probe = |fake: &FakeArm| -> Value {
-        let out = Command::new("python3")
-            .arg("-c")
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
             .arg(PROBE)
             .args([
                 &fake.endpoint(),
@@ -805,15 +805,8 @@ fn the_fake_refuses_what_resource_manager_refuses() {
                 arm::SUBSCRIPTION,
             ])
             .env("SSL_CERT_FILE", &fake.ca)
-            .env("SECRET", arm::CLIENT_SECRET)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+            .env("SECRET", arm::CLIENT_SECRET);
+        serde_json::from_str(&common::run(cmd).ok().stdout).unwrap()
     };
     let fake = FakeArm::start(arm::scenario());
     let got = probe(&fake);
