@@ -554,6 +554,28 @@ fn a_put_whose_answer_is_lost_is_followed_to_ready_and_never_sent_twice() {
 }
 
 #[test]
+fn a_5xx_that_created_nothing_is_not_resent_and_says_to_run_again() {
+    let g = Geo::new(json_merge(
+        arm::scenario(),
+        json!({"lose_answer": {"valerix-pg-west": "503"}}),
+    ));
+    g.run(&restore_args("valerix-pg-west", &["--yes"]))
+        .fails_with(
+            1,
+            "geo-restore of valerix-pg-west failed: HTTP 503 ServiceUnavailable: The service is \
+         currently unavailable. Please try again later; valerix-pg-west does not exist, so \
+         nothing is being created: run the same command again",
+        );
+    assert_eq!(puts_of(&g, "valerix-pg-west").len(), 1);
+    // As it says: the same command again creates it.
+    let r = g
+        .run(&restore_args("valerix-pg-west", &["--yes", "--json"]))
+        .ok();
+    assert!(r.stdout.contains("\"state\": \"Ready\""), "{}", r.stdout);
+    assert_eq!(puts_of(&g, "valerix-pg-west").len(), 2);
+}
+
+#[test]
 fn a_201_with_the_new_server_is_followed_like_a_202() {
     // As older api-versions answered: 201 with the new server's body.
     let g = Geo::new(json_merge(arm::scenario(), json!({"accept_status": 201})));

@@ -237,11 +237,13 @@ def load_state(path):
                            PUTs of it get 429, Retry-After throttle_retry_after
                            (1), body throttle_error ({code TooManyRequests})
       forbidden_resource_groups  writes (PUT) there get 403 AuthorizationFailed
-      lose_answer          {"rg/name" or "name": "drop" or "500"}: a PUT that
-                           creates that server gets no answer (the connection
-                           is closed after the server was created; logged with
-                           status null and "dropped": true) or an HTTP 500
-                           InternalServerError, the server created all the same
+      lose_answer          {"rg/name" or "name": "drop", "500" or "503"}: a PUT
+                           that creates that server gets no answer (the
+                           connection is closed after the server was created;
+                           logged with status null and "dropped": true) or an
+                           HTTP 500 InternalServerError, the server created
+                           all the same; "503": the first PUT of it gets 503
+                           ServiceUnavailable and creates nothing
       accept_status        202 (default, as 2025-08-01 documents) or 201 (as
                            older api-versions answered: with the new server's
                            body, and the same headers)
@@ -276,8 +278,8 @@ def load_state(path):
         sys.exit("fake_arm.py: accept_status is 201 or 202")
     st["lose_answer"] = {str(k).lower(): v for k, v in (st.get("lose_answer") or {}).items()}
     for v in st["lose_answer"].values():
-        if v not in ("drop", "500"):
-            sys.exit("fake_arm.py: lose_answer values are \"drop\" or \"500\", not {!r}".format(v))
+        if v not in ("drop", "500", "503"):
+            sys.exit("fake_arm.py: lose_answer values are \"drop\", \"500\" or \"503\", not {!r}".format(v))
     st["fail_error"] = st.get("fail_error") or {
         "code": "InternalServerError",
         "message": "An unexpected error occured while processing the request. Tracking ID: '{}'".format(
@@ -834,6 +836,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return 200, server_body(st, srv), {}
         return self.create_server(claims, query, rg, name, raw)
 
+    def lost_answer(self, rg, name):
+        lose = self.server.state["lose_answer"]
+        return lose.get("{}/{}".format(rg, name).lower()) or lose.get(name.lower())
+
     def create_server(self, claims, query, rg, name, raw):
         st = self.server.state
         api = query["api-version"][0]
@@ -850,6 +856,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "Retry-After": st["throttle_retry_after"],
                     "x-ms-ratelimit-remaining-subscription-writes": 0,
                 })
+        if self.lost_answer(rg, name) == "503":
+            with self.server.lock:
+                n = self.server.throttled.get(("503", rg.lower(), name.lower()), 0)
+                self.server.throttled[("503", rg.lower(), name.lower())] = n + 1
+            if n == 0:
+                fail(503, "ServiceUnavailable", "The service is currently unavailable. Please try again later.")
         self.rg_exists(rg)
         body = self.read_json(raw)
         location = get_ci(body, "location")
@@ -947,7 +959,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "fail": matches(st["fail_targets"], rg, name),
                 "api": api,
             }
-        lost = st["lose_answer"].get("{}/{}".format(rg, name).lower()) or st["lose_answer"].get(name.lower())
+        lost = self.lost_answer(rg, name)
         if lost == "drop":
             raise Dropped()
         if lost == "500":
