@@ -251,38 +251,36 @@ impl Arm {
             req.insert_header("content-type", "application/json");
             req.set_body(serde_json::to_vec(b).expect("JSON values serialize"));
         }
-        {
-            let opts = PipelineSendOptions {
-                skip_checks: true,
-                ..Default::default()
-            };
-            let resp = pipeline
-                .send(&Context::new(), &mut req, Some(opts))
-                .await
-                .map_err(Failure::Sdk)?;
-            let status = u16::from(resp.status());
-            let header = |name: &'static str| {
-                resp.headers()
-                    .get_optional_str(&azure_core::http::headers::HeaderName::from_static(name))
-                    .map(str::to_string)
-            };
-            let async_operation = header("azure-asyncoperation");
-            let location = header("location");
-            let retry_after = header("retry-after").and_then(|s| s.trim().parse().ok());
-            let bytes = resp.into_body();
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-            };
-            Ok(Answer {
-                status,
-                body,
-                async_operation,
-                location,
-                retry_after,
-            })
-        }
+        let opts = PipelineSendOptions {
+            skip_checks: true,
+            ..Default::default()
+        };
+        let resp = pipeline
+            .send(&Context::new(), &mut req, Some(opts))
+            .await
+            .map_err(Failure::Sdk)?;
+        let status = u16::from(resp.status());
+        let header = |name: &'static str| {
+            resp.headers()
+                .get_optional_str(&azure_core::http::headers::HeaderName::from_static(name))
+                .map(str::to_string)
+        };
+        let async_operation = header("azure-asyncoperation");
+        let location = header("location");
+        let retry_after = header("retry-after").and_then(|s| s.trim().parse().ok());
+        let bytes = resp.into_body();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Ok(Answer {
+            status,
+            body,
+            async_operation,
+            location,
+            retry_after,
+        })
     }
 }
 
