@@ -140,7 +140,9 @@ Exit status 0 only when nothing is wrong.")]
     #[command(after_help = "\
 Steps, each logged with its duration: preflight (GET the source server: refuses unless
 geo-redundant backup is enabled; the target region defaults to the source's paired region),
-PUT the new server (createMode GeoRestore), follow the long-running operation
+PUT the new server (createMode GeoRestore; sent once: after a lost answer, a 5xx or a 409
+the target is read, and a geo-restore of the same source being created is followed), follow
+the long-running operation
 (Azure-AsyncOperation, else Location, honouring Retry-After), GET the new server until it
 is Ready, then print its FQDN and the kubectl commands that point the services at it
 (--update-k8s runs them). Ctrl-C while waiting prints how to resume with --watch; the
@@ -189,7 +191,8 @@ Examples:
         /// Then run the kubectl commands in this namespace
         #[arg(long, value_name = "NAMESPACE")]
         update_k8s: Option<String>,
-        /// Resume watching: an operation URL, or nothing to watch the target server only
+        /// Resume watching: an operation URL (on the configured endpoint only), or nothing to
+        /// watch the target server only
         #[arg(long, value_name = "OPERATION_URL", num_args = 0..=1, default_missing_value = "")]
         watch: Option<String>,
         #[command(flatten)]

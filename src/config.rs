@@ -142,6 +142,12 @@ pub struct ResourceManager {
     /// `https://management.azure.com`; other clouds and tests override it.
     #[serde(default = "default_arm_endpoint")]
     pub endpoint: String,
+    /// The audience the token is asked for (scope `{audience}/.default`).
+    /// Default: `https://management.azure.com`, or the known sovereign
+    /// cloud's; never taken from `endpoint` (Resource Manager checks `aud`
+    /// against its own fixed audiences).
+    #[serde(default)]
+    pub audience: Option<String>,
     /// When absent, chosen from the `AZURE_*` variables present.
     #[serde(default)]
     pub auth: Option<AzureAuth>,
@@ -688,6 +694,13 @@ impl ResourceManager {
             return Err(format!(
                 "azure.resource_manager.endpoint '{}' must be https",
                 self.endpoint
+            ));
+        }
+        if let Some(a) = &self.audience
+            && (a.trim().is_empty() || a.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "azure.resource_manager.audience '{a}' must be one URI without spaces"
             ));
         }
         if self.auth == Some(AzureAuth::Sas) {

@@ -20,8 +20,12 @@ struct Geo {
 
 impl Geo {
     fn new(state: Value) -> Geo {
+        Geo::with_fake(FakeArm::start(state))
+    }
+
+    fn with_fake(fake: FakeArm) -> Geo {
         let g = Geo {
-            fake: FakeArm::start(state),
+            fake,
             work: tempfile::tempdir().unwrap(),
         };
         g.configure(&format!("[[azure.postgres_server]]\nname = \"{SOURCE_SERVER}\"\ndatabases = [\"order\", \"inventory\"]\n"));
@@ -225,6 +229,10 @@ fn refusals_and_failures_are_named_and_exit_non_zero() {
     let r = g.run(&restore_args(SOURCE_SERVER, &["--yes"]));
     let e = r.fails_with(1, "HTTP 409");
     assert!(e.contains("choose another --target-name"), "{e}");
+    assert!(
+        e.contains("valerix-postgres already exists in resource group rg-valerix (state Ready"),
+        "{e}"
+    );
     // No rights on the target resource group: 403.
     let r = g.run(&restore_args(
         "valerix-pg-west",
@@ -469,4 +477,379 @@ fn no_wait_sends_and_says_how_to_watch() {
         ])
         .ok();
     assert!(r.stdout.contains("state Ready"), "{}", r.stdout);
+}
+
+/// `state` with the keys of `more` set.
+fn json_merge(mut state: Value, more: Value) -> Value {
+    for (k, v) in more.as_object().unwrap() {
+        state[k] = v.clone();
+    }
+    state
+}
+
+/// The geo-restore PUTs the fake logged for `target`.
+fn puts_of(g: &Geo, target: &str) -> Vec<Value> {
+    g.puts()
+        .into_iter()
+        .filter(|p| {
+            p["path"]
+                .as_str()
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
+                .ends_with(&format!("/flexibleServers/{target}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_put_whose_answer_is_lost_is_followed_to_ready_and_never_sent_twice() {
+    // The fake creates the server, then closes the connection without an
+    // answer (one target) or answers 500 (the other), as a front end that
+    // fails after the request was carried out.
+    let mut state = arm::scenario();
+    state["lose_answer"] = json!({"valerix-pg-west": "drop", "valerix-pg-five": "500"});
+    let g = Geo::new(state);
+    for (target, why) in [
+        ("valerix-pg-west", "no answer ("),
+        ("valerix-pg-five", "HTTP 500 InternalServerError"),
+    ] {
+        let r = g.run(&restore_args(target, &["--yes", "--json"])).ok();
+        let report: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(report["state"], "Ready", "{report}");
+        assert_eq!(
+            report["fqdn"],
+            format!("{target}.postgres.database.azure.com")
+        );
+        let followed = report["followed"].as_str().unwrap_or_default();
+        assert!(followed.starts_with(why), "{followed}");
+        assert!(
+            followed.contains(&format!(
+                "{target} is being created by this geo-restore of {SOURCE_SERVER}"
+            )),
+            "{followed}"
+        );
+        let said: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("following it as if the PUT had been answered"))
+            .collect();
+        assert_eq!(said.len(), 1, "{}", r.stderr);
+        // One PUT, whose answer was lost; never a second one.
+        let puts = puts_of(&g, target);
+        assert_eq!(puts.len(), 1, "{puts:?}");
+        if target == "valerix-pg-west" {
+            assert_eq!(puts[0]["dropped"], true, "{puts:?}");
+        } else {
+            assert_eq!(puts[0]["status"], 500, "{puts:?}");
+        }
+        // The new server carries the tags that told it apart.
+        let body = &puts[0]["json"];
+        assert_eq!(
+            body["tags"]["valerix-backup-geo-restore-of"],
+            arm::server_id(SOURCE_RG, SOURCE_SERVER).to_lowercase()
+        );
+    }
+}
+
+#[test]
+fn a_5xx_that_created_nothing_is_not_resent_and_says_to_run_again() {
+    let g = Geo::new(json_merge(
+        arm::scenario(),
+        json!({"lose_answer": {"valerix-pg-west": "503"}}),
+    ));
+    g.run(&restore_args("valerix-pg-west", &["--yes"]))
+        .fails_with(
+            1,
+            "geo-restore of valerix-pg-west failed: HTTP 503 ServiceUnavailable: The service is \
+         currently unavailable. Please try again later; valerix-pg-west does not exist, so \
+         nothing is being created: run the same command again",
+        );
+    assert_eq!(puts_of(&g, "valerix-pg-west").len(), 1);
+    // As it says: the same command again creates it.
+    let r = g
+        .run(&restore_args("valerix-pg-west", &["--yes", "--json"]))
+        .ok();
+    assert!(r.stdout.contains("\"state\": \"Ready\""), "{}", r.stdout);
+    assert_eq!(puts_of(&g, "valerix-pg-west").len(), 2);
+}
+
+#[test]
+fn a_201_with_the_new_server_is_followed_like_a_202() {
+    // As older api-versions answered: 201 with the new server's body.
+    let g = Geo::new(json_merge(arm::scenario(), json!({"accept_status": 201})));
+    let r = g
+        .run(&restore_args("valerix-pg-west", &["--yes", "--json"]))
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["state"], "Ready", "{report}");
+    assert!(report["followed"].is_null(), "{report}");
+    let puts = puts_of(&g, "valerix-pg-west");
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0]["status"], 201);
+    assert!(r.stderr.contains("accepted (HTTP 201)"), "{}", r.stderr);
+    assert!(r.stderr.contains("operation Succeeded"), "{}", r.stderr);
+}
+
+#[test]
+fn a_rerun_while_the_first_restore_runs_follows_it_and_a_409_for_another_server_names_it() {
+    let mut state = arm::scenario();
+    state["polls"] = json!(3);
+    state["servers"]["rg-valerix/valerix-pg-taken"] = json!({
+        "location": PAIRED_REGION, "state": "Stopped"
+    });
+    let g = Geo::new(state);
+    // The first run only sends (or was killed after sending); the on-call
+    // engineer runs the same command again: 409, but the server is the
+    // geo-restore of the same source being created, so it is followed.
+    g.run(&restore_args("valerix-pg-west", &["--yes", "--no-wait"]))
+        .ok();
+    let r = g
+        .run(&restore_args("valerix-pg-west", &["--yes", "--json"]))
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["state"], "Ready", "{report}");
+    let followed = report["followed"].as_str().unwrap();
+    assert!(
+        followed.starts_with("HTTP 409 ServerNameAlreadyExists"),
+        "{followed}"
+    );
+    assert!(
+        followed.contains(
+            "being created by an earlier geo-restore of valerix-postgres (state Provisioning)"
+        ),
+        "{followed}"
+    );
+    let puts = puts_of(&g, "valerix-pg-west");
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert_eq!(puts[1]["status"], 409);
+
+    // Once it is Ready, a third run is refused: the server exists (made by
+    // an earlier geo-restore), and it is named with its state. So is a
+    // different server of that name, which is never followed.
+    for (target, named) in [
+        (
+            "valerix-pg-west",
+            "valerix-pg-west already exists in resource group rg-valerix (state Ready, a \
+             geo-restore of valerix-postgres created ",
+        ),
+        (
+            "valerix-pg-taken",
+            "valerix-pg-taken already exists in resource group rg-valerix (state Stopped, not a \
+             geo-restore of valerix-postgres by valerix-backup): choose another --target-name",
+        ),
+    ] {
+        let e = g
+            .run(&restore_args(target, &["--yes"]))
+            .fails_with(1, "HTTP 409 ServerNameAlreadyExists");
+        assert!(e.contains(named), "{e}");
+    }
+    assert_eq!(puts_of(&g, "valerix-pg-taken").len(), 1);
+}
+
+#[test]
+fn the_token_is_for_resource_managers_audience_never_the_endpoint_url() {
+    let g = Geo::new(arm::scenario());
+    // The endpoint is https://127.0.0.1:PORT; the token is asked for and
+    // accepted as Resource Manager's own audience.
+    g.run(&["azure-check"]).ok();
+    let tokens = g.fake.token_requests();
+    assert!(!tokens.is_empty());
+    for t in &tokens {
+        assert_eq!(
+            t["form"]["scope"][0],
+            "https://management.azure.com/.default"
+        );
+        assert_eq!(t["status"], 200);
+    }
+    assert!(g.fake.arm_requests().iter().all(|r| r["auth"] == "valid"));
+
+    // The other fixed audience, configured: accepted too.
+    let servers = format!("[[azure.postgres_server]]\nname = \"{SOURCE_SERVER}\"\n");
+    g.configure(&format!(
+        "audience = \"https://management.core.windows.net/\"\n{servers}"
+    ));
+    g.run(&["azure-check"]).ok();
+    assert_eq!(
+        g.fake.token_requests().last().unwrap()["form"]["scope"][0],
+        "https://management.core.windows.net/.default"
+    );
+
+    // A token for another resource: Resource Manager's 401, on one line.
+    g.configure(&format!(
+        "audience = \"https://storage.azure.com\"\n{servers}"
+    ));
+    let e = g.run(&["azure-check"]).fails_with(
+        1,
+        "Resource Manager refused the token: HTTP 401 InvalidAuthenticationTokenAudience",
+    );
+    assert!(e.contains("azure.resource_manager.audience"), "{e}");
+    let refused = g.fake.arm_requests();
+    let last = refused.last().unwrap();
+    assert_eq!(last["auth"], "wrong-audience");
+    assert_eq!(last["error"], "InvalidAuthenticationTokenAudience");
+    assert!(
+        last["response_headers"]["WWW-Authenticate"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    // The endpoint's own URL is no resource Entra ID knows.
+    g.configure(&format!("audience = \"{}\"\n{servers}", g.fake.endpoint()));
+    g.run(&["azure-check"]).fails_with(1, "AADSTS500011");
+}
+
+#[test]
+fn the_token_goes_only_to_the_configured_endpoint() {
+    // A second HTTPS listener the program trusts (same CA): the operation
+    // URLs of the 202 point at it, as a misconfigured proxy might.
+    let other = FakeArm::start(arm::scenario());
+    let mut state = arm::scenario();
+    state["async_operation_base"] = json!(other.endpoint());
+    state["location_base"] = json!(other.endpoint());
+    let g = Geo::with_fake(FakeArm::start_sharing_ca(state, &other));
+    let r = g
+        .run(&restore_args("valerix-pg-west", &["--yes", "--json"]))
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    // Not followed; the server itself is watched to Ready instead.
+    assert_eq!(report["state"], "Ready", "{report}");
+    let refusal = format!(
+        "refusing to send the Resource Manager token to {}: only the configured endpoint {} gets it",
+        other.endpoint(),
+        g.fake.endpoint()
+    );
+    for header in ["Azure-AsyncOperation", "Location"] {
+        assert!(
+            r.stderr.contains(&format!(
+                "not following the {header} URL of the answer: {refusal}"
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+    // --watch with a URL elsewhere (another port; plain http on the right
+    // port): refused before anything is sent, even a token request.
+    let tokens = g.fake.token_requests().len();
+    let op = format!(
+        "/subscriptions/{}/providers/Microsoft.DBforPostgreSQL/locations/westus/azureAsyncOperation/x?api-version=2025-08-01",
+        arm::SUBSCRIPTION
+    );
+    let elsewhere = format!("{}{op}", other.endpoint());
+    g.run(&[
+        "geo-restore",
+        "--watch",
+        &elsewhere,
+        "--target-name",
+        "valerix-pg-west",
+    ])
+    .fails_with(2, &refusal);
+    let plain = format!("http://127.0.0.1:{}{op}", g.fake.port);
+    g.run(&[
+        "geo-restore",
+        "--watch",
+        &plain,
+        "--target-name",
+        "valerix-pg-west",
+    ])
+    .fails_with(
+        2,
+        "refusing to send the Resource Manager token to http://127.0.0.1:",
+    );
+    assert_eq!(g.fake.token_requests().len(), tokens);
+    // The other host never saw a request, let alone a token.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    assert!(other.failed_connections().is_empty());
+}
+
+/// Raw requests to the fake, from Python's standard library, for what the
+/// program never sends: the fake must refuse them as Resource Manager does.
+/// Prints one JSON object: label -> [status, error code].
+const PROBE: &str = r#"
+import json, os, ssl, sys, urllib.error, urllib.parse, urllib.request
+base, tenant, client, sub = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+def call(method, url, body=None, headers=None):
+    req = urllib.request.Request(base + url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, context=ctx) as r:
+            return r.status, json.loads(r.read() or b"null"), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null"), dict(e.headers)
+def token(scope):
+    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client,
+        "client_secret": os.environ["SECRET"], "scope": scope}).encode()
+    s, b, _ = call("POST", "/%s/oauth2/v2.0/token" % tenant, form,
+                   {"Content-Type": "application/x-www-form-urlencoded"})
+    return b.get("access_token") if s == 200 else "AADSTS%s" % b["error_codes"][0]
+def code(b):
+    return (b or {}).get("error", {}).get("code") if isinstance((b or {}).get("error"), dict) else None
+out = {}
+arm = {"Authorization": "Bearer " + token("https://management.azure.com/.default")}
+srv = "/subscriptions/%s/resourceGroups/rg-valerix/providers/Microsoft.DBforPostgreSQL/flexibleServers/" % sub
+for label, method, url, body, extra in [
+    ("no api-version", "GET", srv + "valerix-postgres", None, {}),
+    ("malformed api-version", "GET", srv + "valerix-postgres?api-version=latest", None, {}),
+    ("unsupported api-version", "GET", srv + "valerix-postgres?api-version=2017-12-01", None, {}),
+    ("no content-type", "PUT", srv + "valerix-pg-x?api-version=2025-08-01", b"{}", {}),
+    ("text/plain", "PUT", srv + "valerix-pg-x?api-version=2025-08-01", b"{}", {"Content-Type": "text/plain"}),
+    ("bad tag", "PUT", srv + "valerix-pg-x?api-version=2025-08-01",
+     json.dumps({"location": "westus", "tags": {"a/b": "x"}, "properties": {}}).encode(),
+     {"Content-Type": "application/json"}),
+    ("no token", "GET", srv + "valerix-postgres?api-version=2025-08-01", None, None),
+]:
+    headers = dict(arm, **extra) if extra is not None else {}
+    s, b, h = call(method, url, body, headers)
+    out[label] = [s, code(b)]
+for label, scope in [("storage audience", "https://storage.azure.com/.default"),
+                     ("endpoint audience", base + "/.default")]:
+    t = token(scope)
+    if t.startswith("AADSTS"):
+        out[label] = [None, t]
+        continue
+    s, b, h = call("GET", srv + "valerix-postgres?api-version=2025-08-01", None, {"Authorization": "Bearer " + t})
+    out[label] = [s, code(b), h.get("WWW-Authenticate", "")[:7]]
+print(json.dumps(out))
+"#;
+
+#[test]
+fn the_fake_refuses_what_resource_manager_refuses() {
+    let probe = |fake: &FakeArm| -> Value {
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
+            .arg(PROBE)
+            .args([
+                &fake.endpoint(),
+                arm::TENANT,
+                arm::CLIENT_ID,
+                arm::SUBSCRIPTION,
+            ])
+            .env("SSL_CERT_FILE", &fake.ca)
+            .env("SECRET", arm::CLIENT_SECRET);
+        serde_json::from_str(&common::run(cmd).ok().stdout).unwrap()
+    };
+    let fake = FakeArm::start(arm::scenario());
+    let got = probe(&fake);
+    let want = json!({
+        "no api-version": [400, "MissingApiVersionParameter"],
+        "malformed api-version": [400, "InvalidApiVersionParameter"],
+        "unsupported api-version": [400, "NoRegisteredProviderFound"],
+        "no content-type": [415, "UnsupportedMediaType"],
+        "text/plain": [415, "UnsupportedMediaType"],
+        "bad tag": [400, "InvalidTagNameCharacters"],
+        "no token": [401, "AuthenticationFailed"],
+        "storage audience": [401, "InvalidAuthenticationTokenAudience", "Bearer "],
+        "endpoint audience": [null, "AADSTS500011"],
+    });
+    assert_eq!(got, want);
+    // A token past its expiry (issued so, to reach Resource Manager's check).
+    let expired = FakeArm::start(json_merge(arm::scenario(), json!({"token_lifetime": -60})));
+    let got = probe(&expired);
+    assert_eq!(got["no token"], json!([401, "AuthenticationFailed"]));
+    assert_eq!(
+        got["no api-version"],
+        json!([401, "ExpiredAuthenticationToken"])
+    );
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tracing::warn;
 
 use crate::arm::{Answer, Arm};
 use crate::error::{Error, Result};
@@ -21,11 +22,26 @@ pub struct Operation {
 }
 
 impl Operation {
-    pub fn from_answer(a: &Answer) -> Option<Operation> {
-        (a.async_operation.is_some() || a.location.is_some()).then(|| Operation {
-            async_operation: a.async_operation.clone(),
-            location: a.location.clone(),
-        })
+    /// The operation an accepted request points at, keeping only URLs on
+    /// the configured endpoint (the token goes nowhere else); a URL left
+    /// out is named in a warning. `None` when none is left: the caller
+    /// then watches the resource itself.
+    pub fn from_answer(arm: &Arm, a: &Answer) -> Option<Operation> {
+        let keep = |header: &str, url: &Option<String>| {
+            let url = url.as_ref()?;
+            match arm.check_url(url) {
+                Ok(_) => Some(url.clone()),
+                Err(e) => {
+                    warn!("not following the {header} URL of the answer: {e}");
+                    None
+                }
+            }
+        };
+        let op = Operation {
+            async_operation: keep("Azure-AsyncOperation", &a.async_operation),
+            location: keep("Location", &a.location),
+        };
+        (op.async_operation.is_some() || op.location.is_some()).then_some(op)
     }
 
     /// The URL a `--watch` resumes from.

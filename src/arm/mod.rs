@@ -15,7 +15,7 @@ use std::sync::Arc;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::{
-    ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, Url,
+    ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, RetryOptions, Url,
 };
 use serde_json::Value;
 use tokio::runtime::Runtime;
@@ -24,10 +24,57 @@ use crate::config::{Azure, AzureAuth, ResourceManager};
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::auth::credential;
 use crate::offsite::redact;
-use crate::offsite::store::{az_error, retry_options};
+use crate::offsite::store::{az_error, innermost, retry_options};
 
 pub const LOCATIONS_API: &str = "2022-12-01";
 pub const STORAGE_API: &str = "2023-05-01";
+
+/// The public cloud's Resource Manager audience: what a token must be for,
+/// whatever URL the requests go to (a proxy, a stand-in).
+pub const PUBLIC_AUDIENCE: &str = "https://management.azure.com";
+
+/// Sovereign clouds' Resource Manager endpoints (hosts) and audiences, as
+/// the Azure SDKs' cloud configurations pair them.
+const SOVEREIGN_AUDIENCES: &[(&str, &str)] = &[
+    (
+        "management.chinacloudapi.cn",
+        "https://management.chinacloudapi.cn",
+    ),
+    (
+        "management.usgovcloudapi.net",
+        "https://management.usgovcloudapi.net",
+    ),
+];
+
+/// Longest wait for the answer to the creating PUT. Resource Manager answers
+/// a write within about a minute (else 504): past that, the answer is lost.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The token scope for Resource Manager: `audience` when configured, else
+/// the known cloud's audience, else the public one; never the endpoint URL
+/// (Resource Manager refuses a token for any other audience).
+pub fn scope(cfg: &ResourceManager) -> String {
+    let audience = cfg.audience.clone().unwrap_or_else(|| {
+        let host = Url::parse(&cfg.endpoint)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        SOVEREIGN_AUDIENCES
+            .iter()
+            .find(|(h, _)| host.as_deref() == Some(*h))
+            .map_or(PUBLIC_AUDIENCE, |(_, a)| *a)
+            .to_string()
+    });
+    format!("{}/.default", audience.trim_end_matches('/'))
+}
+
+/// What a request that may have been carried out came to.
+#[derive(Debug)]
+pub enum Sent {
+    Answered(Answer),
+    /// Sent, but no answer came (reset connection, timeout, cut-off
+    /// response): the service may or may not have carried it out.
+    Lost(String),
+}
 
 /// One answer of Resource Manager, whatever its status.
 #[derive(Debug, Clone)]
@@ -57,9 +104,17 @@ impl Answer {
 
 pub struct Arm {
     rt: Runtime,
+    /// With the SDK's retry policy: for reads, and writes safe to repeat.
     pipeline: Pipeline,
+    /// Without retries: for the creating PUT, which must never be resent
+    /// blindly.
+    once: Pipeline,
     endpoint: String,
+    /// The only origin the bearer token goes to.
+    origin: url::Origin,
     pub cfg: ResourceManager,
+    /// `[azure] max_retries`: how often a throttled (429) create is resent.
+    pub max_retries: u32,
 }
 
 impl Arm {
@@ -74,20 +129,27 @@ impl Arm {
         let auth = cfg.auth.unwrap_or_else(auth_from_env);
         let cred: Arc<dyn TokenCredential> = credential(auth, retry_options(az))?;
         let endpoint = cfg.endpoint.trim_end_matches('/').to_string();
-        let scope = format!("{endpoint}/.default");
-        let policy = Arc::new(BearerTokenAuthorizationPolicy::new(cred, vec![scope]));
-        let options = ClientOptions {
-            retry: retry_options(az),
-            ..Default::default()
+        let origin = Url::parse(&endpoint)
+            .map_err(|e| Error::Setup(format!("azure.resource_manager.endpoint {endpoint}: {e}")))?
+            .origin();
+        // One policy (one token cache) for both pipelines.
+        let policy: Arc<dyn azure_core::http::policies::Policy> =
+            Arc::new(BearerTokenAuthorizationPolicy::new(cred, vec![scope(&cfg)]));
+        let pipeline_with = |retry| {
+            Pipeline::new(
+                Some("valerix-backup"),
+                Some(env!("CARGO_PKG_VERSION")),
+                ClientOptions {
+                    retry,
+                    ..Default::default()
+                },
+                Vec::new(),
+                vec![policy.clone()],
+                None,
+            )
         };
-        let pipeline = Pipeline::new(
-            Some("valerix-backup"),
-            Some(env!("CARGO_PKG_VERSION")),
-            options,
-            Vec::new(),
-            vec![policy],
-            None,
-        );
+        let pipeline = pipeline_with(retry_options(az));
+        let once = pipeline_with(RetryOptions::none());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -95,9 +157,28 @@ impl Arm {
         Ok(Arm {
             rt,
             pipeline,
+            once,
             endpoint,
+            origin,
             cfg,
+            max_retries: az.max_retries,
         })
+    }
+
+    /// `url` parsed, if it is on the configured endpoint's origin (https,
+    /// same host and port): the bearer token goes nowhere else.
+    pub fn check_url(&self, url: &str) -> Result<Url> {
+        let parsed = Url::parse(url)
+            .map_err(|e| Error::Refused(format!("bad Resource Manager URL {url}: {e}")))?;
+        if parsed.scheme() != "https" || parsed.origin() != self.origin {
+            return Err(Error::Refused(format!(
+                "refusing to send the Resource Manager token to {}: only the configured \
+                 endpoint {} gets it",
+                parsed.origin().ascii_serialization(),
+                self.origin.ascii_serialization()
+            )));
+        }
+        Ok(parsed)
     }
 
     /// `{endpoint}{path}?api-version={api}`.
@@ -117,50 +198,118 @@ impl Arm {
         self.send(Method::Put, url, Some(body))
     }
 
+    /// PUT without any retry, for a write that must not be repeated
+    /// blindly. An error before the request could be sent (no token, no
+    /// connection) is an `Err`; once sent, either the answer or `Lost`.
+    pub fn put_once(&self, url: &str, body: &Value) -> Result<Sent> {
+        let what = format!("PUT {}", path_of(url));
+        let sent = self.rt.block_on(async {
+            let exchange = self.exchange(&self.once, Method::Put, url, Some(body));
+            tokio::time::timeout(ANSWER_TIMEOUT, exchange).await
+        });
+        use azure_core::error::ErrorKind;
+        match sent {
+            Err(_) => Ok(Sent::Lost(format!(
+                "no answer after {} s",
+                ANSWER_TIMEOUT.as_secs()
+            ))),
+            Ok(Ok(a)) => Ok(Sent::Answered(unauthorized(a)?)),
+            Ok(Err(Failure::Refused(e))) => Err(e),
+            Ok(Err(Failure::Sdk(e)))
+                if matches!(e.kind(), ErrorKind::Credential | ErrorKind::Connection) =>
+            {
+                Err(az_error(&what, e))
+            }
+            Ok(Err(Failure::Sdk(e))) => Ok(Sent::Lost(redact(&innermost(&e)).replace('\n', " "))),
+        }
+    }
+
     fn send(&self, method: Method, url: &str, body: Option<&Value>) -> Result<Answer> {
-        let parsed = Url::parse(url)
-            .map_err(|e| Error::Check(format!("bad Resource Manager URL {url}: {e}")))?;
+        let what = format!("{} {}", method_name(method), path_of(url));
+        let a = self
+            .rt
+            .block_on(self.exchange(&self.pipeline, method, url, body))
+            .map_err(|f| match f {
+                Failure::Refused(e) => e,
+                Failure::Sdk(e) => az_error(&what, e),
+            })?;
+        unauthorized(a)
+    }
+
+    /// One request through `pipeline`, to the configured endpoint only.
+    async fn exchange(
+        &self,
+        pipeline: &Pipeline,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> std::result::Result<Answer, Failure> {
+        let parsed = self.check_url(url).map_err(Failure::Refused)?;
         let mut req = Request::new(parsed, method);
         req.insert_header("accept", "application/json");
         if let Some(b) = body {
             req.insert_header("content-type", "application/json");
             req.set_body(serde_json::to_vec(b).expect("JSON values serialize"));
         }
-        let what = format!("{} {}", method_name(method), path_of(url));
-        self.rt.block_on(async {
-            let opts = PipelineSendOptions {
-                skip_checks: true,
-                ..Default::default()
-            };
-            let resp = self
-                .pipeline
-                .send(&Context::new(), &mut req, Some(opts))
-                .await
-                .map_err(|e| az_error(&what, e))?;
-            let status = u16::from(resp.status());
-            let header = |name: &'static str| {
-                resp.headers()
-                    .get_optional_str(&azure_core::http::headers::HeaderName::from_static(name))
-                    .map(str::to_string)
-            };
-            let async_operation = header("azure-asyncoperation");
-            let location = header("location");
-            let retry_after = header("retry-after").and_then(|s| s.trim().parse().ok());
-            let bytes = resp.into_body();
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-            };
-            Ok(Answer {
-                status,
-                body,
-                async_operation,
-                location,
-                retry_after,
-            })
+        let opts = PipelineSendOptions {
+            skip_checks: true,
+            ..Default::default()
+        };
+        let resp = pipeline
+            .send(&Context::new(), &mut req, Some(opts))
+            .await
+            .map_err(Failure::Sdk)?;
+        let status = u16::from(resp.status());
+        let header = |name: &'static str| {
+            resp.headers()
+                .get_optional_str(&azure_core::http::headers::HeaderName::from_static(name))
+                .map(str::to_string)
+        };
+        let async_operation = header("azure-asyncoperation");
+        let location = header("location");
+        let retry_after = header("retry-after").and_then(|s| s.trim().parse().ok());
+        let bytes = resp.into_body();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Ok(Answer {
+            status,
+            body,
+            async_operation,
+            location,
+            retry_after,
         })
     }
+}
+
+/// Why a request got no answer.
+enum Failure {
+    /// Not sent: the URL is not the configured endpoint's.
+    Refused(Error),
+    Sdk(azure_core::Error),
+}
+
+/// A 401 is never an answer a caller can act on: the token was refused
+/// (wrong audience, expired, another tenant's). One line with the reason.
+fn unauthorized(a: Answer) -> Result<Answer> {
+    if a.status != 401 {
+        return Ok(a);
+    }
+    let hint = if a
+        .error_text()
+        .contains("InvalidAuthenticationTokenAudience")
+    {
+        " (the token's audience comes from azure.resource_manager.audience, default \
+         https://management.azure.com)"
+    } else {
+        ""
+    };
+    Err(Error::Check(format!(
+        "Resource Manager refused the token: {}{hint}",
+        a.error_text()
+    )))
 }
 
 fn method_name(m: Method) -> &'static str {
@@ -190,5 +339,48 @@ pub fn auth_from_env() -> AzureAuth {
         AzureAuth::ManagedIdentity
     } else {
         AzureAuth::AzureCli
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rm(endpoint: &str, audience: Option<&str>) -> ResourceManager {
+        let text = format!(
+            "subscription_id = \"s\"\nresource_group = \"rg\"\nendpoint = \"{endpoint}\"\n{}",
+            audience.map_or(String::new(), |a| format!("audience = \"{a}\"\n"))
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_scope_is_the_clouds_audience_never_the_endpoint() {
+        let public = "https://management.azure.com/.default";
+        assert_eq!(scope(&rm("https://management.azure.com", None)), public);
+        assert_eq!(scope(&rm("https://127.0.0.1:8443", None)), public);
+        assert_eq!(scope(&rm("https://arm-proxy.corp.example/", None)), public);
+        assert_eq!(
+            scope(&rm("https://management.chinacloudapi.cn/", None)),
+            "https://management.chinacloudapi.cn/.default"
+        );
+        assert_eq!(
+            scope(&rm("https://Management.UsGovCloudApi.net", None)),
+            "https://management.usgovcloudapi.net/.default"
+        );
+        assert_eq!(
+            scope(&rm(
+                "https://management.local.azurestack.external",
+                Some("https://management.azurestack.example/4f5b1c0e")
+            )),
+            "https://management.azurestack.example/4f5b1c0e/.default"
+        );
+        assert_eq!(
+            scope(&rm(
+                "https://127.0.0.1:1",
+                Some("https://management.core.windows.net/")
+            )),
+            "https://management.core.windows.net/.default"
+        );
     }
 }

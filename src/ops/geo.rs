@@ -6,7 +6,10 @@
 //! 1. preflight: GET the source server; refuse unless geo-redundant backup
 //!    is enabled (it can only be enabled when a server is created); take the
 //!    target region from the subscription's paired-region map;
-//! 2. PUT the new server with `createMode: GeoRestore`;
+//! 2. PUT the new server with `createMode: GeoRestore`, once: it is never
+//!    resent blindly. After a lost answer, a 5xx or a 409, the target is
+//!    read; when it is this geo-restore being created (its tags say so), it
+//!    is followed as if the PUT had been answered;
 //! 3. follow the long-running operation to `Succeeded`;
 //! 4. GET the new server until `state` is `Ready`;
 //! 5. point the services at it (`kubectl set env`), or print how to.
@@ -20,14 +23,24 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use sha2::{Digest, Sha256};
+
 use crate::arm::lro::{self, Operation};
-use crate::arm::{Arm, LOCATIONS_API, STORAGE_API};
+use crate::arm::{Answer, Arm, LOCATIONS_API, STORAGE_API, Sent};
 use crate::config::{Azure, PostgresServer};
 use crate::error::{Error, Result};
 use crate::ops::Context;
 use crate::ops::upload::azure;
 
 const PROVIDER: &str = "Microsoft.DBforPostgreSQL/flexibleServers";
+
+/// Tags on the new server: the source it is a geo-restore of, and the
+/// request that made it. GET never shows a geo-restore's source (the spec
+/// returns `sourceServerResourceId` for read replicas only), so these are
+/// how a run that lost the PUT's answer tells its restore from any other
+/// server of that name.
+const SOURCE_TAG: &str = "valerix-backup-geo-restore-of";
+const REQUEST_TAG: &str = "valerix-backup-request";
 
 #[derive(Debug, Clone, Default)]
 pub struct GeoRestoreRequest {
@@ -55,6 +68,8 @@ pub struct GeoRestorePlan {
     pub target_id: String,
     pub location: String,
     pub databases: Vec<String>,
+    /// This request's tag value (UTC time and process id).
+    pub request: String,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -70,6 +85,9 @@ pub struct GeoRestoreReport {
     /// The commands that point the services at the new server.
     pub k8s_commands: Vec<Vec<String>>,
     pub k8s_applied: bool,
+    /// Set when the PUT's answer was lost or refused and the server being
+    /// created was followed instead: why, in one line.
+    pub followed: Option<String>,
 }
 
 /// A flexible server's id: `/subscriptions/../resourceGroups/../providers/...`.
@@ -207,16 +225,43 @@ pub fn plan(ctx: &Context, arm: &Arm, req: &GeoRestoreRequest) -> Result<GeoRest
     let databases = configured(az, &source_name)
         .map(|s| s.databases.clone())
         .unwrap_or_else(|| ctx.cfg.databases.iter().map(|d| d.name.clone()).collect());
+    let request = format!(
+        "{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+        std::process::id()
+    );
+    let tags = json!({ SOURCE_TAG: source_marker(&source_id), REQUEST_TAG: request });
     Ok(GeoRestorePlan {
         method: "PUT",
         url: arm.url(&target_id, &arm.cfg.api_version),
-        body: json!({ "location": location, "properties": properties }),
+        body: json!({ "location": location, "tags": tags, "properties": properties }),
         source_id,
         source_location,
         target_id,
         location,
         databases,
+        request,
     })
+}
+
+/// The source tag's value: the id lowercased (ids are case-insensitive), or
+/// its SHA-256 when longer than a tag value may be (256 characters).
+fn source_marker(source_id: &str) -> String {
+    let id = source_id.to_ascii_lowercase();
+    if id.len() <= 256 {
+        id
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+    }
+}
+
+/// A tag's value; tag names are case-insensitive in Azure.
+fn tag<'a>(resource: &'a Value, name: &str) -> Option<&'a str> {
+    resource["tags"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
 }
 
 fn configured<'a>(az: &'a Azure, name: &str) -> Option<&'a PostgresServer> {
@@ -250,43 +295,143 @@ pub fn execute(
     plan: &GeoRestorePlan,
     no_wait: bool,
 ) -> Result<GeoRestoreReport> {
-    ctx.check_cancel()?;
     let t0 = Instant::now();
     info!(
         "PUT {} (geo-restore into {})",
         plan.target_id, plan.location
     );
-    let a = arm.put(&plan.url, &plan.body)?;
-    if !a.ok() {
-        let hint = match a.status {
-            409 => " (a server of that name exists: choose another --target-name)",
-            403 => {
-                " (the identity lacks Microsoft.DBforPostgreSQL/flexibleServers/write on the target resource group)"
-            }
-            _ => "",
-        };
-        return Err(Error::Check(format!(
-            "geo-restore of {} refused: {}{hint}",
-            plan.target_id,
-            a.error_text()
-        )));
-    }
+    let (accepted, followed) = match create(ctx, arm, plan)? {
+        Created::Accepted(a) => (Some(a), None),
+        Created::Followed(note) => (None, Some(note)),
+    };
     let mut report = GeoRestoreReport {
         target_id: plan.target_id.clone(),
-        operation: Operation::from_answer(&a),
+        operation: accepted
+            .as_ref()
+            .and_then(|a| Operation::from_answer(arm, a)),
         accepted_secs: t0.elapsed().as_secs_f64(),
+        followed,
         ..Default::default()
     };
-    info!(
-        "accepted (HTTP {}) in {:.1} s",
-        a.status, report.accepted_secs
-    );
+    if let Some(a) = &accepted {
+        info!(
+            "accepted (HTTP {}) in {:.1} s",
+            a.status, report.accepted_secs
+        );
+    }
     if no_wait {
         report.total_secs = t0.elapsed().as_secs_f64();
         return Ok(report);
     }
-    follow(ctx, arm, &mut report, a.retry_after, t0)?;
+    let first_delay = accepted.and_then(|a| a.retry_after);
+    follow(ctx, arm, &mut report, first_delay, t0)?;
     Ok(report)
+}
+
+enum Created {
+    Accepted(Answer),
+    /// The answer was lost or refused, but the target is this geo-restore
+    /// being created: why, in one line.
+    Followed(String),
+}
+
+/// Sends the creating PUT, never twice blindly: a resent PUT of a restore
+/// that was accepted gets 409 while the first one runs. Only a 429
+/// (throttled: refused before anything was done) is sent again, after its
+/// Retry-After. A lost answer, a 5xx (perhaps after the server was created)
+/// and a 409 are settled by reading the target.
+fn create(ctx: &Context, arm: &Arm, plan: &GeoRestorePlan) -> Result<Created> {
+    let mut throttled = 0;
+    loop {
+        ctx.check_cancel()?;
+        let why = match arm.put_once(&plan.url, &plan.body)? {
+            Sent::Answered(a) if a.ok() => return Ok(Created::Accepted(a)),
+            Sent::Answered(a) if a.status == 429 && throttled < arm.max_retries => {
+                throttled += 1;
+                info!(
+                    "throttled ({}); sending again in {} s",
+                    a.error_text(),
+                    a.retry_after.unwrap_or(arm.cfg.poll_interval_secs)
+                );
+                lro::pause(arm, a.retry_after, &ctx.cancel)?;
+                continue;
+            }
+            Sent::Answered(a) if a.status == 409 || a.status >= 500 => a.error_text(),
+            Sent::Answered(a) => return Err(refused(plan, &a)),
+            Sent::Lost(cause) => format!("no answer ({cause})"),
+        };
+        return settle(arm, plan, &why).map(Created::Followed);
+    }
+}
+
+fn refused(plan: &GeoRestorePlan, a: &Answer) -> Error {
+    let hint = if a.status == 403 {
+        " (the identity lacks Microsoft.DBforPostgreSQL/flexibleServers/write on the target resource group)"
+    } else {
+        ""
+    };
+    Error::Check(format!(
+        "geo-restore of {} refused: {}{hint}",
+        plan.target_id,
+        a.error_text()
+    ))
+}
+
+/// After `why` (a 409, a 5xx or a lost answer), reads the target: when this
+/// request made it, or it is a geo-restore of the same source still being
+/// created, it is followed (the one line saying so is returned); anything
+/// else is an error naming what is there. Nothing is sent again.
+fn settle(arm: &Arm, plan: &GeoRestorePlan, why: &str) -> Result<String> {
+    let why = why.trim_end_matches(['.', ' ']);
+    let (_, rg, name) = split_id(&plan.target_id).unwrap_or_default();
+    let src = name_of(&plan.source_id);
+    let a = arm.get(&plan.url).map_err(|e| {
+        Error::Check(format!(
+            "geo-restore of {name}: {why}; reading {name} failed too ({e}): check with `{}` \
+             before sending it again",
+            resume_command(&plan.target_id, None)
+        ))
+    })?;
+    if a.status == 404 && why.starts_with("HTTP 409") {
+        return Err(Error::Check(format!(
+            "geo-restore of {name} refused: {why} (there is no {name} in resource group {rg}; \
+             server names are unique across Azure: choose another --target-name)"
+        )));
+    }
+    if a.status == 404 {
+        return Err(Error::Check(format!(
+            "geo-restore of {name} failed: {why}; {name} does not exist, so nothing is being \
+             created: run the same command again"
+        )));
+    }
+    if !a.ok() {
+        return Err(Error::Check(format!(
+            "geo-restore of {name}: {why}; reading {name}: {}",
+            a.error_text()
+        )));
+    }
+    let state = a.body["properties"]["state"].as_str().unwrap_or("Unknown");
+    let ours = tag(&a.body, REQUEST_TAG) == Some(plan.request.as_str());
+    let same_source = tag(&a.body, SOURCE_TAG) == Some(source_marker(&plan.source_id).as_str());
+    if ours || (same_source && state == "Provisioning") {
+        let by = if ours { "this" } else { "an earlier" };
+        let note = format!(
+            "{why}, but {name} is being created by {by} geo-restore of {src} (state {state}): \
+             following it as if the PUT had been answered"
+        );
+        warn!("{note}");
+        return Ok(note);
+    }
+    let what = if same_source {
+        let created = a.body["systemData"]["createdAt"].as_str().unwrap_or("?");
+        format!("a geo-restore of {src} created {created}")
+    } else {
+        format!("not a geo-restore of {src} by valerix-backup")
+    };
+    Err(Error::Check(format!(
+        "geo-restore of {name} refused: {why}: {name} already exists in resource group {rg} \
+         (state {state}, {what}): choose another --target-name"
+    )))
 }
 
 /// Resumes watching: an operation URL, or only the target server.
@@ -296,6 +441,11 @@ pub fn watch(
     target_id: &str,
     operation_url: Option<&str>,
 ) -> Result<GeoRestoreReport> {
+    if let Some(url) = operation_url {
+        // Before anything is sent: the token goes to the configured
+        // endpoint only.
+        arm.check_url(url)?;
+    }
     let mut report = GeoRestoreReport {
         target_id: target_id.to_string(),
         operation: operation_url.map(|u| Operation {

@@ -139,7 +139,18 @@ impl FakeArm {
     }
 
     /// As [`FakeArm::start`], the app's real secret being `secret`.
-    pub fn start_with_secret(mut state: Value, secret: &str) -> FakeArm {
+    pub fn start_with_secret(state: Value, secret: &str) -> FakeArm {
+        FakeArm::launch(state, secret, None)
+    }
+
+    /// As [`FakeArm::start`], with `other`'s CA and certificate, so that a
+    /// program trusting one trusts both (a second host to which a token
+    /// must never go).
+    pub fn start_sharing_ca(state: Value, other: &FakeArm) -> FakeArm {
+        FakeArm::launch(state, CLIENT_SECRET, Some(&other.dir))
+    }
+
+    fn launch(mut state: Value, secret: &str, certs_from: Option<&Path>) -> FakeArm {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = PathBuf::from(format!(
             "/tmp/vxb-arm-{}-{}",
@@ -148,7 +159,14 @@ impl FakeArm {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        make_ca(&dir);
+        match certs_from {
+            Some(from) => {
+                for f in ["ca.pem", "server.pem", "server.key"] {
+                    std::fs::copy(from.join(f), dir.join(f)).unwrap();
+                }
+            }
+            None => make_ca(&dir),
+        }
         let obj = state
             .as_object_mut()
             .expect("the fake's state is a JSON object");

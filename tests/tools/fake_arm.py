@@ -31,16 +31,26 @@ ARM):
       access_token}; or Entra's error body: 400 AADSTS90002 (tenant),
       70003 (grant type), 700016 (client id), 1002012 (scope), 401
       invalid_client AADSTS7000218 (no secret) / AADSTS7000215 (wrong secret).
-      The token is an unsigned JWT whose aud is the scope's resource; ARM
-      accepts https://management.azure.com(/), https://management.core.
-      windows.net(/) and this server's own https://HOST:PORT(/).
+      400 invalid_resource AADSTS500011 for a resource the directory does
+      not know (KNOWN_RESOURCES: the public cloud's Resource Manager, Storage,
+      Key Vault, Graph, PostgreSQL's Entra resource; not this server's own
+      URL, not a sovereign cloud's). The token is an unsigned JWT whose aud
+      is the scope's resource; Resource Manager accepts exactly
+      https://management.azure.com(/) and https://management.core.windows.net(/)
+      and refuses any other aud with 401 InvalidAuthenticationTokenAudience,
+      an expired token with 401 ExpiredAuthenticationToken, as Azure does.
 
   GET  /subscriptions/{sub}/locations?api-version=2022-12-01
   GET  /subscriptions/{sub}/resourceGroups/{rg}/providers/
            Microsoft.DBforPostgreSQL/flexibleServers/{name}?api-version=V
   PUT  (same URL)  {"location": L, "properties": {"createMode": "GeoRestore",
            "sourceServerResourceId": ID, "pointInTimeUTC": T, ...}}
-           -> 202, empty body, Azure-AsyncOperation, Location, Retry-After
+           -> 202, empty body, Azure-AsyncOperation, Location, Retry-After;
+           Content-Type application/json required (415 UnsupportedMediaType);
+           tags checked as Resource Manager does (at most 50, names 1-512
+           characters without < > % & \\ ? /, values at most 256) and shown
+           by GET; createMode and sourceServerResourceId are never shown by
+           GET (the spec returns the source only for read replicas)
   GET  /subscriptions/{sub}/providers/Microsoft.DBforPostgreSQL/locations/
            {loc}/azureAsyncOperation/{opid}?api-version=V
   GET  /subscriptions/{sub}/providers/Microsoft.DBforPostgreSQL/locations/
@@ -85,9 +95,25 @@ from fake_entra import b64url, entra_error, serve_tls, unsigned_jwt  # noqa: E40
 
 PG_TYPE = "Microsoft.DBforPostgreSQL/flexibleServers"
 POLICY_TYPE = "Microsoft.Storage/storageAccounts/managementPolicies"
+# The audiences Resource Manager (public cloud) accepts in a token's aud,
+# exactly: its two resource URIs with and without the trailing slash.
 ARM_AUDIENCES = [
+    "https://management.azure.com/",
+    "https://management.azure.com",
+    "https://management.core.windows.net/",
+    "https://management.core.windows.net",
+]
+# The resources (application ID URIs) this directory issues tokens for: the
+# public cloud's Resource Manager and a few other Microsoft APIs (whose
+# tokens Resource Manager refuses). Sovereign clouds' resources are unknown
+# here, as they are to the public cloud's Entra ID.
+KNOWN_RESOURCES = [
     "https://management.azure.com",
     "https://management.core.windows.net",
+    "https://storage.azure.com",
+    "https://vault.azure.net",
+    "https://graph.microsoft.com",
+    "https://ossrdbms-aad.database.windows.net",
 ]
 LOCATIONS_API_VERSIONS = ["2016-06-01", "2018-06-01", "2019-11-01", "2020-01-01", "2021-01-01", "2022-12-01"]
 API_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(-(preview|privatepreview|beta|alpha))?$")
@@ -157,6 +183,10 @@ def arm_error(status, code, message, headers=None):
     return status, {"error": {"code": code, "message": message}}, headers or {}
 
 
+class Dropped(Exception):
+    """Raised to close the connection without answering."""
+
+
 class Reply(Exception):
     """Raised to answer at once: (status, body or None, extra headers)."""
 
@@ -193,7 +223,8 @@ def load_state(path):
       resource_groups      list; if given, only these exist (others: 404
                            ResourceGroupNotFound); else every one does
       storage_accounts     list of "rg/account"; if given, only these exist
-      polls                InProgress answers before the terminal one (3)
+      polls                InProgress answers before the terminal one (3);
+                           a GET of the server being created is a step too
       retry_after          Retry-After seconds on 202s and InProgress (1)
       ready_after          GETs of a restored server answered "Provisioning"
                            after its operation Succeeded, before "Ready" (2)
@@ -206,6 +237,20 @@ def load_state(path):
                            PUTs of it get 429, Retry-After throttle_retry_after
                            (1), body throttle_error ({code TooManyRequests})
       forbidden_resource_groups  writes (PUT) there get 403 AuthorizationFailed
+      lose_answer          {"rg/name" or "name": "drop", "500" or "503"}: a PUT
+                           that creates that server gets no answer (the
+                           connection is closed after the server was created;
+                           logged with status null and "dropped": true) or an
+                           HTTP 500 InternalServerError, the server created
+                           all the same; "503": the first PUT of it gets 503
+                           ServiceUnavailable and creates nothing
+      accept_status        202 (default, as 2025-08-01 documents) or 201 (as
+                           older api-versions answered: with the new server's
+                           body, and the same headers)
+      async_operation_base, location_base  scheme://host:port the
+                           Azure-AsyncOperation / Location URLs of a 202 point
+                           at (default: this server), to stand in for a
+                           misbehaving proxy
       token_lifetime       seconds (3600)
       regions              {"name": ["Display Name", "pairedname"]} added to /
                            replacing the built-in table
@@ -228,6 +273,13 @@ def load_state(path):
         st[k] = int(st.get(k, d))
     for k in ("fail_targets", "throttle_targets", "forbidden_resource_groups"):
         st[k] = [str(x).lower() for x in st.get(k) or []]
+    st["accept_status"] = int(st.get("accept_status", 202))
+    if st["accept_status"] not in (201, 202):
+        sys.exit("fake_arm.py: accept_status is 201 or 202")
+    st["lose_answer"] = {str(k).lower(): v for k, v in (st.get("lose_answer") or {}).items()}
+    for v in st["lose_answer"].values():
+        if v not in ("drop", "500", "503"):
+            sys.exit("fake_arm.py: lose_answer values are \"drop\", \"500\" or \"503\", not {!r}".format(v))
     st["fail_error"] = st.get("fail_error") or {
         "code": "InternalServerError",
         "message": "An unexpected error occured while processing the request. Tracking ID: '{}'".format(
@@ -333,6 +385,27 @@ def append_line(path, entry):
         os.close(fd)
 
 
+def check_tags(tags):
+    """Resource Manager's rules for a resource's tags."""
+    if tags is None:
+        return
+    if not isinstance(tags, dict) or any(not isinstance(v, str) for v in tags.values()):
+        fail(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized: "
+             "'tags' must be an object of strings.")
+    if len(tags) > 50:
+        fail(400, "InvalidTagCount", "The number of tags on the resource exceeds the limit of 50.")
+    for name, value in tags.items():
+        if not name or len(name) > 512 or any(c in name for c in '<>%&\\?/') or any(ord(c) < 32 for c in name):
+            fail(400, "InvalidTagNameCharacters", "The tag names '{}' have reserved characters '<,>,%,&,\\,?,/' "
+                 "or control characters, or are empty or longer than 512 characters.".format(name))
+        if name.lower().startswith(("azure", "microsoft", "windows")):
+            fail(400, "InvalidTagName", "The tag name '{}' uses a prefix reserved by Azure ('azure', "
+                 "'microsoft', 'windows').".format(name))
+        if len(value) > 256:
+            fail(400, "InvalidTagValueLength", "The tag value of '{}' is {} characters long; the limit is "
+                 "256.".format(name, len(value)))
+
+
 def matches(targets, rg, name):
     return "{}/{}".format(rg, name).lower() in targets or name.lower() in targets
 
@@ -374,6 +447,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, body, headers = self.route(raw)
         except Reply as r:
             status, body, headers = r.status, r.body, r.headers
+        except Dropped:
+            # The request was carried out; its answer is lost: close the
+            # connection without a byte of response.
+            self.close_connection = True
+            self.entry["dropped"] = True
+            self.record(raw, None, None, {})
+            return
         self.answer(raw, status, body, headers)
 
     def base_url(self):
@@ -433,6 +513,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             },
             "response": None,
         }
+        if e.get("dropped"):
+            entry["dropped"] = True
         if e["kind"] == "token":
             entry["form"] = urllib.parse.parse_qs(text, keep_blank_values=True)
             if status != 200 and isinstance(body, dict):
@@ -509,6 +591,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                "The provided value for scope {} is not valid. Client credential flows must have a "
                                "scope value with /.default suffixed to the resource identifier (application ID "
                                "URI).".format(scope))
+        # Entra issues tokens only for resources (application ID URIs) it
+        # knows: a Resource Manager endpoint's own URL is none of them.
+        if resource not in KNOWN_RESOURCES and resource.rstrip("/") not in KNOWN_RESOURCES:
+            return entra_error(400, "invalid_resource", 500011,
+                               "The resource principal named {} was not found in the tenant named {}. This can "
+                               "happen if the application has not been installed by the administrator of the "
+                               "tenant or consented to by any user in the tenant. You might have sent your "
+                               "authentication request to the wrong tenant.".format(resource, tenant))
         now = int(time.time())
         lifetime = st["token_lifetime"]
         oid = str(uuid.uuid5(uuid.NAMESPACE_URL, "oid:" + st["client_id"]))
@@ -574,15 +664,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                      time.strftime("%m/%d/%Y %I:%M:%S %p", time.gmtime(claims["exp"])),
                      time.strftime("%m/%d/%Y %I:%M:%S %p", time.gmtime(now))),
                  {"WWW-Authenticate": challenge.format(st["tenant"], "The access token has expired.")})
-        allowed = ARM_AUDIENCES + [self.base_url(), "https://127.0.0.1:{}".format(self.server.server_address[1])]
-        if claims["aud"].rstrip("/") not in allowed:
+        if claims["nbf"] > now:
+            self.entry["auth"] = "not-yet-valid"
+            fail(401, "InvalidAuthenticationToken", "The access token is not yet valid.",
+                 {"WWW-Authenticate": challenge.format(st["tenant"], "The access token is not yet valid.")})
+        # Exactly one of the fixed audiences, whatever host was asked: Resource
+        # Manager never accepts a token for its own URL or any other resource.
+        if claims["aud"] not in ARM_AUDIENCES:
             self.entry["auth"] = "wrong-audience"
-            fail(401, "InvalidAuthenticationTokenAudience",
-                 "The access token has been obtained for wrong audience or resource '{}'. It should exactly match "
-                 "with one of the allowed audiences {}.".format(
-                     claims["aud"], ",".join("'{}'".format(a) for a in
-                                             [x + s for x in ARM_AUDIENCES for s in ("/", "")])),
-                 {"WWW-Authenticate": challenge.format(st["tenant"], "The access token has the wrong audience.")})
+            message = ("The access token has been obtained for wrong audience or resource '{}'. It should exactly "
+                       "match with one of the allowed audiences {}.".format(
+                           claims["aud"], ",".join("'{}'".format(a) for a in ARM_AUDIENCES)))
+            fail(401, "InvalidAuthenticationTokenAudience", message,
+                 {"WWW-Authenticate": challenge.format(st["tenant"], message.replace('"', "'"))})
         self.entry["auth"] = "valid"
         return claims
 
@@ -658,7 +752,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if (len(lrest) == 6 and lrest[0] == "providers" and lrest[1] == "microsoft.dbforpostgresql"
                 and lrest[2] == "locations" and lrest[4] in ("azureasyncoperation", "operationresults")):
             self.method_is("GET")
-            self.api_version(query, None, None)
+            self.api_version(query, st["api_versions"], "locations/" + rest[4], lrest[3])
             return self.poll(lrest[3], lrest[4], rest[5])
 
         # /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/...]
@@ -727,7 +821,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     fail(404, "ResourceNotFound", "The Resource '{}/{}' under resource group '{}' was not found. "
                          "For more details please go to https://aka.ms/ARMResourceNotFoundFix".format(PG_TYPE, name, rg))
                 op = self.server.ops.get(srv["op"]) if srv["op"] else None
-                if op is not None and op["status"] == "Succeeded":
+                if op is not None and op["status"] == "InProgress":
+                    self.advance(op)
+                    if key not in st["servers"]:
+                        fail(404, "ResourceNotFound", "The Resource '{}/{}' under resource group '{}' was not "
+                             "found. For more details please go to https://aka.ms/ARMResourceNotFoundFix".format(
+                                 PG_TYPE, name, rg))
+                elif op is not None and op["status"] == "Succeeded":
                     if srv["provisioning_gets"] > 0:
                         srv["provisioning_gets"] -= 1
                         srv["properties"]["state"] = "Provisioning"
@@ -735,6 +835,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         srv["properties"]["state"] = "Ready"
                 return 200, server_body(st, srv), {}
         return self.create_server(claims, query, rg, name, raw)
+
+    def lost_answer(self, rg, name):
+        lose = self.server.state["lose_answer"]
+        return lose.get("{}/{}".format(rg, name).lower()) or lose.get(name.lower())
 
     def create_server(self, claims, query, rg, name, raw):
         st = self.server.state
@@ -752,6 +856,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "Retry-After": st["throttle_retry_after"],
                     "x-ms-ratelimit-remaining-subscription-writes": 0,
                 })
+        if self.lost_answer(rg, name) == "503":
+            with self.server.lock:
+                n = self.server.throttled.get(("503", rg.lower(), name.lower()), 0)
+                self.server.throttled[("503", rg.lower(), name.lower())] = n + 1
+            if n == 0:
+                fail(503, "ServiceUnavailable", "The service is currently unavailable. Please try again later.")
         self.rg_exists(rg)
         body = self.read_json(raw)
         location = get_ci(body, "location")
@@ -766,6 +876,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             fail(400, "InvalidServerName", "Specified server name contains unsupported characters or is too long. "
                  "Server name must be no longer than 63 characters long, contain only lower-case characters or "
                  "digits, cannot contain '.' or '_' characters and can't start or end with '-' character.")
+        check_tags(get_ci(body, "tags"))
         props = get_ci(body, "properties")
         if not isinstance(props, dict):
             fail(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized: "
@@ -848,13 +959,43 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "fail": matches(st["fail_targets"], rg, name),
                 "api": api,
             }
-        base = "{}/subscriptions/{}/providers/Microsoft.DBforPostgreSQL/locations/{}".format(
-            self.base_url(), st["subscription"], location)
-        return 202, None, {
-            "Azure-AsyncOperation": "{}/azureAsyncOperation/{}?api-version={}".format(base, opid, api),
-            "Location": "{}/operationResults/{}?api-version={}".format(base, opid, api),
+        lost = self.lost_answer(rg, name)
+        if lost == "drop":
+            raise Dropped()
+        if lost == "500":
+            fail(500, "InternalServerError", "An unexpected error occured while processing the request. Tracking "
+                 "ID: '{}'".format(uuid.uuid4()))
+        path = "/subscriptions/{}/providers/Microsoft.DBforPostgreSQL/locations/{}".format(st["subscription"], location)
+        async_base = st.get("async_operation_base") or self.base_url()
+        location_base = st.get("location_base") or self.base_url()
+        with self.server.lock:
+            created = server_body(st, srv) if st["accept_status"] == 201 else None
+        return st["accept_status"], created, {
+            "Azure-AsyncOperation": "{}{}/azureAsyncOperation/{}?api-version={}".format(async_base, path, opid, api),
+            "Location": "{}{}/operationResults/{}?api-version={}".format(location_base, path, opid, api),
             "Retry-After": st["retry_after"],
         }
+
+    def advance(self, op):
+        """One step of a running operation (under the lock): every poll, and
+        every GET of the server it creates, is one; it runs whether or not
+        anyone polls it, as in Azure."""
+        st = self.server.state
+        if op["status"] != "InProgress":
+            return
+        if op["polls"] < st["polls"]:
+            op["polls"] += 1
+            return
+        op["endTime"] = iso(now_utc())
+        srv = st["servers"].get(op["key"])
+        if op["fail"]:
+            op["status"] = "Failed"
+            op["error"] = dict(st["fail_error"])
+            st["servers"].pop(op["key"], None)
+        else:
+            op["status"] = "Succeeded"
+            if srv is not None:
+                srv["properties"]["state"] = "Provisioning" if srv["provisioning_gets"] else "Ready"
 
     def poll(self, location, kind, opid):
         """One poll of an operation, through either URL; both count."""
@@ -863,20 +1004,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             op = self.server.ops.get(opid.lower())
             if op is None or op["location"] != location:
                 fail(404, "OperationNotFound", "The operation '{}' could not be found.".format(opid))
-            if op["status"] == "InProgress":
-                if op["polls"] >= st["polls"]:
-                    op["endTime"] = iso(now_utc())
-                    srv = st["servers"].get(op["key"])
-                    if op["fail"]:
-                        op["status"] = "Failed"
-                        op["error"] = dict(st["fail_error"])
-                        st["servers"].pop(op["key"], None)
-                    else:
-                        op["status"] = "Succeeded"
-                        if srv is not None:
-                            srv["properties"]["state"] = "Provisioning" if srv["provisioning_gets"] else "Ready"
-                else:
-                    op["polls"] += 1
+            self.advance(op)
             op = dict(op)
             srv = st["servers"].get(op["key"])
             srv_body = server_body(st, srv) if srv else None
