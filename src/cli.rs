@@ -247,16 +247,23 @@ possible. `valerix-backup audit` includes this check when servers are configured
     /// Print the Azure Storage lifecycle policy for the configured tiers
     #[command(after_help = "\
 Daily copies are deleted daysAfterCreationGreaterThan daily_retention_days (30), weekly ones
-after weekly_retention_days (90). Apply the JSON with
+after weekly_retention_days (90), but only copies tagged superseded = true: valerix-backup
+tags a copy once a newer sound copy of its database and tier exists, so the newest is never
+deleted. Apply with --apply (merges with the account's other rules), or the JSON with
   az storage account management-policy create -g RG --account-name ACCOUNT --policy @policy.json
 or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaults).")]
     #[command(display_order = 9)]
     LifecyclePolicy {
         #[arg(long, value_enum, default_value_t = PolicyFormat::Json)]
         format: PolicyFormat,
-        /// PUT it to the storage account's managementPolicies/default through Resource Manager
+        /// Merge it into the storage account's managementPolicies/default through Resource
+        /// Manager: our rules added or replaced, every other rule kept; shows the changes and
+        /// asks first
         #[arg(long, conflicts_with = "format")]
         apply: bool,
+        /// With --apply: do not ask for confirmation
+        #[arg(long, requires = "apply")]
+        yes: bool,
     },
     /// Check backups: SHA-256 against the manifest, full gzip decode, dump structure
     #[command(
