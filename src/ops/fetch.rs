@@ -2,9 +2,10 @@
 //! directory, proven, so the ordinary restore can use it (the runbook's
 //! scenario 2: the machine and its local backups are gone).
 //!
-//! The manifest blob is read first (at most [`MAX_MANIFEST_BYTES`](crate::offsite::MAX_MANIFEST_BYTES), checked
-//! as untrusted input: any malformed hash or content is a one-line error
-//! naming the blob); the dump is streamed to a hidden partial
+//! The manifest blob is read first (at most
+//! [`MAX_MANIFEST_BYTES`](crate::offsite::MAX_MANIFEST_BYTES), checked as
+//! untrusted input: any malformed hash or content is a one-line error naming
+//! the blob); the dump is streamed to a hidden partial
 //! file while it is hashed, and kept only when its SHA-256 equals both the
 //! manifest's and the blob metadata's. When a backup has copies in both
 //! tiers, the first that verifies is used and named; when none does, nothing
@@ -182,7 +183,8 @@ fn fetch_copy(
     out.commit().map(drop)
 }
 
-/// Reads manifest blob `name` (at most [`MAX_MANIFEST_BYTES`](crate::offsite::MAX_MANIFEST_BYTES)) and checks it
+/// Reads manifest blob `name` (at most
+/// [`MAX_MANIFEST_BYTES`](crate::offsite::MAX_MANIFEST_BYTES)) and checks it
 /// against what the dump blob says: its SHA-256 (`want`, from the dump's
 /// metadata), database and timestamp. The manifest and its bytes; any
 /// problem is one line naming the manifest blob.
