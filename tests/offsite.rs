@@ -803,6 +803,14 @@ fn audit_of_an_empty_or_stale_inventory_fails_naming_each_database() {
         "{report}"
     );
     assert!(r.error().contains("2 no-offsite-copy"), "{}", r.error());
+    let text = o.run(&["audit"]).stdout;
+    for db in ["order_db", "inventory_db"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("no-offsite-copy") && l.contains(db)),
+            "{db} not named:\n{text}"
+        );
+    }
 
     // Fresh copies of both: nothing of the kind.
     o.sb.run(&["backup"]).ok();
@@ -996,6 +1004,13 @@ fn malformed_hashes_and_manifests_from_azure_are_one_line_errors() {
         let e = r.fails_with(1, &dump);
         assert!(e.contains("not a SHA-256"), "{e}");
         assert_eq!(o.sb.pg.fingerprint("order_db"), damaged);
+        // `list` shows the offsite-only copy, without its unusable hash.
+        let l = o.run(&["list", "--json"]);
+        no_panic(&l);
+        let l: Value = serde_json::from_str(&l.ok().stdout).unwrap();
+        assert_eq!(l[0]["state"], "offsite-only", "{l}");
+        assert_eq!(l[0]["sha256"], Value::Null, "{l}");
+        o.run(&["list"]).ok();
         let a = o.run(&["audit", "--deep", "--json"]);
         no_panic(&a);
         assert_eq!(a.code, 1, "{}", a.stderr);
