@@ -714,22 +714,51 @@ fn a_sas_token_with_an_account_url_works() {
     let account_url = o.az.blob_endpoint();
     o.configure(&format!("account_url = \"{account_url}\"\nauth = \"sas\""));
     let sas = o.az.py_reader(&["sas", "racwdl"]);
-    let mut cmd = o.sb.command(&["upload"]);
-    cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING")
-        .env("AZURE_STORAGE_SAS_TOKEN", sas.trim());
-    let r = common::run(cmd).ok();
+    let with_sas = |args: &[&str]| {
+        let mut cmd = o.sb.command(args);
+        cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING")
+            .env("AZURE_STORAGE_SAS_TOKEN", sas.trim());
+        common::run(cmd)
+    };
+    let r = with_sas(&["upload"]).ok();
     assert!(r.stdout.contains("uploaded"), "{}", r.stdout);
     let dump = o.sb.dump_of("order_db");
+    let tier = if r.stdout.contains("weekly") {
+        "weekly"
+    } else {
+        "daily"
+    };
     let name = format!(
-        "{}/order_db/{}",
-        if r.stdout.contains("weekly") {
-            "weekly"
-        } else {
-            "daily"
-        },
+        "{tier}/order_db/{}",
         dump.file_name().unwrap().to_string_lossy()
     );
     assert_eq!(o.az.sha256(CONTAINER, &name), sha256_file(&dump));
+    // This SAS may not write tags (no `t`): an older copy uploaded now is
+    // superseded but cannot be tagged. The upload still succeeds and says
+    // so; the audit reports it once for the database.
+    let older = weekday_stamp(&[2, 3], 2);
+    backdate(&o.sb, "order_db", &older);
+    let older_blob = format!("{tier}/order_db/order_db_{older}.dump.gz");
+    let r = with_sas(&["upload", &older, "--tier", tier]).ok();
+    assert!(r.stderr.contains("not tagged"), "{}", r.stderr);
+    assert!(!o.superseded(&older_blob));
+    let r = with_sas(&["audit", "--json"]);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let f = findings(&report, "tag-repair");
+    assert_eq!(f.len(), 1, "{report}");
+    assert_eq!(f[0]["database"], "order_db");
+    assert!(
+        f[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 blob(s) not tagged"),
+        "{f:?}"
+    );
+    // With a credential that may, the audit repairs it.
+    o.configure("");
+    o.run(&["audit"]);
+    assert!(o.superseded(&older_blob));
+    o.configure(&format!("account_url = \"{account_url}\"\nauth = \"sas\""));
     // The variable unset: named, exit 2.
     let mut cmd = o.sb.command(&["upload"]);
     cmd.env_remove("AZURE_STORAGE_SAS_TOKEN");

@@ -199,14 +199,11 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
     let tags = repair_tags(&store, az, &blobs, &dbs, &state);
     report
         .findings
-        .extend(tags.errors.iter().map(|(db, e)| Finding {
+        .extend(tags.failures().into_iter().map(|(db, line)| Finding {
             kind: FindingKind::TagRepair,
-            database: db.clone(),
+            database: db,
             blob: None,
-            detail: format!(
-                "{e}: the lifecycle policy cannot delete superseded copies (tag writes need \
-             Storage Blob Data Owner, or a role with .../blobs/tags/write)"
-            ),
+            detail: line,
         }));
     if !az.postgres_servers.is_empty() {
         servers(ctx, &mut report);
@@ -759,8 +756,27 @@ fn judge<'a>(
 pub struct TagRepair {
     pub tagged: usize,
     pub untagged: usize,
-    /// (database, error), one per blob that could not be tagged.
-    pub errors: Vec<(String, String)>,
+    /// Per database: how many blobs could not be tagged, and the first error.
+    errors: BTreeMap<String, (usize, String)>,
+}
+
+impl TagRepair {
+    /// One line per database whose tags could not all be repaired.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.errors
+            .iter()
+            .map(|(db, (n, first))| {
+                (
+                    db.clone(),
+                    format!(
+                        "{n} blob(s) not tagged, so the lifecycle policy cannot delete them when \
+                         superseded (tag writes need Storage Blob Data Owner, or a role with \
+                         .../blobs/tags/write); first error: {first}"
+                    ),
+                )
+            })
+            .collect()
+    }
 }
 
 /// Makes the `superseded` tags true to the inventory: set on every dump and
@@ -793,7 +809,13 @@ pub fn repair_tags(
                 match store.set_tags(&blob.name, &tags) {
                     Ok(()) if j.superseded => out.tagged += 1,
                     Ok(()) => out.untagged += 1,
-                    Err(e) => out.errors.push((db.dbname.clone(), e.to_string())),
+                    Err(e) => {
+                        let entry = out
+                            .errors
+                            .entry(db.dbname.clone())
+                            .or_insert((0, e.to_string()));
+                        entry.0 += 1;
+                    }
                 }
             }
         }
@@ -849,9 +871,8 @@ pub fn prune_offsite(
     }
     if !dry_run {
         let left = store.list(&az.prefix)?;
-        let tags = repair_tags(&store, az, &left, &dbs, &state);
-        for (db, e) in &tags.errors {
-            warn!("{db}: {e}");
+        for (db, line) in repair_tags(&store, az, &left, &dbs, &state).failures() {
+            warn!("{db}: {line}");
         }
     }
     Ok(removed)

@@ -180,11 +180,8 @@ fn tag_superseded(
     };
     let state = crate::ops::audit::DeepState::load(ctx);
     let tags = crate::ops::audit::repair_tags(store, az, &blobs, &touched, &state);
-    for (db, e) in &tags.errors {
-        warn!(
-            "{db}: superseded copy not tagged, the lifecycle policy cannot delete it yet: {e} \
-             (tag writes need Storage Blob Data Owner, or a role with .../blobs/tags/write)"
-        );
+    for (db, line) in tags.failures() {
+        warn!("{db}: {line}");
     }
 }
 
