@@ -112,13 +112,15 @@ Examples:
     /// Audit the offsite copies: gaps, hashes, retention, sizes, access tiers
     #[command(after_help = "\
 Lists the container once (metadata and tags) and reports per database: copies per tier,
-the newest daily and weekly copy, days of the last 30 without a copy, weekly days of the
+the newest daily and weekly copy, no copy at all, a newest copy older than
+max_offsite_age_hours (36), days of the last 30 without a copy, weekly days of the
 last 12 weeks without a weekly copy, local backups younger than require_offsite_days
 without a copy, copies past retention (is the lifecycle policy applied?), copies without a
 sha256 or whose local manifest disagrees, size anomalies, wrong access tiers and missing
 manifests. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
-audit (remembered in <backup_dir>/.offsite-deep-checks.json); --recheck re-reads them all.
-Exit status 0 only when nothing is wrong.")]
+audit (remembered in <backup_dir>/.offsite-deep-checks.json) and reads its manifest;
+--recheck re-reads them all. Repairs the superseded index tags the lifecycle policy deletes
+by. Exit status 0 only when nothing is wrong.")]
     #[command(display_order = 8)]
     Audit {
         /// Download and re-hash the blobs (those not proven before)
@@ -250,16 +252,23 @@ possible. `valerix-backup audit` includes this check when servers are configured
     /// Print the Azure Storage lifecycle policy for the configured tiers
     #[command(after_help = "\
 Daily copies are deleted daysAfterCreationGreaterThan daily_retention_days (30), weekly ones
-after weekly_retention_days (90). Apply the JSON with
+after weekly_retention_days (90), but only copies tagged superseded = true: valerix-backup
+tags a copy once a newer sound copy of its database and tier exists, so the newest is never
+deleted. Apply with --apply (merges with the account's other rules), or the JSON with
   az storage account management-policy create -g RG --account-name ACCOUNT --policy @policy.json
 or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaults).")]
     #[command(display_order = 9)]
     LifecyclePolicy {
         #[arg(long, value_enum, default_value_t = PolicyFormat::Json)]
         format: PolicyFormat,
-        /// PUT it to the storage account's managementPolicies/default through Resource Manager
+        /// Merge it into the storage account's managementPolicies/default through Resource
+        /// Manager: our rules added or replaced, every other rule kept; shows the changes and
+        /// asks first
         #[arg(long, conflicts_with = "format")]
         apply: bool,
+        /// With --apply: do not ask for confirmation
+        #[arg(long, requires = "apply")]
+        yes: bool,
     },
     /// Check backups: SHA-256 against the manifest, full gzip decode, dump structure
     #[command(
@@ -341,7 +350,8 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         #[arg(long)]
         dry_run: bool,
         /// Delete offsite copies past their tier's retention instead (for accounts
-        /// without the lifecycle policy); the newest copy of a database is always kept
+        /// without the lifecycle policy), only superseded ones: the newest sound copy of each
+        /// database and tier is always kept
         #[arg(long)]
         offsite: bool,
         /// With --offsite: judge retention as of this instant (RFC 3339)

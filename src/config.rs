@@ -125,6 +125,10 @@ pub struct Azure {
     /// offsite copy.
     #[serde(default = "default_offsite_lag_days")]
     pub require_offsite_days: u32,
+    /// Audit: the newest offsite copy of a database may be this many hours
+    /// old (the daily cadence plus a grace) before uploads count as stopped.
+    #[serde(default = "default_max_offsite_age_hours")]
+    pub max_offsite_age_hours: u32,
     /// `[azure.resource_manager]`: geo-restore, preflight, lifecycle policy.
     #[serde(default)]
     pub resource_manager: Option<ResourceManager>,
@@ -470,6 +474,10 @@ fn default_retry_max_secs() -> u64 {
 fn default_size_factor() -> f64 {
     3.0
 }
+fn default_max_offsite_age_hours() -> u32 {
+    36
+}
+
 fn default_offsite_lag_days() -> u32 {
     7
 }

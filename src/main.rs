@@ -74,14 +74,13 @@ fn run(cli: Cli) -> Result<()> {
         Progress::new(!cli.no_progress && !json && !cli.quiet && std::io::stderr().is_terminal());
     let ctx = Context::new(cfg, progress, cancel_on_signals());
     match cli.command {
-        Command::LifecyclePolicy { format, apply } => {
+        Command::LifecyclePolicy { format, apply, yes } => {
             let az = upload::azure_of(&ctx.cfg)?;
             for w in policy::warnings(az) {
                 tracing::warn!("{w}");
             }
             if apply {
-                let path = geo::apply_lifecycle_policy(&ctx, &policy::lifecycle_policy(az))?;
-                println!("applied to {path}");
+                apply_lifecycle_policy(az, yes)?;
             } else {
                 print!("{}", policy::render(az, format));
             }
@@ -298,6 +297,37 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
         }
     }
     print::emit(json, &report, print::geo_report)
+}
+
+/// `lifecycle-policy --apply`: show what merging our rules changes, ask
+/// (unless `yes`), then PUT.
+fn apply_lifecycle_policy(az: &valerix_backup::config::Azure, yes: bool) -> Result<()> {
+    let plan = policy::plan_apply(az)?;
+    for w in &plan.merge.warnings {
+        tracing::warn!("{w}");
+    }
+    let account = &plan.account;
+    if plan.merge.changes.is_empty() {
+        println!("{account}: the lifecycle policy already has these rules; nothing to change");
+        return Ok(());
+    }
+    println!("lifecycle policy of storage account {account}:");
+    for c in &plan.merge.changes {
+        println!("  {c}");
+    }
+    for k in &plan.merge.kept {
+        println!("  keep rule {k} (not ours)");
+    }
+    if !yes {
+        ask(
+            &[],
+            "lifecycle-policy --apply changes the storage account's policy",
+            "lifecycle-policy --apply cancelled; nothing was sent",
+        )?;
+    }
+    policy::apply(&plan)?;
+    println!("applied to {}", plan.path);
+    Ok(())
 }
 
 fn confirm_geo(plan: &geo::GeoRestorePlan, yes: bool) -> Result<()> {

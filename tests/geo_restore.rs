@@ -413,7 +413,7 @@ fn azure_check_tells_whether_a_geo_restore_would_work() {
 fn lifecycle_policy_apply_puts_what_lifecycle_policy_prints() {
     let g = Geo::new(arm::scenario());
     let printed: Value = serde_json::from_str(&g.run(&["lifecycle-policy"]).ok().stdout).unwrap();
-    g.run(&["lifecycle-policy", "--apply"]).ok();
+    g.run(&["lifecycle-policy", "--apply", "--yes"]).ok();
     let put = g.fake.requests_to("PUT", "/managementPolicies/default");
     assert_eq!(put.len(), 1);
     assert_eq!(put[0]["status"], 200);

@@ -714,24 +714,509 @@ fn a_sas_token_with_an_account_url_works() {
     let account_url = o.az.blob_endpoint();
     o.configure(&format!("account_url = \"{account_url}\"\nauth = \"sas\""));
     let sas = o.az.py_reader(&["sas", "racwdl"]);
-    let mut cmd = o.sb.command(&["upload"]);
-    cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING")
-        .env("AZURE_STORAGE_SAS_TOKEN", sas.trim());
-    let r = common::run(cmd).ok();
+    let with_sas = |args: &[&str]| {
+        let mut cmd = o.sb.command(args);
+        cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING")
+            .env("AZURE_STORAGE_SAS_TOKEN", sas.trim());
+        common::run(cmd)
+    };
+    let r = with_sas(&["upload"]).ok();
     assert!(r.stdout.contains("uploaded"), "{}", r.stdout);
     let dump = o.sb.dump_of("order_db");
+    let tier = if r.stdout.contains("weekly") {
+        "weekly"
+    } else {
+        "daily"
+    };
     let name = format!(
-        "{}/order_db/{}",
-        if r.stdout.contains("weekly") {
-            "weekly"
-        } else {
-            "daily"
-        },
+        "{tier}/order_db/{}",
         dump.file_name().unwrap().to_string_lossy()
     );
     assert_eq!(o.az.sha256(CONTAINER, &name), sha256_file(&dump));
+    // This SAS may not write tags (no `t`): an older copy uploaded now is
+    // superseded but cannot be tagged. The upload still succeeds and says
+    // so; the audit reports it once for the database.
+    let older = weekday_stamp(&[2, 3], 2);
+    backdate(&o.sb, "order_db", &older);
+    let older_blob = format!("{tier}/order_db/order_db_{older}.dump.gz");
+    let r = with_sas(&["upload", &older, "--tier", tier]).ok();
+    assert!(r.stderr.contains("not tagged"), "{}", r.stderr);
+    assert!(!o.superseded(&older_blob));
+    let r = with_sas(&["audit", "--json"]);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let f = findings(&report, "tag-repair");
+    assert_eq!(f.len(), 1, "{report}");
+    assert_eq!(f[0]["database"], "order_db");
+    assert!(
+        f[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 blob(s) not tagged"),
+        "{f:?}"
+    );
+    // With a credential that may, the audit repairs it.
+    o.configure("");
+    o.run(&["audit"]);
+    assert!(o.superseded(&older_blob));
+    o.configure(&format!("account_url = \"{account_url}\"\nauth = \"sas\""));
     // The variable unset: named, exit 2.
     let mut cmd = o.sb.command(&["upload"]);
     cmd.env_remove("AZURE_STORAGE_SAS_TOKEN");
     common::run(cmd).fails_with(2, "AZURE_STORAGE_SAS_TOKEN");
+}
+
+/// The timestamp in a dump file's name (`order_db_20261201_020000.dump.gz`).
+fn stamp_of(dump: &Path) -> String {
+    let name = dump.file_name().unwrap().to_string_lossy().into_owned();
+    let stem = name.trim_end_matches(".dump.gz");
+    stem[stem.len() - 15..].to_string()
+}
+
+fn daily(stamp: &str) -> String {
+    format!("daily/order_db/order_db_{stamp}.dump.gz")
+}
+
+fn manifest_blob(dump_blob: &str) -> String {
+    dump_blob.replace(".dump.gz", ".manifest.json")
+}
+
+impl Offsite {
+    fn names(&self) -> Vec<String> {
+        self.blobs()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Whether the blob carries the tag the lifecycle policy deletes by.
+    fn superseded(&self, name: &str) -> bool {
+        self.blob(name)["tags"]["superseded"] == "true"
+    }
+
+    /// Replaces one metadata key of a blob, keeping the others.
+    fn set_metadata(&self, name: &str, key: &str, value: &str) {
+        let meta = self.blob(name)["metadata"].clone();
+        let mut pairs: Vec<String> = meta
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+            .collect();
+        pairs.push(format!("{key}={value}"));
+        let mut args = vec!["set-metadata", CONTAINER, name];
+        args.extend(pairs.iter().map(String::as_str));
+        self.az.py_reader(&args);
+    }
+}
+
+// Defect 4: an inventory with nothing in it, or nothing recent, is a finding.
+#[test]
+fn audit_of_an_empty_or_stale_inventory_fails_naming_each_database() {
+    let o = Offsite::new();
+    o.az.create_container(CONTAINER);
+    let r = o.run(&["audit", "--json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let dbs = |report: &Value, kind: &str| {
+        let mut d: Vec<String> = findings(report, kind)
+            .iter()
+            .map(|f| f["database"].as_str().unwrap().to_string())
+            .collect();
+        d.sort();
+        d
+    };
+    assert_eq!(
+        dbs(&report, "no-offsite-copy"),
+        ["inventory_db", "order_db"],
+        "{report}"
+    );
+    assert!(r.error().contains("2 no-offsite-copy"), "{}", r.error());
+    let text = o.run(&["audit"]).stdout;
+    for db in ["order_db", "inventory_db"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("no-offsite-copy") && l.contains(db)),
+            "{db} not named:\n{text}"
+        );
+    }
+
+    // Fresh copies of both: nothing of the kind.
+    o.sb.run(&["backup"]).ok();
+    o.run(&["upload"]).ok();
+    let fresh = o.json(&["audit"]);
+    assert!(dbs(&fresh, "no-offsite-copy").is_empty(), "{fresh}");
+    assert!(dbs(&fresh, "uploads-stopped").is_empty(), "{fresh}");
+
+    // A wrong prefix hides them all again, and the finding says where it looked.
+    o.configure("prefix = \"prod/\"");
+    let wrong = o.json(&["audit"]);
+    let none = findings(&wrong, "no-offsite-copy");
+    assert_eq!(none.len(), 2, "{wrong}");
+    assert!(
+        none[0]["detail"].as_str().unwrap().contains("\"prod/\""),
+        "{none:?}"
+    );
+
+    // Three days without an upload: the newest copy is too old.
+    o.configure("");
+    let later = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    let r = o.run(&["audit", "--as-of", &later, "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let stale: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        dbs(&stale, "uploads-stopped"),
+        ["inventory_db", "order_db"],
+        "{stale}"
+    );
+    let f = &findings(&stale, "uploads-stopped")[0];
+    assert!(f["detail"].as_str().unwrap().contains("limit 36 h"), "{f}");
+    // The limit is a setting.
+    o.configure("max_offsite_age_hours = 96");
+    let relaxed = o.json(&["audit", "--as-of", &later]);
+    assert!(dbs(&relaxed, "uploads-stopped").is_empty(), "{relaxed}");
+}
+
+// Defect 6: prune keeps the newest SOUND copy, and never leaves none.
+#[test]
+fn prune_offsite_keeps_the_newest_sound_copy_not_just_the_newest_name() {
+    let o = Offsite::new();
+    o.sb.run(&["backup", "order"]).ok();
+    let today = stamp_of(&o.sb.dump_of("order_db"));
+    let old: Vec<String> = [2, 3, 4].iter().map(|d| stamp_days_ago(*d, 2)).collect();
+    for s in &old {
+        backdate(&o.sb, "order_db", s);
+    }
+    o.json(&["upload", "all", "--tier", "daily"]);
+    // The newest copy lost its metadata (re-uploaded by hand); the next one
+    // changed after upload, and a deep audit finds it.
+    o.az.py_reader(&["set-metadata", CONTAINER, &daily(&today)]);
+    o.az.py_reader(&["tamper", CONTAINER, &daily(&old[0])]);
+    let audit = o.run(&["audit", "--deep", "--json"]);
+    assert_eq!(audit.code, 1, "{}", audit.stderr);
+    let report: Value = serde_json::from_str(&audit.stdout).unwrap();
+    assert_eq!(
+        findings(&report, "corrupt")[0]["blob"],
+        daily(&old[0]).as_str()
+    );
+    assert_eq!(
+        findings(&report, "no-hash")[0]["blob"],
+        daily(&today).as_str()
+    );
+
+    // Forty days on, every copy is past the daily tier's 30 days.
+    let later = (chrono::Utc::now() + chrono::Duration::days(40)).to_rfc3339();
+    let dry = o
+        .run(&["prune", "--offsite", "--dry-run", "--as-of", &later])
+        .ok()
+        .stdout;
+    assert!(dry.contains(&daily(&old[2])), "{dry}");
+    assert!(!dry.contains(&daily(&old[1])), "{dry}");
+    o.run(&["prune", "--offsite", "--as-of", &later]).ok();
+    let names = o.names();
+    // The newest sound copy stays, and so do the broken ones newer than it
+    // (a person decides about those); only the older sound one goes.
+    for kept in [&today, &old[0], &old[1]] {
+        assert!(names.contains(&daily(kept)), "{kept}: {names:?}");
+        assert!(names.contains(&manifest_blob(&daily(kept))), "{names:?}");
+    }
+    assert!(!names.contains(&daily(&old[2])), "{names:?}");
+    assert!(
+        !names.contains(&manifest_blob(&daily(&old[2]))),
+        "{names:?}"
+    );
+    // ... with its content intact, checked by Microsoft's SDK.
+    let local =
+        o.sb.backup_dir()
+            .join(format!("order_db_{}.dump.gz", old[1]));
+    assert_eq!(o.az.sha256(CONTAINER, &daily(&old[1])), sha256_file(&local));
+    // The lifecycle policy agrees: nothing kept carries its delete tag.
+    for kept in [&today, &old[0], &old[1]] {
+        assert!(!o.superseded(&daily(kept)), "{kept}");
+    }
+}
+
+// Defect 5: the newest sound copy never carries the tag the policy deletes by.
+#[test]
+fn only_superseded_copies_carry_the_tag_the_lifecycle_policy_deletes_by() {
+    let o = Offsite::new();
+    o.sb.run(&["backup", "order"]).ok();
+    let today = stamp_of(&o.sb.dump_of("order_db"));
+    let (d3, d2) = (stamp_days_ago(3, 2), stamp_days_ago(2, 2));
+    backdate(&o.sb, "order_db", &d3);
+    backdate(&o.sb, "order_db", &d2);
+    o.run(&["upload", &d3, "--tier", "daily"]).ok();
+    assert!(!o.superseded(&daily(&d3)), "the only copy");
+    o.run(&["upload", &d2, "--tier", "daily"]).ok();
+    for name in [daily(&d3), manifest_blob(&daily(&d3))] {
+        assert!(o.superseded(&name), "{name}: {}", o.blob(&name));
+        // Its other tags stay.
+        assert_eq!(o.blob(&name)["tags"]["database"], "order_db");
+    }
+    assert!(!o.superseded(&daily(&d2)));
+    assert!(!o.superseded(&manifest_blob(&daily(&d2))));
+    o.run(&["upload", &today, "--tier", "daily"]).ok();
+    assert!(o.superseded(&daily(&d2)));
+    assert!(!o.superseded(&daily(&today)));
+    // Tiers are apart: the only weekly copy is the newest of its tier.
+    o.run(&["upload", &d2, "--tier", "weekly"]).ok();
+    let weekly = format!("weekly/order_db/order_db_{d2}.dump.gz");
+    assert!(!o.superseded(&weekly));
+
+    // A lost tag and a wrong one (copies from an older version, a hand
+    // edit): the audit repairs both.
+    o.az.py_reader(&[
+        "set-tags",
+        CONTAINER,
+        &daily(&d3),
+        "tier=daily",
+        "database=order_db",
+    ]);
+    o.az.py_reader(&[
+        "set-tags",
+        CONTAINER,
+        &daily(&today),
+        "tier=daily",
+        "superseded=true",
+    ]);
+    o.run(&["audit"]);
+    assert!(o.superseded(&daily(&d3)));
+    assert!(!o.superseded(&daily(&today)));
+    assert_eq!(o.blob(&daily(&today))["tags"]["tier"], "daily");
+
+    // And the policy deletes only what carries the tag.
+    let policy: Value = serde_json::from_str(&o.sb.run(&["lifecycle-policy"]).ok().stdout).unwrap();
+    for rule in policy["rules"].as_array().unwrap() {
+        assert_eq!(
+            rule["definition"]["filters"]["blobIndexMatch"],
+            serde_json::json!([{ "name": "superseded", "op": "==", "value": "true" }]),
+            "{rule}"
+        );
+    }
+}
+
+// Defect 11: whatever the service holds, one line naming the blob, no panic.
+#[test]
+fn malformed_hashes_and_manifests_from_azure_are_one_line_errors() {
+    let o = Offsite::new();
+    o.sb.run(&["backup", "order"]).ok();
+    let dump_path = o.sb.dump_of("order_db");
+    let stamp = stamp_of(&dump_path);
+    o.run(&["upload", &stamp, "--tier", "daily"]).ok();
+    let dump = daily(&stamp);
+    let manifest = manifest_blob(&dump);
+    let good_sha = sha256_file(&dump_path);
+    let saved = o.sb.work.path().join("saved.manifest.json");
+    std::fs::copy(
+        dump_path
+            .to_string_lossy()
+            .replace(".dump.gz", ".manifest.json"),
+        &saved,
+    )
+    .unwrap();
+    let good = o.sb.pg.fingerprint("order_db");
+    o.sb.pg.psql("order_db", "DELETE FROM invoices;");
+    let damaged = o.sb.pg.fingerprint("order_db");
+    let restore = || {
+        let _ = std::fs::remove_dir_all(o.sb.backup_dir());
+        o.run(&["restore", &stamp, "order", "--from-azure", "--yes"])
+    };
+    let no_panic = |r: &Run| {
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    };
+
+    // The dump blob's sha256 metadata: short, not hex, too long.
+    for bad in ["abc", &"z".repeat(64), &"a".repeat(65)] {
+        o.set_metadata(&dump, "sha256", bad);
+        let r = restore();
+        no_panic(&r);
+        let e = r.fails_with(1, &dump);
+        assert!(e.contains("not a SHA-256"), "{e}");
+        assert_eq!(o.sb.pg.fingerprint("order_db"), damaged);
+        // `list` shows the offsite-only copy, without its unusable hash.
+        let l = o.run(&["list", "--json"]);
+        no_panic(&l);
+        let l: Value = serde_json::from_str(&l.ok().stdout).unwrap();
+        assert_eq!(l[0]["state"], "offsite-only", "{l}");
+        assert_eq!(l[0]["sha256"], Value::Null, "{l}");
+        o.run(&["list"]).ok();
+        let a = o.run(&["audit", "--deep", "--json"]);
+        no_panic(&a);
+        assert_eq!(a.code, 1, "{}", a.stderr);
+        let report: Value = serde_json::from_str(&a.stdout).unwrap();
+        let f = findings(&report, "no-hash");
+        assert_eq!(f[0]["blob"], dump.as_str(), "{report}");
+        assert!(f[0]["detail"].as_str().unwrap().contains("not a SHA-256"));
+    }
+    o.set_metadata(&dump, "sha256", &good_sha);
+
+    // The manifest blob: not JSON, huge, a short hash inside valid JSON.
+    let garbage = o.sb.work.path().join("garbage");
+    std::fs::write(&garbage, b"\x00not json at all{").unwrap();
+    let huge = o.sb.work.path().join("huge");
+    std::fs::write(&huge, vec![b' '; 3 << 20]).unwrap();
+    let short = o.sb.work.path().join("short");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    m["sha256"] = "abc".into();
+    std::fs::write(&short, serde_json::to_vec(&m).unwrap()).unwrap();
+    for (file, why) in [
+        (&garbage, "not a valerix-backup manifest"),
+        (&huge, "too large for a manifest"),
+        (&short, "its sha256 is not a SHA-256"),
+    ] {
+        o.az.py_reader(&["upload", CONTAINER, &manifest, file.to_str().unwrap()]);
+        let r = restore();
+        no_panic(&r);
+        let e = r.fails_with(1, &manifest);
+        assert!(e.contains(why), "{e}");
+        assert_eq!(o.sb.pg.fingerprint("order_db"), damaged);
+        let a = o.run(&["audit", "--deep", "--recheck", "--json"]);
+        no_panic(&a);
+        let report: Value = serde_json::from_str(&a.stdout).unwrap();
+        let f = findings(&report, "bad-manifest");
+        assert_eq!(f.len(), 1, "{report}");
+        assert_eq!(f[0]["blob"], dump.as_str());
+        assert!(f[0]["detail"].as_str().unwrap().contains(why), "{f:?}");
+    }
+
+    // Put right, the same copy restores.
+    o.az.py_reader(&["upload", CONTAINER, &manifest, saved.to_str().unwrap()]);
+    restore().ok();
+    assert_eq!(o.sb.pg.fingerprint("order_db"), good);
+}
+
+// Defect 10: a SAS only over https, except to this machine (Azurite).
+#[test]
+fn a_sas_never_travels_over_plain_http_to_another_host() {
+    let o = Offsite::new();
+    o.sb.run(&["backup", "order"]).ok();
+    let sas = o.az.py_reader(&["sas", "racwdl"]);
+    let sas = sas.trim();
+    let sig = sas.split("sig=").nth(1).unwrap();
+    let remote = "http://backups.invalid:10000/devstoreaccount1";
+    o.configure(&format!("account_url = \"{remote}\"\nauth = \"sas\""));
+    let mut cmd = o.sb.command(&["upload"]);
+    cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env("AZURE_STORAGE_SAS_TOKEN", sas);
+    let r = common::run(cmd);
+    let e = r.fails_with(2, "only over https");
+    assert!(
+        e.contains("azure.account_url is http://backups.invalid"),
+        "{e}"
+    );
+    assert!(!r.stderr.contains(sig), "{}", r.stderr);
+
+    // The same through a connection string: its own SAS, or the one signed
+    // from its account key.
+    o.configure("");
+    for conn in [
+        format!("BlobEndpoint={remote};SharedAccessSignature={sas}"),
+        format!("AccountName=devstoreaccount1;AccountKey={KEY};BlobEndpoint={remote};"),
+        format!("DefaultEndpointsProtocol=http;AccountName=vxbackups;AccountKey={KEY}"),
+    ] {
+        let r = o.run_with(&["upload"], &conn);
+        let e = r.fails_with(2, "only over https");
+        assert!(e.contains("AZURE_STORAGE_CONNECTION_STRING"), "{e}");
+        assert!(
+            !r.stderr.contains(sig) && !r.stderr.contains(KEY),
+            "{}",
+            r.stderr
+        );
+    }
+    // Azurite on 127.0.0.1 over http is still fine.
+    o.run(&["upload"]).ok();
+}
+
+// Defect 5: --apply merges with rules that are not ours, shows, and asks.
+#[test]
+fn lifecycle_policy_apply_merges_with_other_rules_shows_and_asks() {
+    use common::arm::{self, FakeArm, SOURCE_RG, STORAGE_ACCOUNT};
+    let logs = serde_json::json!({
+        "name": "logsExpire", "enabled": true, "type": "Lifecycle",
+        "definition": {
+            "filters": { "blobTypes": ["blockBlob"], "prefixMatch": ["logs/"] },
+            "actions": { "baseBlob": { "delete": { "daysAfterModificationGreaterThan": 7 } } }
+        }
+    });
+    // Ours as an older version wrote it: by age alone.
+    let old_daily = serde_json::json!({
+        "name": "valerixDailyDelete", "enabled": true, "type": "Lifecycle",
+        "definition": {
+            "filters": { "blobTypes": ["blockBlob"], "prefixMatch": ["database-backups/daily/"] },
+            "actions": { "baseBlob": { "delete": { "daysAfterCreationGreaterThan": 30 } } }
+        }
+    });
+    let mut state = arm::scenario();
+    state["management_policies"] = serde_json::json!({
+        format!("{SOURCE_RG}/{STORAGE_ACCOUNT}"): { "rules": [logs.clone(), old_daily] }
+    });
+    let fake = FakeArm::start(state);
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("vb.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "backup_dir = \"backups\"\n\
+             [[database]]\nname = \"order\"\ndbname = \"order_db\"\nuser = \"order_user\"\n\
+             [azure]\ncontainer = \"database-backups\"\nmax_retries = 2\nretry_max_secs = 5\n\
+             [azure.resource_manager]\nsubscription_id = \"{}\"\nresource_group = \"{SOURCE_RG}\"\n\
+             endpoint = \"{}\"\nauth = \"client-secret\"\nstorage_account = \"{STORAGE_ACCOUNT}\"\n",
+            arm::SUBSCRIPTION,
+            fake.endpoint()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.arg("--config")
+            .arg(&config)
+            .args(args)
+            .current_dir(work.path())
+            .envs(fake.env())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        common::run(cmd)
+    };
+    let puts = || fake.requests_to("PUT", "/managementPolicies/default");
+
+    // No terminal, no --yes: the changes are shown, nothing is sent.
+    let r = run(&["lifecycle-policy", "--apply"]);
+    r.fails_with(2, "pass --yes");
+    let replace = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("replace rule valerixDailyDelete: "))
+        .unwrap_or_else(|| panic!("no replace line in {}", r.stdout));
+    assert!(
+        replace.contains("definition.filters.blobIndexMatch: (none) -> [{\"name\":\"superseded\""),
+        "{replace}"
+    );
+    for want in [
+        "add rule valerixWeeklyDelete",
+        "keep rule logsExpire (not ours)",
+    ] {
+        assert!(r.stdout.contains(want), "{want:?} missing: {}", r.stdout);
+    }
+    assert!(puts().is_empty());
+
+    let printed: Value = serde_json::from_str(&run(&["lifecycle-policy"]).ok().stdout).unwrap();
+    run(&["lifecycle-policy", "--apply", "--yes"]).ok();
+    let put = puts();
+    assert_eq!(put.len(), 1);
+    assert_eq!(put[0]["status"], 200, "{}", put[0]);
+    let rules = put[0]["json"]["properties"]["policy"]["rules"].clone();
+    assert_eq!(
+        rules,
+        serde_json::json!([logs, printed["rules"][0], printed["rules"][1]]),
+        "{rules:#}"
+    );
+
+    // Applied again: nothing to change, nothing sent.
+    let again = run(&["lifecycle-policy", "--apply"]).ok();
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(puts().len(), 1);
 }

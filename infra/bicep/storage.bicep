@@ -25,15 +25,18 @@ param skuName string = 'Standard_RAGRS'
 @description('Allow account-key and SAS (shared key) authorization. Off: Entra ID only (managed identity); Azurite-style connection strings and account SAS then stop working.')
 param allowSharedKeyAccess bool = false
 
-@description('Principal (object) ID of the backup agent\'s managed identity; it gets Storage Blob Data Contributor on the container.')
+@description('Principal (object) ID of the backup agent\'s managed identity; it gets Storage Blob Data Owner on the container (blob index tags need it).')
 param principalId string
 
 // Must equal `container` in the [azure] section of valerix-backup.toml, and the
 // container name in the generated lifecycle policy below.
 var containerName = 'database-backups'
 
-// Built-in role Storage Blob Data Contributor.
-var storageBlobDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+// Built-in role Storage Blob Data Owner: Storage Blob Data Contributor's
+// read/write/delete plus blob index tags (.../blobs/tags/read and
+// .../blobs/tags/write), which uploads set and the lifecycle policy filters on
+// (the `superseded` tag). Assigned on the container only.
+var storageBlobDataOwner = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
@@ -81,10 +84,10 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
 }
 
 resource agentBlobAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(container.id, principalId, storageBlobDataContributor)
+  name: guid(container.id, principalId, storageBlobDataOwner)
   scope: container
   properties: {
-    roleDefinitionId: storageBlobDataContributor
+    roleDefinitionId: storageBlobDataOwner
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
@@ -96,13 +99,16 @@ resource agentBlobAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 // `storageAccount` as an existing account, which this file creates instead).
 // BEGIN valerix-backup lifecycle-policy (generated: do not edit by hand)
 // Deletes daily copies (Cool) more than 30 days and weekly copies (Cold) more than 90 days
-// after upload, and the previous versions that blob versioning keeps of them.
+// after upload, and the previous versions that blob versioning keeps of them, but only
+// copies tagged superseded = true: valerix-backup tags a copy once a newer sound copy
+// of its database and tier exists, so the newest sound copy is never deleted.
 // Azure runs lifecycle policies about once a day, and a new or changed policy can take
 // up to 24 h to apply: a copy may outlive its retention by a day or two.
 // Early deletion: a blob deleted less than 30 days after entering Cool, or 90 days after
 // entering Cold, is billed for the remaining days.
 // With blob soft delete on, deleted copies stay recoverable (and billed) for its period.
-// A storage account has one lifecycle policy: applying this one replaces all its rules.
+// A storage account has one lifecycle policy: applying this one replaces all its rules
+// (`valerix-backup lifecycle-policy --apply` merges with the rules that are not ours).
 resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   name: 'default'
   parent: storageAccount
@@ -120,6 +126,13 @@ resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2
               ]
               prefixMatch: [
                 'database-backups/daily/'
+              ]
+              blobIndexMatch: [
+                {
+                  name: 'superseded'
+                  op: '=='
+                  value: 'true'
+                }
               ]
             }
             actions: {
@@ -147,6 +160,13 @@ resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2
               ]
               prefixMatch: [
                 'database-backups/weekly/'
+              ]
+              blobIndexMatch: [
+                {
+                  name: 'superseded'
+                  op: '=='
+                  value: 'true'
+                }
               ]
             }
             actions: {

@@ -70,8 +70,11 @@ resource "azurerm_role_assignment" "agent_blob_access" {
   # The container's Resource Manager ID, spelled out (the container's `id`
   # attribute has changed meaning across azurerm versions).
   scope = "${azurerm_storage_account.backups.id}/blobServices/default/containers/${azurerm_storage_container.backups.name}"
-  # Built-in role Storage Blob Data Contributor.
-  role_definition_id = "${data.azurerm_subscription.current.id}/providers/Microsoft.Authorization/roleDefinitions/ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+  # Built-in role Storage Blob Data Owner: Storage Blob Data Contributor's
+  # read/write/delete plus blob index tags (.../blobs/tags/read and
+  # .../blobs/tags/write), which uploads set and the lifecycle policy filters
+  # on (the `superseded` tag). Scoped to the container only.
+  role_definition_id = "${data.azurerm_subscription.current.id}/providers/Microsoft.Authorization/roleDefinitions/b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
   principal_id       = var.principal_id
   principal_type     = "ServicePrincipal"
 }
@@ -87,13 +90,16 @@ locals {
 # account ID as a variable, which this file does not need).
 # BEGIN valerix-backup lifecycle-policy (generated: do not edit by hand)
 # Deletes daily copies (Cool) more than 30 days and weekly copies (Cold) more than 90 days
-# after upload, and the previous versions that blob versioning keeps of them.
+# after upload, and the previous versions that blob versioning keeps of them, but only
+# copies tagged superseded = true: valerix-backup tags a copy once a newer sound copy
+# of its database and tier exists, so the newest sound copy is never deleted.
 # Azure runs lifecycle policies about once a day, and a new or changed policy can take
 # up to 24 h to apply: a copy may outlive its retention by a day or two.
 # Early deletion: a blob deleted less than 30 days after entering Cool, or 90 days after
 # entering Cold, is billed for the remaining days.
 # With blob soft delete on, deleted copies stay recoverable (and billed) for its period.
-# A storage account has one lifecycle policy: applying this one replaces all its rules.
+# A storage account has one lifecycle policy: applying this one replaces all its rules
+# (`valerix-backup lifecycle-policy --apply` merges with the rules that are not ours).
 resource "azurerm_storage_management_policy" "valerix_backup" {
   storage_account_id = local.backup_storage_account_id
 
@@ -103,6 +109,11 @@ resource "azurerm_storage_management_policy" "valerix_backup" {
     filters {
       prefix_match = ["database-backups/daily/"]
       blob_types   = ["blockBlob"]
+      match_blob_index_tag {
+        name      = "superseded"
+        operation = "=="
+        value     = "true"
+      }
     }
     actions {
       base_blob {
@@ -120,6 +131,11 @@ resource "azurerm_storage_management_policy" "valerix_backup" {
     filters {
       prefix_match = ["database-backups/weekly/"]
       blob_types   = ["blockBlob"]
+      match_blob_index_tag {
+        name      = "superseded"
+        operation = "=="
+        value     = "true"
+      }
     }
     actions {
       base_blob {

@@ -38,7 +38,7 @@ variable "shared_access_key_enabled" {
 
 variable "principal_id" {
   type        = string
-  description = "Principal (object) ID of the backup agent's managed identity; it gets Storage Blob Data Contributor on the container and the custom roles of roles.tf."
+  description = "Principal (object) ID of the backup agent's managed identity; it gets Storage Blob Data Owner on the container and the custom roles of roles.tf."
 }
 
 # --- PostgreSQL flexible server (postgres.tf) ---

@@ -19,6 +19,7 @@ use sha2::Sha256;
 
 use crate::config::{Azure, AzureAuth};
 use crate::error::{Error, Result};
+use crate::offsite::redact;
 
 /// Signed version of the SAS we sign; Azurite 3.37 and Azure accept it.
 const SAS_VERSION: &str = "2025-01-05";
@@ -57,6 +58,7 @@ fn from_connection_string(az: &Azure) -> Result<Access> {
     let cs = ConnectionString::parse(&text)
         .map_err(|why| config_error(format!("the connection string in {var} is invalid: {why}")))?;
     let endpoint = cs.blob_endpoint()?;
+    let transport = sas_transport(&endpoint, &format!("the BlobEndpoint of {var}"))?;
     if let Some(sas) = cs.get("SharedAccessSignature") {
         return Ok(Access {
             endpoint,
@@ -72,7 +74,7 @@ fn from_connection_string(az: &Azure) -> Result<Access> {
     };
     Ok(Access {
         endpoint,
-        sas: sign_account_sas(account, key, Utc::now())?,
+        sas: sign_account_sas(account, key, Utc::now(), transport)?,
         credential: None,
         method: "account key (locally signed SAS)".into(),
     })
@@ -82,6 +84,7 @@ fn entra_or_sas(az: &Azure, url: &str, auth: AzureAuth) -> Result<Access> {
     let endpoint = url.trim_end_matches('/').to_string();
     let method = auth.as_str().to_string();
     if auth == AzureAuth::Sas {
+        sas_transport(&endpoint, "azure.account_url")?;
         let var = &az.sas_env;
         let sas = std::env::var(var).map_err(|_| {
             config_error(format!(
@@ -200,19 +203,65 @@ impl ConnectionString {
     }
 }
 
+/// Which protocols a SAS may travel over: `Https` for every real endpoint;
+/// `HttpsOrHttp` only for plain http to a loopback address (Azurite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SasTransport {
+    Https,
+    HttpsOrHttp,
+}
+
+impl SasTransport {
+    /// The signed protocol field (`spr`).
+    fn spr(self) -> &'static str {
+        match self {
+            SasTransport::Https => "https",
+            SasTransport::HttpsOrHttp => "https,http",
+        }
+    }
+}
+
+/// A SAS is a bearer secret: it may go only over https, or over plain http
+/// to this machine (Azurite). `what` names the setting the endpoint came from.
+pub fn sas_transport(endpoint: &str, what: &str) -> Result<SasTransport> {
+    let url = url::Url::parse(endpoint)
+        .map_err(|e| config_error(redact(&format!("{what} is not a URL ({endpoint}): {e}"))))?;
+    match url.scheme() {
+        "https" => Ok(SasTransport::Https),
+        "http" if is_loopback(&url) => Ok(SasTransport::HttpsOrHttp),
+        scheme => Err(config_error(redact(&format!(
+            "{what} is {scheme}://{}: a SAS (also the one signed from an account key) is \
+             sent only over https (plain http only to a loopback address, such as Azurite \
+             on 127.0.0.1)",
+            url.host_str().unwrap_or("")
+        )))),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 /// An account SAS for the blob service (containers and objects), valid from
-/// 15 minutes ago (clock skew) for 24 hours: longer than any one command.
+/// 15 minutes ago (clock skew) for 24 hours: longer than any one command;
+/// over https only unless `transport` allows Azurite's plain http.
 pub fn sign_account_sas(
     account: &str,
     key_b64: &str,
     now: chrono::DateTime<Utc>,
+    transport: SasTransport,
 ) -> Result<String> {
     let key = B64.decode(key_b64.trim()).map_err(|_| {
         config_error("the connection string's AccountKey is not valid base64".into())
     })?;
     let st = (now - Duration::minutes(15)).to_rfc3339_opts(SecondsFormat::Secs, true);
     let se = (now + Duration::hours(24)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    let (sp, ss, srt, spr) = ("racwdlt", "b", "sco", "https,http");
+    let (sp, ss, srt, spr) = ("racwdlt", "b", "sco", transport.spr());
     // Version 2020-12-06 and later: account, sp, ss, srt, st, se, sip, spr,
     // sv, ses, each followed by a newline.
     let to_sign = format!("{account}\n{sp}\n{ss}\n{srt}\n{st}\n{se}\n\n{spr}\n{SAS_VERSION}\n\n");
@@ -258,15 +307,42 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T02:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let sas = sign_account_sas("devstoreaccount1", "a2V5", now).unwrap();
+        let sign = |t| sign_account_sas("devstoreaccount1", "a2V5", now, t).unwrap();
+        let sas = sign(SasTransport::Https);
         assert!(
             sas.starts_with("sv=2025-01-05&ss=b&srt=sco&sp=racwdlt&st=2026-11-25T01%3A45%3A00Z")
         );
+        assert!(sas.contains("&spr=https&sig="), "{sas}");
         assert!(sas.contains("&sig="));
+        assert_eq!(sas, sign(SasTransport::Https));
+        assert!(sign(SasTransport::HttpsOrHttp).contains("&spr=https%2Chttp&"));
+        assert!(sign_account_sas("a", "not base64!", now, SasTransport::Https).is_err());
+    }
+
+    #[test]
+    fn a_sas_goes_over_http_only_to_loopback() {
+        let t = |e: &str| sas_transport(e, "x");
         assert_eq!(
-            sas,
-            sign_account_sas("devstoreaccount1", "a2V5", now).unwrap()
+            t("https://vx.blob.core.windows.net").unwrap(),
+            SasTransport::Https
         );
-        assert!(sign_account_sas("a", "not base64!", now).is_err());
+        assert_eq!(t("https://127.0.0.1:1/a").unwrap(), SasTransport::Https);
+        for local in [
+            "http://127.0.0.1:10000/a",
+            "http://127.9.0.1",
+            "http://[::1]:1",
+            "http://LOCALHOST:1",
+        ] {
+            assert_eq!(t(local).unwrap(), SasTransport::HttpsOrHttp, "{local}");
+        }
+        for remote in [
+            "http://vx.blob.core.windows.net",
+            "http://10.0.0.5:10000/a",
+            "http://azurite:10000",
+            "ftp://127.0.0.1",
+        ] {
+            let e = t(remote).unwrap_err().to_string();
+            assert!(e.contains("only over https"), "{remote}: {e}");
+        }
     }
 }

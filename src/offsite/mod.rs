@@ -13,6 +13,17 @@
 //! queried by tag. The manifest travels beside the dump so that a machine
 //! with an empty backup directory can still check a restore.
 //!
+//! A copy (dump and manifest) also carries the index tag
+//! [`SUPERSEDED_TAG`]` = true` once a newer sound copy of the same database
+//! exists in its tier. The lifecycle policy deletes only tagged blobs, so the
+//! newest sound copy of each database and tier is never deleted by age,
+//! however long uploads stop. `upload` tags the copies it supersedes; `audit`
+//! and `prune --offsite` repair tags that are missing or wrong.
+//!
+//! Everything read from the service (metadata, manifest blobs) is untrusted:
+//! [`parse_sha256`] checks a hash before it is used, and manifests are read
+//! with a size limit ([`MAX_MANIFEST_BYTES`]).
+//!
 //! Nothing here knows about the local catalog: `ops` joins the two.
 
 pub mod auth;
@@ -23,8 +34,67 @@ use chrono::Datelike;
 
 use crate::catalog::Stamp;
 use crate::config::Azure;
+use crate::error::{Error, Result};
 
 pub use store::{BlobStore, RemoteBlob};
+
+/// The index tag that marks a copy the lifecycle policy may delete: set only
+/// once a newer sound copy of the same database and tier exists.
+pub const SUPERSEDED_TAG: &str = "superseded";
+pub const SUPERSEDED_VALUE: &str = "true";
+
+/// A manifest is a few KiB; anything larger than this is not one of ours
+/// and is not read into memory.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// A SHA-256 from the service (`what` in `blob`): 64 hex digits, returned
+/// in lower case. Anything else is an error naming the blob, with a short,
+/// escaped preview of the value (never the whole of a huge one).
+pub fn parse_sha256(blob: &str, what: &str, value: &str) -> Result<String> {
+    check_sha256(what, value).map_err(|reason| Error::Corrupt {
+        file: blob.to_string(),
+        reason,
+    })
+}
+
+/// [`parse_sha256`] without the blob: the reason alone, for audit findings.
+pub fn check_sha256(what: &str, value: &str) -> std::result::Result<String, String> {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(value.to_ascii_lowercase());
+    }
+    Err(format!(
+        "{what} is not a SHA-256 (64 hex digits): {}",
+        preview(value)
+    ))
+}
+
+/// At most 16 characters of `s`, escaped onto one line, with its length
+/// when cut.
+pub fn preview(s: &str) -> String {
+    let head: String = s.chars().take(16).collect();
+    let quoted = format!("\"{}\"", head.escape_debug());
+    if head.len() < s.len() {
+        format!("{quoted}... ({} bytes)", s.len())
+    } else {
+        quoted
+    }
+}
+
+/// At most 200 characters of `s` on one line, for values in messages.
+pub fn preview_long(s: &str) -> String {
+    let one_line = s.replace(['\n', '\r'], " ");
+    match one_line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// The first 12 characters of a hash, for messages; never panics, whatever
+/// the text.
+pub fn short(s: &str) -> &str {
+    let end = s.char_indices().nth(12).map_or(s.len(), |(i, _)| i);
+    &s[..end]
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -174,6 +244,26 @@ mod tests {
             Tier::for_stamp(monday, &az("weekly_day = \"monday\"")),
             Tier::Weekly
         );
+    }
+
+    #[test]
+    fn hashes_from_the_service_are_checked_not_sliced() {
+        let good = "A".repeat(64);
+        assert_eq!(parse_sha256("b", "x", &good).unwrap(), "a".repeat(64));
+        for bad in ["", "abc", &"g".repeat(64), &"a".repeat(65), &"é".repeat(32)] {
+            let e = parse_sha256("daily/o/o.dump.gz", "metadata sha256", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("daily/o/o.dump.gz: metadata sha256 is not"),
+                "{e}"
+            );
+            assert!(!e.contains('\n') && e.len() < 200, "{e}");
+        }
+        assert_eq!(short("é".repeat(20).as_str()), "é".repeat(12));
+        assert_eq!(short("ab"), "ab");
+        assert!(preview(&"x".repeat(5000)).ends_with("(5000 bytes)"));
+        assert_eq!(preview("a\nb"), "\"a\\nb\"");
     }
 
     #[test]

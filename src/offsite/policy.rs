@@ -13,6 +13,14 @@
 //! is pasted into `infra/`: a test below fails when the infra files drift from
 //! what the default config renders.
 //!
+//! Every rule also filters on the blob index tag `superseded = true`
+//! (`blobIndexMatch`), which valerix-backup sets on a copy only once a newer
+//! sound copy of the same database and tier exists (see [`crate::offsite`]):
+//! the newest sound copy never carries it, so however long uploads stop, the
+//! policy never deletes the last good copy. Setting tags needs the data
+//! action `Microsoft.Storage/storageAccounts/blobServices/containers/blobs/
+//! tags/write` (built-in role Storage Blob Data Owner, or a custom role).
+//!
 //! Backups are written once, so the age is counted from creation
 //! (`daysAfterCreationGreaterThan`). With blob versioning on, deleting a blob
 //! only turns it into a previous version; each rule therefore deletes the
@@ -20,6 +28,7 @@
 //! forever.
 
 use crate::config::{AccessTierName, Azure};
+use crate::offsite::{SUPERSEDED_TAG, SUPERSEDED_VALUE};
 
 /// What `lifecycle-policy --format` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -90,6 +99,11 @@ pub fn lifecycle_policy(az: &Azure) -> serde_json::Value {
                     "filters": {
                         "blobTypes": ["blockBlob"],
                         "prefixMatch": [r.prefix_match],
+                        "blobIndexMatch": [{
+                            "name": SUPERSEDED_TAG,
+                            "op": "==",
+                            "value": SUPERSEDED_VALUE,
+                        }],
                     },
                     "actions": {
                         "baseBlob": {
@@ -155,7 +169,12 @@ fn notes(az: &Azure, c: &str) -> String {
             az.weekly_access_tier.as_str(),
             az.weekly_retention_days,
         ),
-        "after upload, and the previous versions that blob versioning keeps of them.".to_string(),
+        "after upload, and the previous versions that blob versioning keeps of them, but only"
+            .to_string(),
+        format!(
+            "copies tagged {SUPERSEDED_TAG} = {SUPERSEDED_VALUE}: valerix-backup tags a copy once a newer sound copy"
+        ),
+        "of its database and tier exists, so the newest sound copy is never deleted.".to_string(),
         "Azure runs lifecycle policies about once a day, and a new or changed policy can take"
             .to_string(),
         "up to 24 h to apply: a copy may outlive its retention by a day or two.".to_string(),
@@ -167,7 +186,9 @@ fn notes(az: &Azure, c: &str) -> String {
         "entering Cold, is billed for the remaining days.".to_string(),
         "With blob soft delete on, deleted copies stay recoverable (and billed) for its period."
             .to_string(),
-        "A storage account has one lifecycle policy: applying this one replaces all its rules."
+        "A storage account has one lifecycle policy: applying this one replaces all its rules"
+            .to_string(),
+        "(`valerix-backup lifecycle-policy --apply` merges with the rules that are not ours)."
             .to_string(),
     ];
     lines.extend(warnings(az).into_iter().map(|w| format!("WARNING: {w}")));
@@ -182,6 +203,8 @@ fn bicep_block(az: &Azure) -> String {
             template(BICEP_RULE)
                 .replace("@DAYS@", &r.days.to_string())
                 .replace("@NAME@", &bicep_str(r.name))
+                .replace("@TAG@", &bicep_str(SUPERSEDED_TAG))
+                .replace("@VALUE@", &bicep_str(SUPERSEDED_VALUE))
                 .replace("@PREFIX@", &bicep_str(&r.prefix_match))
         })
         .collect();
@@ -202,6 +225,8 @@ fn terraform_block(az: &Azure) -> String {
             template(TF_RULE)
                 .replace("@DAYS@", &r.days.to_string())
                 .replace("@NAME@", &hcl_str(r.name))
+                .replace("@TAG@", &hcl_str(SUPERSEDED_TAG))
+                .replace("@VALUE@", &hcl_str(SUPERSEDED_VALUE))
                 .replace("@PREFIX@", &hcl_str(&r.prefix_match))
         })
         .collect();
@@ -218,7 +243,7 @@ fn template(t: &str) -> &str {
     t.strip_prefix('\n').unwrap_or(t)
 }
 
-// Placeholders are replaced in the order days, name, prefix: the prefix comes
+// Placeholders are replaced in the order days, name, tag, prefix: the prefix comes
 // from the config and goes last, so nothing inside it is ever replaced.
 
 const BICEP_PREAMBLE: &str = r"
@@ -260,6 +285,13 @@ const BICEP_RULE: &str = r"
               ]
               prefixMatch: [
                 @PREFIX@
+              ]
+              blobIndexMatch: [
+                {
+                  name: @TAG@
+                  op: '=='
+                  value: @VALUE@
+                }
               ]
             }
             actions: {
@@ -309,6 +341,11 @@ const TF_RULE: &str = r#"
     filters {
       prefix_match = [@PREFIX@]
       blob_types   = ["blockBlob"]
+      match_blob_index_tag {
+        name      = @TAG@
+        operation = "=="
+        value     = @VALUE@
+      }
     }
     actions {
       base_blob {
@@ -363,6 +400,250 @@ fn hcl_str(s: &str) -> String {
     out
 }
 
+/// What `lifecycle-policy --apply` would change in the account's policy:
+/// our rules added or replaced, every other rule kept as it is.
+#[derive(Debug, Clone)]
+pub struct PolicyMerge {
+    /// `{"rules": [...]}` to PUT: the account's rules that are not ours, in
+    /// their order, with ours in place of their old versions or after them.
+    pub merged: serde_json::Value,
+    /// One line per change (`add rule ...`, `replace rule ...: path: old ->
+    /// new`); empty when the account already has our rules as they are.
+    pub changes: Vec<String>,
+    /// The rules that are not ours, kept.
+    pub kept: Vec<String>,
+    /// Rules that are not ours but delete our copies by age alone.
+    pub warnings: Vec<String>,
+}
+
+/// Merges our rules (`ours`, as [`lifecycle_policy`] makes them) into the
+/// account's current policy (`current`: `{"rules": [...]}`, `None` when it
+/// has none). A rule is ours by its name.
+pub fn merge_policy(
+    az: &Azure,
+    current: Option<&serde_json::Value>,
+    ours: &serde_json::Value,
+) -> PolicyMerge {
+    use serde_json::Value;
+    let empty = Vec::new();
+    let old: &Vec<Value> = current
+        .and_then(|p| p.get("rules"))
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let new: &Vec<Value> = ours["rules"].as_array().unwrap_or(&empty);
+    let name = |r: &Value| {
+        r.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let ours_named = |n: &str| new.iter().find(|r| name(r) == n);
+    let mut out = PolicyMerge {
+        merged: Value::Null,
+        changes: Vec::new(),
+        kept: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut rules: Vec<Value> = Vec::new();
+    for r in old {
+        match ours_named(&name(r)) {
+            Some(mine) => {
+                let mut diffs = Vec::new();
+                diff_json("", r, mine, &mut diffs);
+                if !diffs.is_empty() {
+                    out.changes
+                        .push(format!("replace rule {}: {}", name(r), diffs.join("; ")));
+                }
+                rules.push(mine.clone());
+            }
+            None => {
+                if let Some(w) = deletes_our_copies(az, r) {
+                    out.warnings.push(w);
+                }
+                out.kept.push(name(r));
+                rules.push(r.clone());
+            }
+        }
+    }
+    for mine in new {
+        if !old.iter().any(|r| name(r) == name(mine)) {
+            out.changes.push(format!("add rule {}", name(mine)));
+            rules.push(mine.clone());
+        }
+    }
+    out.merged = serde_json::json!({ "rules": rules });
+    out
+}
+
+/// A rule that is not ours and deletes block blobs under our daily/ or
+/// weekly/ folders by age alone (no index tag filter): it can delete the
+/// newest copy, whatever our rules say.
+fn deletes_our_copies(az: &Azure, rule: &serde_json::Value) -> Option<String> {
+    let def = rule.get("definition")?;
+    let filters = def.get("filters");
+    let list = |key: &str| -> Vec<String> {
+        filters
+            .and_then(|f| f.get(key))
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deletes = def.pointer("/actions/baseBlob/delete").is_some();
+    let tagged = filters
+        .and_then(|f| f.get("blobIndexMatch"))
+        .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()));
+    let types = list("blobTypes");
+    let block = types.is_empty() || types.iter().any(|t| t == "blockBlob");
+    let prefixes = list("prefixMatch");
+    let covered = policy_rules(az).into_iter().find(|r| {
+        prefixes.is_empty()
+            || prefixes
+                .iter()
+                .any(|p| r.prefix_match.starts_with(p.as_str()) || p.starts_with(&r.prefix_match))
+    })?;
+    let enabled = rule
+        .get("enabled")
+        .and_then(|e| e.as_bool())
+        .unwrap_or(true);
+    (enabled && deletes && block && !tagged).then(|| {
+        format!(
+            "rule {} (not ours, kept) deletes blobs under {} by age alone: it can delete the \
+             newest copy of a database; narrow its prefixMatch or remove it",
+            rule.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
+            covered.prefix_match
+        )
+    })
+}
+
+/// The paths where `a` and `b` differ, as `path: old -> new` (values on one
+/// line, long ones cut).
+fn diff_json(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if let (Value::Object(x), Value::Object(y)) = (a, b) {
+        let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+        for k in keys {
+            let sub = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            let null = Value::Null;
+            diff_json(
+                &sub,
+                x.get(k).unwrap_or(&null),
+                y.get(k).unwrap_or(&null),
+                out,
+            );
+        }
+        return;
+    }
+    if a != b {
+        let show = |v: &Value| match v {
+            Value::Null => "(none)".to_string(),
+            v => crate::offsite::preview_long(&v.to_string()),
+        };
+        out.push(format!("{path}: {} -> {}", show(a), show(b)));
+    }
+}
+
+/// `lifecycle-policy --apply`, read side: the storage account's policy now
+/// (GET `managementPolicies/default`) and what merging ours would change.
+pub struct ApplyPlan {
+    arm: crate::arm::Arm,
+    url: String,
+    /// `/subscriptions/.../managementPolicies/default`.
+    pub path: String,
+    pub account: String,
+    pub merge: PolicyMerge,
+}
+
+pub fn plan_apply(az: &Azure) -> crate::error::Result<ApplyPlan> {
+    use crate::error::Error;
+    let arm = crate::arm::Arm::connect(az)?;
+    let account = storage_account(az)?;
+    let path = format!(
+        "{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{account}/\
+         managementPolicies/default",
+        arm.subscription_path(),
+        arm.cfg.resource_group
+    );
+    let url = arm.url(&path, crate::arm::STORAGE_API);
+    let got = arm.get(&url)?;
+    let current = match got.status {
+        200..=299 => Some(
+            got.body
+                .pointer("/properties/policy")
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        404 => None,
+        _ => {
+            return Err(Error::Check(format!(
+                "reading the lifecycle policy of {account}: {}",
+                got.error_text()
+            )));
+        }
+    };
+    let merge = merge_policy(az, current.as_ref(), &lifecycle_policy(az));
+    Ok(ApplyPlan {
+        arm,
+        url,
+        path,
+        account,
+        merge,
+    })
+}
+
+/// `lifecycle-policy --apply`, write side: PUT the merged policy.
+pub fn apply(plan: &ApplyPlan) -> crate::error::Result<()> {
+    let a = plan.arm.put(
+        &plan.url,
+        &serde_json::json!({ "properties": { "policy": plan.merge.merged } }),
+    )?;
+    if !a.ok() {
+        return Err(crate::error::Error::Check(format!(
+            "applying the lifecycle policy to {}: {}",
+            plan.account,
+            a.error_text()
+        )));
+    }
+    tracing::info!(
+        "lifecycle policy applied to storage account {}",
+        plan.account
+    );
+    Ok(())
+}
+
+/// The storage account: configured, or the host of account_url, or the
+/// connection string's AccountName.
+fn storage_account(az: &Azure) -> crate::error::Result<String> {
+    let rm = az.resource_manager.as_ref().expect("connected");
+    if let Some(a) = &rm.storage_account {
+        return Ok(a.clone());
+    }
+    let from_url = az
+        .account_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+        .and_then(|h| h.split('.').next().map(str::to_string));
+    let from_cs = std::env::var(&az.connection_string_env)
+        .ok()
+        .and_then(|cs| {
+            cs.split(';')
+                .find_map(|p| p.strip_prefix("AccountName=").map(str::to_string))
+        });
+    from_url.or(from_cs).ok_or_else(|| {
+        crate::error::Error::Setup(
+            "cannot tell the storage account: set azure.resource_manager.storage_account".into(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -404,6 +685,15 @@ mod tests {
         assert_eq!(
             d["filters"]["prefixMatch"],
             json!(["database-backups/daily/"])
+        );
+        // Only superseded copies: never the newest sound one.
+        assert_eq!(
+            d["filters"]["blobIndexMatch"],
+            json!([{ "name": "superseded", "op": "==", "value": "true" }])
+        );
+        assert_eq!(
+            rules[1]["definition"]["filters"]["blobIndexMatch"],
+            d["filters"]["blobIndexMatch"]
         );
         assert_eq!(
             d["actions"]["baseBlob"]["delete"],
@@ -468,6 +758,7 @@ mod tests {
             "daysAfterCreationGreaterThan: 90",
             "up to 24 h",
             "Early deletion",
+            "blobIndexMatch: [\n                {\n                  name: 'superseded'\n                  op: '=='\n                  value: 'true'\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
@@ -497,6 +788,7 @@ mod tests {
             "delete_after_days_since_creation_greater_than = 180",
             "delete_after_days_since_creation = 180",
             "up to 24 h",
+            "match_blob_index_tag {\n        name      = \"superseded\"\n        operation = \"==\"\n        value     = \"true\"\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
@@ -509,7 +801,9 @@ mod tests {
         let az = azure("");
         for format in [PolicyFormat::Bicep, PolicyFormat::Terraform] {
             let text = render(&az, format);
-            for p in ["@API@", "@RULES@", "@NAME@", "@PREFIX@", "@DAYS@"] {
+            for p in [
+                "@API@", "@RULES@", "@NAME@", "@PREFIX@", "@DAYS@", "@TAG@", "@VALUE@",
+            ] {
                 assert!(!text.contains(p), "{p} left in\n{text}");
             }
         }
@@ -562,6 +856,72 @@ mod tests {
             tf.contains(&terraform_block(&az)),
             "infra/terraform/storage.tf differs from:\n{}",
             terraform_block(&az)
+        );
+    }
+
+    #[test]
+    fn merge_keeps_other_rules_and_replaces_ours() {
+        let az = azure("");
+        let ours = lifecycle_policy(&az);
+        let foreign = json!({
+            "name": "logsExpire", "enabled": true, "type": "Lifecycle",
+            "definition": {
+                "filters": { "blobTypes": ["blockBlob"], "prefixMatch": ["logs/"] },
+                "actions": { "baseBlob": { "delete": { "daysAfterCreationGreaterThan": 7 } } }
+            }
+        });
+        let mut old_daily = ours["rules"][0].clone();
+        old_daily["definition"]["filters"]
+            .as_object_mut()
+            .unwrap()
+            .remove("blobIndexMatch");
+        let current = json!({ "rules": [foreign.clone(), old_daily] });
+        let m = merge_policy(&az, Some(&current), &ours);
+        let rules = m.merged["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 3, "{:#}", m.merged);
+        assert_eq!(rules[0], foreign);
+        assert_eq!(rules[1], ours["rules"][0]);
+        assert_eq!(rules[2], ours["rules"][1]);
+        assert_eq!(m.kept, ["logsExpire"]);
+        assert_eq!(m.changes.len(), 2, "{:?}", m.changes);
+        assert!(
+            m.changes[0].starts_with(
+                "replace rule valerixDailyDelete: definition.filters.blobIndexMatch: (none) -> "
+            ),
+            "{:?}",
+            m.changes
+        );
+        assert_eq!(m.changes[1], "add rule valerixWeeklyDelete");
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        // Applied again: nothing to change.
+        let again = merge_policy(&az, Some(&m.merged), &ours);
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+        assert_eq!(again.merged, m.merged);
+        // No policy at all: ours alone.
+        assert_eq!(merge_policy(&az, None, &ours).merged, ours);
+    }
+
+    #[test]
+    fn a_foreign_rule_that_deletes_our_copies_by_age_is_named() {
+        let az = azure("");
+        let wide = json!({ "rules": [{
+            "name": "everythingAfter60", "type": "Lifecycle",
+            "definition": {
+                "filters": { "blobTypes": ["blockBlob"] },
+                "actions": { "baseBlob": { "delete": { "daysAfterModificationGreaterThan": 60 } } }
+            }
+        }]});
+        let m = merge_policy(&az, Some(&wide), &lifecycle_policy(&az));
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert!(
+            m.warnings[0].contains("everythingAfter60"),
+            "{}",
+            m.warnings[0]
+        );
+        assert!(
+            m.warnings[0].contains("database-backups/daily/"),
+            "{}",
+            m.warnings[0]
         );
     }
 }

@@ -20,8 +20,8 @@ use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, RetryOptions, Url};
 use azure_storage_blob::models::{
     AccessTier, BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
-    BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions, BlockListType,
-    BlockLookupList, ListBlobsIncludeItem,
+    BlobTags, BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions,
+    BlockListType, BlockLookupList, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{
     BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
@@ -38,7 +38,9 @@ use tokio::task::JoinSet;
 use crate::config::{AccessTierName, Azure};
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::auth::{self, Access};
-use crate::offsite::redact;
+use crate::offsite::{
+    MAX_MANIFEST_BYTES, SUPERSEDED_TAG, SUPERSEDED_VALUE, check_sha256, redact, short,
+};
 use crate::ui::Bar;
 
 /// One blob as listed: what the audit and restore need to judge it.
@@ -54,8 +56,27 @@ pub struct RemoteBlob {
 }
 
 impl RemoteBlob {
-    pub fn sha256(&self) -> Option<&str> {
-        self.metadata.get("sha256").map(String::as_str)
+    /// Its `sha256` metadata, checked: an error naming the blob when it is
+    /// missing or not a SHA-256.
+    pub fn sha256(&self) -> Result<String> {
+        self.metadata_sha256().map_err(|reason| Error::Corrupt {
+            file: self.name.clone(),
+            reason,
+        })
+    }
+
+    /// As [`RemoteBlob::sha256`], the reason alone (for audit findings).
+    pub fn metadata_sha256(&self) -> std::result::Result<String, String> {
+        let value = self
+            .metadata
+            .get("sha256")
+            .ok_or_else(|| "no sha256 in its metadata".to_string())?;
+        check_sha256("its metadata sha256", value)
+    }
+
+    /// Whether it carries the tag that lets the lifecycle policy delete it.
+    pub fn is_superseded(&self) -> bool {
+        self.tags.get(SUPERSEDED_TAG).map(String::as_str) == Some(SUPERSEDED_VALUE)
     }
 }
 
@@ -397,8 +418,8 @@ impl BlobStore {
                     reason: format!(
                         "SHA-256 {} does not match the manifest's {} (the file changed after \
                          the backup); not uploaded",
-                        &sha[..12],
-                        &want[..want.len().min(12)]
+                        short(&sha),
+                        short(want)
                     ),
                 });
             }
@@ -432,6 +453,41 @@ impl BlobStore {
         cancel: &AtomicBool,
         bar: &Bar,
     ) -> Result<u64> {
+        self.stream(name, cancel, |chunk| {
+            out.write_all(chunk).ctx(|| format!("writing {name}"))?;
+            bar.inc(chunk.len());
+            Ok(())
+        })
+    }
+
+    /// A small blob (a manifest) into memory, refusing one larger than
+    /// [`MAX_MANIFEST_BYTES`]: it stops reading there, whatever the size the
+    /// service claims.
+    pub fn download_small(&self, name: &str, cancel: &AtomicBool) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.stream(name, cancel, |chunk| {
+            if (out.len() + chunk.len()) as u64 > MAX_MANIFEST_BYTES {
+                return Err(Error::Corrupt {
+                    file: name.to_string(),
+                    reason: format!(
+                        "larger than {} KiB, too large for a manifest; not read",
+                        MAX_MANIFEST_BYTES >> 10
+                    ),
+                });
+            }
+            out.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Each chunk of blob `name`, in order, to `sink`; the bytes read.
+    fn stream(
+        &self,
+        name: &str,
+        cancel: &AtomicBool,
+        mut sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
         let b = self.blob_client(name)?;
         self.rt.block_on(async {
             let resp = b.download(None).await.map_err(|e| az_error(name, e))?;
@@ -441,11 +497,25 @@ impl BlobStore {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::Interrupted);
                 }
-                out.write_all(&chunk).ctx(|| format!("writing {name}"))?;
+                sink(&chunk)?;
                 n += chunk.len() as u64;
-                bar.inc(chunk.len());
             }
             Ok(n)
+        })
+    }
+
+    /// Replaces the index tags of blob `name` (Set Blob Tags: the content,
+    /// ETag and creation time stay as they are).
+    pub fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+        let b = self.blob_client(name)?;
+        let map: HashMap<String, String> = tags.clone().into_iter().collect();
+        let body = RequestContent::try_from(BlobTags::from(map))
+            .map_err(|e| az_error(&format!("{name}: setting its tags"), e))?;
+        self.rt.block_on(async {
+            b.set_tags(body, None)
+                .await
+                .map(drop)
+                .map_err(|e| az_error(&format!("{name}: setting its tags"), e))
         })
     }
 

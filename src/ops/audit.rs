@@ -2,9 +2,16 @@
 //!
 //! One listing of the container (metadata and tags, paged) is joined with the
 //! config and the local catalog. Every problem is a [`Finding`]; the audit
-//! passes only when there are none. `--deep` downloads dump blobs and
-//! re-hashes them, remembering each blob it proved (by name, ETag and
-//! SHA-256) so that a daily deep audit only reads what is new.
+//! passes only when there are none: a configured database without any copy,
+//! or whose newest copy is older than `max_offsite_age_hours`, is one.
+//! `--deep` downloads dump blobs and re-hashes them and reads their
+//! manifests, remembering each blob it proved (by name, ETag and SHA-256) so
+//! that a daily deep audit only reads what is new, and each blob that failed,
+//! so that `prune --offsite` and the tags never treat it as sound.
+//!
+//! The audit also repairs the `superseded` index tags the lifecycle policy
+//! filters on (see [`crate::offsite`]): the newest sound copy of each
+//! database and tier must not carry it, every older copy must.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,8 +24,11 @@ use crate::catalog::fsutil::AtomicFile;
 use crate::catalog::{Catalog, FileKind, LocalBackup, Stamp, parse_file_name};
 use crate::config::{Azure, Database};
 use crate::error::{Error, Result};
-use crate::offsite::{BlobPath, BlobStore, RemoteBlob, Tier};
+use crate::offsite::{
+    BlobPath, BlobStore, RemoteBlob, SUPERSEDED_TAG, SUPERSEDED_VALUE, Tier, short,
+};
 use crate::ops::Context;
+use crate::ops::fetch::read_manifest;
 use crate::ops::upload::azure;
 use crate::pipeline::HashingWriter;
 
@@ -43,6 +53,10 @@ pub struct AuditOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FindingKind {
+    /// A configured database has no offsite copy at all.
+    NoOffsiteCopy,
+    /// Its newest copy is older than `max_offsite_age_hours`.
+    UploadsStopped,
     MissingDaily,
     MissingWeekly,
     NotOffsite,
@@ -53,6 +67,10 @@ pub enum FindingKind {
     SizeAnomaly,
     WrongTier,
     MissingManifest,
+    /// A deep audit found the manifest blob unreadable or not matching.
+    BadManifest,
+    /// The `superseded` index tags could not be repaired.
+    TagRepair,
     UnknownBlob,
     /// A configured flexible server could not be geo-restored.
     GeoRestore,
@@ -155,6 +173,7 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
         let copies = copies_of(az, &blobs, db);
         report.databases.push(inventory(db, &copies));
         let mut f = Vec::new();
+        empty_or_stale(az, &store, &copies, now, &mut f);
         gaps(az, &copies, now, &mut f);
         not_offsite(az, db, &local, &copies, now, &mut f);
         per_blob(az, &blobs, &copies, &local, now, &mut f);
@@ -164,9 +183,28 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
         }
         report.findings.extend(f);
     }
+    let mut state = DeepState::load(ctx);
     if opts.deep {
-        deep(ctx, &store, &dbs, az, &blobs, opts.recheck, &mut report)?;
+        deep(
+            ctx,
+            &store,
+            &dbs,
+            az,
+            &blobs,
+            opts.recheck,
+            &mut state,
+            &mut report,
+        )?;
     }
+    let tags = repair_tags(&store, az, &blobs, &dbs, &state);
+    report
+        .findings
+        .extend(tags.failures().into_iter().map(|(db, line)| Finding {
+            kind: FindingKind::TagRepair,
+            database: db,
+            blob: None,
+            detail: line,
+        }));
     if !az.postgres_servers.is_empty() {
         servers(ctx, &mut report);
     }
@@ -248,6 +286,48 @@ fn finding(kind: FindingKind, blob: Option<&str>, detail: String) -> Finding {
         database: String::new(),
         blob: blob.map(str::to_string),
         detail,
+    }
+}
+
+/// No copy at all (a wrong container or prefix, a lost inventory), or a
+/// newest copy older than the daily cadence allows (uploads stopped).
+fn empty_or_stale(
+    az: &Azure,
+    store: &BlobStore,
+    copies: &[OffsiteCopy],
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
+    let Some(newest) = copies.iter().max_by_key(|c| c.stamp) else {
+        let prefix = if az.prefix.is_empty() {
+            String::new()
+        } else {
+            format!(" under prefix {:?}", az.prefix)
+        };
+        out.push(finding(
+            FindingKind::NoOffsiteCopy,
+            None,
+            format!(
+                "no offsite copy at all in {}{prefix} (wrong container or prefix, or nothing \
+                 was ever uploaded: run `valerix-backup upload`)",
+                store.describe()
+            ),
+        ));
+        return;
+    };
+    let age = now - newest.stamp.to_utc();
+    let limit = az.max_offsite_age_hours;
+    if age > Duration::hours(limit as i64) {
+        out.push(finding(
+            FindingKind::UploadsStopped,
+            Some(&newest.blob.name),
+            format!(
+                "the newest offsite copy is from {} ({} hours ago, limit {limit} h, \
+                 azure.max_offsite_age_hours): have uploads stopped?",
+                newest.stamp,
+                age.num_hours()
+            ),
+        ));
     }
 }
 
@@ -364,19 +444,19 @@ fn per_blob(
     for c in copies {
         let name = c.blob.name.as_str();
         let f = |kind, detail: String| finding(kind, Some(name), detail);
-        match (c.blob.sha256(), local_sha(local, c)) {
-            (None, _) => out.push(f(FindingKind::NoHash, "no sha256 in its metadata".into())),
-            (Some(remote), Some(local)) if remote != local => out.push(f(
+        match (c.blob.metadata_sha256(), local_sha(local, c)) {
+            (Err(why), _) => out.push(f(FindingKind::NoHash, why)),
+            (Ok(remote), Some(local)) if !remote.eq_ignore_ascii_case(local) => out.push(f(
                 FindingKind::HashMismatch,
                 format!(
                     "metadata sha256 {} differs from the local manifest's {}",
-                    short(remote),
+                    short(&remote),
                     short(local)
                 ),
             )),
             _ => {}
         }
-        let manifest = name.replace(crate::catalog::DUMP_SUFFIX, crate::catalog::MANIFEST_SUFFIX);
+        let manifest = manifest_of(name);
         if !names.contains(manifest.as_str()) {
             out.push(f(
                 FindingKind::MissingManifest,
@@ -417,10 +497,6 @@ fn local_sha<'a>(local: &'a [LocalBackup], c: &OffsiteCopy) -> Option<&'a str> {
         .find(|b| b.stamp == c.stamp && c.blob.name.ends_with(&b.file_name()))
         .and_then(|b| b.manifest.as_ref())
         .map(|m| m.sha256.as_str())
-}
-
-fn short(s: &str) -> &str {
-    &s[..s.len().min(12)]
 }
 
 /// Copies more than `size_anomaly_factor` off the median size of the
@@ -476,10 +552,15 @@ fn unknown_blobs(az: &Azure, blobs: &[RemoteBlob]) -> Vec<Finding> {
         .collect()
 }
 
-/// What an earlier deep audit proved, by blob name.
+/// What earlier deep audits proved, and what they found broken, by blob
+/// name.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct DeepState {
+pub struct DeepState {
     blobs: BTreeMap<String, DeepCheck>,
+    /// Blobs whose content or manifest failed; a failure holds for the blob
+    /// with that ETag (a new upload under the name is judged afresh).
+    #[serde(default)]
+    failed: BTreeMap<String, DeepFailure>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -489,6 +570,44 @@ struct DeepCheck {
     checked_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DeepFailure {
+    etag: Option<String>,
+    reason: String,
+    checked_at: DateTime<Utc>,
+}
+
+impl DeepState {
+    /// The state in the backup directory; empty when there is none (a
+    /// machine that never ran a deep audit) or it is unreadable.
+    pub fn load(ctx: &Context) -> DeepState {
+        std::fs::read(ctx.cfg.backup_dir.join(DEEP_STATE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether a deep audit found this very blob (name and ETag) broken.
+    fn failed(&self, blob: &RemoteBlob) -> bool {
+        self.failed
+            .get(&blob.name)
+            .is_some_and(|f| f.etag == blob.etag)
+    }
+
+    fn fail(&mut self, blob: &RemoteBlob, reason: String) {
+        self.blobs.remove(&blob.name);
+        self.failed.insert(
+            blob.name.clone(),
+            DeepFailure {
+                etag: blob.etag.clone(),
+                reason,
+                checked_at: Utc::now(),
+            },
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn deep(
     ctx: &Context,
     store: &BlobStore,
@@ -496,17 +615,15 @@ fn deep(
     az: &Azure,
     blobs: &[RemoteBlob],
     recheck: bool,
+    state: &mut DeepState,
     report: &mut AuditReport,
 ) -> Result<()> {
     let state_path: PathBuf = ctx.cfg.backup_dir.join(DEEP_STATE);
-    let mut state: DeepState = std::fs::read(&state_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
     for db in dbs {
         for c in copies_of(az, blobs, db) {
             ctx.check_cancel()?;
-            let Some(want) = c.blob.sha256() else {
+            // A missing or malformed hash is a finding already.
+            let Ok(want) = c.blob.sha256() else {
                 continue;
             };
             let proven = state
@@ -519,41 +636,56 @@ fn deep(
             }
             let got = rehash(ctx, store, &c.blob.name)?;
             report.deep_checked += 1;
-            if got == want {
-                state.blobs.insert(
-                    c.blob.name.clone(),
-                    DeepCheck {
-                        etag: c.blob.etag.clone(),
-                        sha256: got,
-                        checked_at: Utc::now(),
-                    },
-                );
-            } else {
+            let found = |kind, detail: String| Finding {
+                kind,
+                database: db.dbname.clone(),
+                blob: Some(c.blob.name.clone()),
+                detail,
+            };
+            if got != want {
                 warn!(
                     "{}: content SHA-256 {} != metadata {}",
                     c.blob.name,
                     short(&got),
-                    short(want)
+                    short(&want)
                 );
-                state.blobs.remove(&c.blob.name);
-                report.findings.push(Finding {
-                    kind: FindingKind::Corrupt,
-                    database: db.dbname.clone(),
-                    blob: Some(c.blob.name.clone()),
-                    detail: format!(
-                        "content SHA-256 {} differs from its metadata's {}: the blob changed \
-                         after upload",
-                        short(&got),
-                        short(want)
-                    ),
-                });
+                let detail = format!(
+                    "content SHA-256 {} differs from its metadata's {}: the blob changed \
+                     after upload",
+                    short(&got),
+                    short(&want)
+                );
+                state.fail(c.blob, detail.clone());
+                report.findings.push(found(FindingKind::Corrupt, detail));
+                continue;
             }
+            let mname = manifest_of(&c.blob.name);
+            if blobs.iter().any(|b| b.name == mname)
+                && let Err(e) = read_manifest(ctx, store, &mname, &want, db, c.stamp)
+            {
+                warn!("{e}");
+                state.fail(c.blob, e.to_string());
+                report
+                    .findings
+                    .push(found(FindingKind::BadManifest, e.to_string()));
+                continue;
+            }
+            state.failed.remove(&c.blob.name);
+            state.blobs.insert(
+                c.blob.name.clone(),
+                DeepCheck {
+                    etag: c.blob.etag.clone(),
+                    sha256: got,
+                    checked_at: Utc::now(),
+                },
+            );
         }
     }
     // Forget blobs that no longer exist, then save where `backup` keeps its
     // files (the directory may not exist on a machine that only audits).
     let names: BTreeSet<&str> = blobs.iter().map(|b| b.name.as_str()).collect();
     state.blobs.retain(|k, _| names.contains(k.as_str()));
+    state.failed.retain(|k, _| names.contains(k.as_str()));
     crate::catalog::fsutil::create_private_dir(&ctx.cfg.backup_dir)?;
     let mut f = AtomicFile::create(&state_path)?;
     serde_json::to_writer_pretty(f.file(), &state)
@@ -569,9 +701,140 @@ fn rehash(ctx: &Context, store: &BlobStore, name: &str) -> Result<String> {
     Ok(sink.finish().1)
 }
 
+/// The manifest blob beside a dump blob.
+fn manifest_of(dump_blob: &str) -> String {
+    dump_blob.replace(crate::catalog::DUMP_SUFFIX, crate::catalog::MANIFEST_SUFFIX)
+}
+
+/// What is known of each copy of one database without reading it: whether
+/// it is sound (a well-formed SHA-256 in its metadata, its manifest blob
+/// beside it, no failed deep audit) and whether a newer sound copy of its
+/// tier exists (it is superseded).
+struct Judged<'a> {
+    copy: OffsiteCopy<'a>,
+    sound: bool,
+    superseded: bool,
+}
+
+fn judge<'a>(
+    az: &Azure,
+    blobs: &'a [RemoteBlob],
+    db: &Database,
+    state: &DeepState,
+) -> Vec<Judged<'a>> {
+    let names: BTreeSet<&str> = blobs.iter().map(|b| b.name.as_str()).collect();
+    let copies = copies_of(az, blobs, db);
+    let sound: Vec<bool> = copies
+        .iter()
+        .map(|c| {
+            c.blob.sha256().is_ok()
+                && names.contains(manifest_of(&c.blob.name).as_str())
+                && !state.failed(c.blob)
+        })
+        .collect();
+    let mut newest_sound: BTreeMap<Tier, Stamp> = BTreeMap::new();
+    for (c, ok) in copies.iter().zip(&sound) {
+        if *ok {
+            newest_sound.insert(c.tier, c.stamp);
+        }
+    }
+    copies
+        .into_iter()
+        .zip(sound)
+        .map(|(copy, sound)| Judged {
+            superseded: newest_sound
+                .get(&copy.tier)
+                .is_some_and(|n| copy.stamp < *n),
+            copy,
+            sound,
+        })
+        .collect()
+}
+
+/// What [`repair_tags`] did.
+#[derive(Debug, Default)]
+pub struct TagRepair {
+    pub tagged: usize,
+    pub untagged: usize,
+    /// Per database: how many blobs could not be tagged, and the first error.
+    errors: BTreeMap<String, (usize, String)>,
+}
+
+impl TagRepair {
+    /// One line per database whose tags could not all be repaired.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.errors
+            .iter()
+            .map(|(db, (n, first))| {
+                (
+                    db.clone(),
+                    format!(
+                        "{n} blob(s) not tagged, so the lifecycle policy cannot delete them when \
+                         superseded (tag writes need Storage Blob Data Owner, or a role with \
+                         .../blobs/tags/write); first error: {first}"
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Makes the `superseded` tags true to the inventory: set on every dump and
+/// manifest blob of a superseded copy, absent from all others (the newest
+/// sound copy, and broken copies newer than it). Each blob keeps its other
+/// tags. A failure is collected, not raised: the copies themselves are fine.
+pub fn repair_tags(
+    store: &BlobStore,
+    az: &Azure,
+    blobs: &[RemoteBlob],
+    dbs: &[&Database],
+    state: &DeepState,
+) -> TagRepair {
+    let by_name: BTreeMap<&str, &RemoteBlob> = blobs.iter().map(|b| (b.name.as_str(), b)).collect();
+    let mut out = TagRepair::default();
+    for db in dbs {
+        for j in judge(az, blobs, db, state) {
+            let manifest = manifest_of(&j.copy.blob.name);
+            let pair = [Some(j.copy.blob), by_name.get(manifest.as_str()).copied()];
+            for blob in pair.into_iter().flatten() {
+                if blob.is_superseded() == j.superseded {
+                    continue;
+                }
+                let mut tags = blob.tags.clone();
+                if j.superseded {
+                    tags.insert(SUPERSEDED_TAG.into(), SUPERSEDED_VALUE.into());
+                } else {
+                    tags.remove(SUPERSEDED_TAG);
+                }
+                match store.set_tags(&blob.name, &tags) {
+                    Ok(()) if j.superseded => out.tagged += 1,
+                    Ok(()) => out.untagged += 1,
+                    Err(e) => {
+                        let entry = out
+                            .errors
+                            .entry(db.dbname.clone())
+                            .or_insert((0, e.to_string()));
+                        entry.0 += 1;
+                    }
+                }
+            }
+        }
+    }
+    if out.tagged + out.untagged > 0 {
+        info!(
+            "index tag {SUPERSEDED_TAG}: set on {} blob(s), removed from {}",
+            out.tagged, out.untagged
+        );
+    }
+    out
+}
+
 /// `prune --offsite`: deletes dump blobs (and their manifests) past their
-/// tier's retention, for accounts without the lifecycle policy. The newest
-/// copy of each database is never deleted, whatever its age.
+/// tier's retention, for accounts without the lifecycle policy, by the
+/// policy's own rule: only superseded copies (a newer sound copy of the same
+/// database and tier exists). The newest sound copy of each database and
+/// tier is never deleted, whatever its age, nor is a broken copy newer than
+/// it (the audit names those). Without `dry_run` the tags are repaired too.
 pub fn prune_offsite(
     ctx: &Context,
     dry_run: bool,
@@ -581,32 +844,35 @@ pub fn prune_offsite(
     let store = BlobStore::connect(az)?;
     let blobs = store.list(&az.prefix)?;
     let now = as_of.unwrap_or_else(Utc::now);
+    let state = DeepState::load(ctx);
+    let dbs = ctx.cfg.select(&[])?;
     let mut removed = Vec::new();
-    for db in ctx.cfg.select(&[])? {
-        let copies = copies_of(az, &blobs, db);
-        let Some(newest) = copies.last().map(|c| c.stamp) else {
-            continue;
-        };
-        for c in copies.iter().filter(|c| c.stamp != newest) {
-            if now - created(c) <= Duration::days(c.tier.retention_days(az) as i64) {
+    for db in &dbs {
+        for j in judge(az, &blobs, db, &state) {
+            let c = j.copy;
+            let expired = now - created(&c) > Duration::days(c.tier.retention_days(az) as i64);
+            if !expired || !j.superseded {
                 continue;
             }
-            let manifest = c
-                .blob
-                .name
-                .replace(crate::catalog::DUMP_SUFFIX, crate::catalog::MANIFEST_SUFFIX);
             if !dry_run {
                 ctx.check_cancel()?;
                 store.delete(&c.blob.name)?;
-                store.delete(&manifest)?;
+                store.delete(&manifest_of(&c.blob.name))?;
                 info!(
-                    "deleted {} ({} tier, past {} days)",
+                    "deleted {} ({} tier, past {} days{})",
                     c.blob.name,
                     c.tier,
-                    c.tier.retention_days(az)
+                    c.tier.retention_days(az),
+                    if j.sound { "" } else { ", not sound" }
                 );
             }
             removed.push(c.blob.name.clone());
+        }
+    }
+    if !dry_run {
+        let left = store.list(&az.prefix)?;
+        for (db, line) in repair_tags(&store, az, &left, &dbs, &state).failures() {
+            warn!("{db}: {line}");
         }
     }
     Ok(removed)

@@ -2,7 +2,10 @@
 //! directory, proven, so the ordinary restore can use it (the runbook's
 //! scenario 2: the machine and its local backups are gone).
 //!
-//! The manifest blob is read first; the dump is streamed to a hidden partial
+//! The manifest blob is read first (at most
+//! [`MAX_MANIFEST_BYTES`](crate::offsite::MAX_MANIFEST_BYTES), checked as
+//! untrusted input: any malformed hash or content is a one-line error naming
+//! the blob); the dump is streamed to a hidden partial
 //! file while it is hashed, and kept only when its SHA-256 equals both the
 //! manifest's and the blob metadata's. When a backup has copies in both
 //! tiers, the first that verifies is used and named; when none does, nothing
@@ -14,7 +17,7 @@ use crate::catalog::fsutil::{AtomicFile, create_private_dir};
 use crate::catalog::{Catalog, Manifest, Stamp, dump_name, manifest_name};
 use crate::config::Database;
 use crate::error::{Error, Result};
-use crate::offsite::{BlobStore, RemoteBlob, Tier, blob_name};
+use crate::offsite::{BlobStore, RemoteBlob, Tier, blob_name, parse_sha256, preview, short};
 use crate::ops::Context;
 use crate::ops::audit::{OffsiteCopy, copies_of};
 use crate::ops::upload::azure;
@@ -118,9 +121,10 @@ fn fetch_one(
 fn use_local(catalog: &Catalog, db: &Database, stamp: Stamp, copies: &[OffsiteCopy]) -> Result<()> {
     let b = catalog.find(db, Some(&stamp))?;
     let same = b.is_sound()
-        && copies
-            .iter()
-            .any(|c| c.blob.sha256() == b.manifest.as_ref().map(|m| m.sha256.as_str()));
+        && copies.iter().any(|c| {
+            let local = b.manifest.as_ref().map(|m| m.sha256.to_ascii_lowercase());
+            c.blob.sha256().ok() == local
+        });
     if same {
         info!(
             "{}: the local copy is the offsite one (same SHA-256); using it",
@@ -148,27 +152,10 @@ fn fetch_copy(
     tier: Tier,
     blob: &RemoteBlob,
 ) -> Result<()> {
-    let want = blob
-        .sha256()
-        .ok_or_else(|| Error::Check("the blob has no sha256 in its metadata".into()))?
-        .to_string();
+    let want = blob.sha256()?;
     let mname = manifest_name(&db.dbname, &stamp);
-    let mut text = Vec::new();
-    store.download(
-        &blob_name(az, tier, &db.dbname, &mname),
-        &mut text,
-        &ctx.cancel,
-        &crate::ui::Bar::hidden(),
-    )?;
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| Error::Check(format!("its manifest blob is unreadable: {e}")))?;
-    if manifest.sha256 != want {
-        return Err(Error::Check(format!(
-            "its manifest says SHA-256 {} but the blob metadata {}",
-            &manifest.sha256[..12],
-            &want[..want.len().min(12)]
-        )));
-    }
+    let mblob = blob_name(az, tier, &db.dbname, &mname);
+    let (_, text) = read_manifest(ctx, store, &mblob, &want, db, stamp)?;
     let target = catalog.dir().join(dump_name(&db.dbname, &stamp));
     let mut out = AtomicFile::create(&target)?;
     let mut hashing = HashingWriter::new(out.file());
@@ -185,8 +172,8 @@ fn fetch_copy(
             reason: format!(
                 "downloaded content has SHA-256 {} where the manifest says {}: the blob \
                  changed after upload",
-                &got[..12],
-                &want[..12]
+                short(&got),
+                short(&want)
             ),
         });
     }
@@ -194,4 +181,43 @@ fn fetch_copy(
     // One left by a run cut off here has no dump beside it and is replaced.
     crate::catalog::fsutil::replace_atomic(&catalog.dir().join(&mname), &text)?;
     out.commit().map(drop)
+}
+
+/// Reads manifest blob `name` (at most
+/// [`MAX_MANIFEST_BYTES`](crate::offsite::MAX_MANIFEST_BYTES)) and checks it
+/// against what the dump blob says: its SHA-256 (`want`, from the dump's
+/// metadata), database and timestamp. The manifest and its bytes; any
+/// problem is one line naming the manifest blob.
+pub fn read_manifest(
+    ctx: &Context,
+    store: &BlobStore,
+    name: &str,
+    want: &str,
+    db: &Database,
+    stamp: Stamp,
+) -> Result<(Manifest, Vec<u8>)> {
+    let text = store.download_small(name, &ctx.cancel)?;
+    let bad = |reason: String| Error::Corrupt {
+        file: name.to_string(),
+        reason,
+    };
+    let manifest: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| bad(format!("not a valerix-backup manifest: {e}")))?;
+    let sha = parse_sha256(name, "its sha256", &manifest.sha256)?;
+    if sha != want {
+        return Err(bad(format!(
+            "says SHA-256 {} but the dump blob's metadata {}",
+            short(&sha),
+            short(want)
+        )));
+    }
+    if manifest.dbname != db.dbname || manifest.timestamp != stamp {
+        return Err(bad(format!(
+            "is the manifest of {} at {}, not of {} at {stamp}",
+            preview(&manifest.dbname),
+            manifest.timestamp,
+            db.dbname
+        )));
+    }
+    Ok((manifest, text))
 }

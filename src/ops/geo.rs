@@ -1,6 +1,6 @@
 //! Region failure: `geo-restore` of a PostgreSQL flexible server into its
-//! paired region, `azure-check` (the preflight a team runs months before),
-//! and `lifecycle-policy --apply`.
+//! paired region, and `azure-check` (the preflight a team runs months
+//! before). `lifecycle-policy --apply` is in [`crate::offsite::policy`].
 //!
 //! geo-restore, step by step (each logged with its duration):
 //! 1. preflight: GET the source server; refuse unless geo-redundant backup
@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use sha2::{Digest, Sha256};
 
 use crate::arm::lro::{self, Operation};
-use crate::arm::{Answer, Arm, LOCATIONS_API, STORAGE_API, Sent};
+use crate::arm::{Answer, Arm, LOCATIONS_API, Sent};
 use crate::config::{Azure, PostgresServer};
 use crate::error::{Error, Result};
 use crate::ops::Context;
@@ -728,58 +728,6 @@ fn check_one(arm: &Arm, sub: &str, id: &str, name: &str) -> Result<ServerCheck> 
         }
     }
     Ok(c)
-}
-
-/// `lifecycle-policy --apply`: PUT the generated policy to the storage
-/// account's `managementPolicies/default`.
-pub fn apply_lifecycle_policy(ctx: &Context, policy: &Value) -> Result<String> {
-    let az = azure(ctx)?;
-    let arm = Arm::connect(az)?;
-    let account = storage_account(az)?;
-    let path = format!(
-        "{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{account}/\
-         managementPolicies/default",
-        arm.subscription_path(),
-        arm.cfg.resource_group
-    );
-    let a = arm.put(
-        &arm.url(&path, STORAGE_API),
-        &json!({ "properties": { "policy": policy } }),
-    )?;
-    if !a.ok() {
-        return Err(Error::Check(format!(
-            "applying the lifecycle policy to {account}: {}",
-            a.error_text()
-        )));
-    }
-    info!("lifecycle policy applied to storage account {account}");
-    Ok(path)
-}
-
-/// The storage account: configured, or the host of account_url, or the
-/// connection string's AccountName.
-fn storage_account(az: &Azure) -> Result<String> {
-    let rm = az.resource_manager.as_ref().expect("connected");
-    if let Some(a) = &rm.storage_account {
-        return Ok(a.clone());
-    }
-    let from_url = az
-        .account_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(str::to_string))
-        .and_then(|h| h.split('.').next().map(str::to_string));
-    let from_cs = std::env::var(&az.connection_string_env)
-        .ok()
-        .and_then(|cs| {
-            cs.split(';')
-                .find_map(|p| p.strip_prefix("AccountName=").map(str::to_string))
-        });
-    from_url.or(from_cs).ok_or_else(|| {
-        Error::Setup(
-            "cannot tell the storage account: set azure.resource_manager.storage_account".into(),
-        )
-    })
 }
 
 #[cfg(test)]

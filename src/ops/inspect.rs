@@ -61,7 +61,7 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
                         file: dump_name(&db.dbname, &stamp),
                         size_bytes: blob.size,
                         state: BackupState::OffsiteOnly,
-                        sha256: blob.sha256().map(str::to_string),
+                        sha256: blob.sha256().ok(),
                         tables: None,
                         rows: None,
                         offsite: Some(vec![tier]),

@@ -141,10 +141,48 @@ pub fn upload(
         r.secs = start.elapsed().as_secs_f64();
         results.push(r);
     }
+    tag_superseded(ctx, &store, az, &dbs, &results);
     Ok(UploadReport {
         container: store.describe(),
         results,
     })
+}
+
+/// The copies a new upload supersedes get the `superseded` tag, so the
+/// lifecycle policy may delete them in time (and never the new one). A
+/// failure here is a warning: every copy is safe, only the policy cannot
+/// delete the old ones yet; the next upload, audit or prune tries again.
+fn tag_superseded(
+    ctx: &Context,
+    store: &BlobStore,
+    az: &Azure,
+    dbs: &[&crate::config::Database],
+    results: &[BlobUpload],
+) {
+    let touched: Vec<&crate::config::Database> = dbs
+        .iter()
+        .copied()
+        .filter(|d| {
+            results
+                .iter()
+                .any(|r| r.database == d.dbname && r.error.is_none())
+        })
+        .collect();
+    if touched.is_empty() {
+        return;
+    }
+    let blobs = match store.list(&az.prefix) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!("superseded copies not tagged: {e}");
+            return;
+        }
+    };
+    let state = crate::ops::audit::DeepState::load(ctx);
+    let tags = crate::ops::audit::repair_tags(store, az, &blobs, &touched, &state);
+    for (db, line) in tags.failures() {
+        warn!("{db}: {line}");
+    }
 }
 
 /// The backups a selection names; only sound ones (with a manifest that
@@ -184,16 +222,17 @@ fn upload_one(
     let m = b.manifest.as_ref().expect("chosen backups have a manifest");
     let spec = blob_spec(az, m, tier);
     match store.head(&r.blob)? {
-        Some(existing) if existing.sha256() == Some(m.sha256.as_str()) => {
+        Some(existing) if existing.sha256().ok() == Some(m.sha256.to_ascii_lowercase()) => {
             info!("{}: already offsite with the same SHA-256", r.blob);
             r.status = "present".into();
         }
         Some(existing) => {
+            let theirs = existing
+                .metadata_sha256()
+                .map_or_else(|why| format!("({why})"), |h| format!("SHA-256 {h}"));
             return Err(Error::Refused(format!(
-                "{} already exists with SHA-256 {} (ours is {}); refusing to overwrite it",
-                r.blob,
-                existing.sha256().unwrap_or("(none)"),
-                &m.sha256
+                "{} already exists with {theirs} (ours is {}); refusing to overwrite it",
+                r.blob, &m.sha256
             )));
         }
         None => {

@@ -20,6 +20,11 @@ Retries a failed request $BLOB_READER_RETRIES times (default 2, 0.5 s apart).
                       metadata, tags, content settings and tier; prints JSON
   blob_reader.py delete CONTAINER BLOB
   blob_reader.py set-tier CONTAINER BLOB Hot|Cool|Cold|Archive
+  blob_reader.py set-metadata CONTAINER BLOB [K=V]...
+                      replace the blob's metadata with these pairs (none:
+                      strip it all); content, tags and tier stay
+  blob_reader.py set-tags CONTAINER BLOB [K=V]...
+                      replace the blob's index tags (none: remove them all)
   blob_reader.py sas PERMISSIONS [--resource-types sco] [--hours H]
                       an account SAS (negative H: already expired)
   blob_reader.py blocks CONTAINER BLOB       JSON: committed and uncommitted block counts
@@ -211,6 +216,14 @@ def cmd_set_tier(a):
     service().get_blob_client(a.container, a.blob).set_standard_blob_tier(StandardBlobTier(a.tier))
 
 
+def cmd_set_metadata(a):
+    service().get_blob_client(a.container, a.blob).set_blob_metadata(key_values(a.pairs))
+
+
+def cmd_set_tags(a):
+    service().get_blob_client(a.container, a.blob).set_blob_tags(key_values(a.pairs))
+
+
 def cmd_blocks(a):
     """Counts of committed and uncommitted blocks (an interrupted upload)."""
     committed, uncommitted = service().get_blob_client(a.container, a.blob).get_block_list("all")
@@ -257,6 +270,12 @@ def main():
     s.add_argument("blob")
     s.add_argument("tier", choices=["Hot", "Cool", "Cold", "Archive"])
     s.set_defaults(fn=cmd_set_tier)
+    for name, fn in (("set-metadata", cmd_set_metadata), ("set-tags", cmd_set_tags)):
+        s = sub.add_parser(name)
+        s.add_argument("container")
+        s.add_argument("blob")
+        s.add_argument("pairs", nargs="*", metavar="K=V")
+        s.set_defaults(fn=fn)
     s = sub.add_parser("sas")
     s.add_argument("permissions")
     s.add_argument("--resource-types", default="sco")

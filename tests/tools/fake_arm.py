@@ -254,6 +254,8 @@ def load_state(path):
       token_lifetime       seconds (3600)
       regions              {"name": ["Display Name", "pairedname"]} added to /
                            replacing the built-in table
+      management_policies  {"rg/account": {"rules": [...]}}: policies that
+                           exist at start (see seed_policies)
     """
     with open(path, encoding="utf-8") as f:
         st = json.load(f)
@@ -1102,6 +1104,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         prefixes = get_ci(filters, "prefixMatch")
         if prefixes is not None and (not isinstance(prefixes, list) or any(not isinstance(p, str) for p in prefixes)):
             bad(name, "filters.prefixMatch must be a list of strings")
+        check_tag_filters(name, filters, bad)
         actions = get_ci(definition, "actions")
         if not isinstance(actions, dict) or not actions:
             bad(name, "actions is required")
@@ -1119,6 +1122,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if not ck.startswith("days") or isinstance(cv, bool) or not isinstance(cv, (int, float)) \
                             or cv < 0 or cv != int(cv):
                         bad(name, "{}.{}.{} must be a whole number of days".format(target, act, ck))
+
+
+def check_tag_filters(name, filters, bad):
+    """filters.blobIndexMatch, as the 2023-05-01 TagFilter: at most 10 of
+    {name: 1-128 characters, op: "==" (the only operator), value: 0-256
+    characters}."""
+    tags = get_ci(filters, "blobIndexMatch")
+    if tags is None:
+        return
+    if not isinstance(tags, list) or len(tags) > 10:
+        bad(name, "filters.blobIndexMatch must be a list of at most 10 tag filters")
+    for t in tags:
+        if not isinstance(t, dict):
+            bad(name, "filters.blobIndexMatch entries must be objects")
+        tname, op, value = get_ci(t, "name"), get_ci(t, "op"), get_ci(t, "value")
+        if not isinstance(tname, str) or not 1 <= len(tname) <= 128:
+            bad(name, "blobIndexMatch.name must be 1 to 128 characters")
+        if op != "==":
+            bad(name, "blobIndexMatch.op must be == (the only operator supported)")
+        if not isinstance(value, str) or len(value) > 256:
+            bad(name, "blobIndexMatch.value must be a string of at most 256 characters")
+
+
+def seed_policies(st):
+    """The management policies that exist before the test: state key
+    management_policies {"rg/account": {"rules": [...]}} (someone else's
+    rules, to be kept by a merge)."""
+    out = {}
+    for key, policy in (st.get("management_policies") or {}).items():
+        rg, _, account = key.partition("/")
+        out[(rg.lower(), account.lower())] = {
+            "id": "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}/"
+                  "managementPolicies/default".format(st["subscription"], rg, account),
+            "name": "DefaultManagementPolicy",
+            "type": POLICY_TYPE,
+            "properties": {"lastModifiedTime": iso(now_utc()), "policy": policy},
+        }
+    return out
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -1163,7 +1204,7 @@ def main():
     httpd.tokens = {}
     httpd.ops = {}
     httpd.throttled = {}
-    httpd.policies = {}
+    httpd.policies = seed_policies(httpd.state)
     serve_tls(httpd, args.cert, args.key)
 
 
