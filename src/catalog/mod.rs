@@ -18,6 +18,8 @@ pub mod stamp;
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, TimeDelta, Utc};
+
 use crate::config::{Config, Database};
 use crate::error::{Error, IoContext, Result};
 
@@ -215,14 +217,19 @@ impl Catalog {
 
     /// Backups past retention: older than `days`, this tool's own (with a
     /// manifest), and never the newest good backup of their database.
+    /// Refused (nothing is past retention) when the clock disagrees with the
+    /// backups' dates: see [`check_clock`].
     pub fn expired(&self, dbs: &[&Database], days: u32, now: Stamp) -> Result<Vec<LocalBackup>> {
         let all = self.list(dbs)?;
+        let sound: Vec<&LocalBackup> = all.iter().filter(|b| b.is_sound()).collect();
+        check_clock(&sound, Utc::now())?;
         let cutoff = now.minus_days(days);
         let mut out = Vec::new();
         for db in dbs {
-            let own: Vec<&LocalBackup> = all
+            let own: Vec<&LocalBackup> = sound
                 .iter()
-                .filter(|b| b.database == db.name && b.is_sound())
+                .copied()
+                .filter(|b| b.database == db.name)
                 .collect();
             let Some(newest) = own.last().map(|b| b.stamp) else {
                 continue;
@@ -248,6 +255,47 @@ impl Catalog {
             _ => Ok(()),
         }
     }
+}
+
+/// How far a backup's date may be ahead of the clock: the seconds a run's
+/// timestamp is moved on to stay unique, and clocks that disagree a little.
+const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(15);
+
+/// Deleting by age trusts the clock. A backup dated after now, or a
+/// manifest written after now, says the clock was ahead when it was written
+/// or is behind now; the age of every backup is then in doubt (a clock that
+/// jumps ahead makes every older backup look past retention), so retention
+/// deletes nothing until they agree again.
+fn check_clock(backups: &[&LocalBackup], now: DateTime<Utc>) -> Result<()> {
+    let limit = now + CLOCK_SLACK;
+    let when = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    if let Some(b) = backups.iter().max_by_key(|b| b.stamp)
+        && b.stamp.to_utc() > limit
+    {
+        return Err(Error::Clock(format!(
+            "retention deleted nothing: {} is dated {}, in the future of this machine's \
+             clock ({}); check the clock (timedatectl), then move that backup aside",
+            b.file_name(),
+            when(b.stamp.to_utc()),
+            when(now)
+        )));
+    }
+    let written = backups
+        .iter()
+        .filter_map(|b| b.manifest.as_ref().map(|m| (m.finished_at, b)))
+        .max_by_key(|(t, _)| *t);
+    if let Some((t, b)) = written
+        && t > limit
+    {
+        return Err(Error::Clock(format!(
+            "retention deleted nothing: this machine's clock ({}) is behind the time {}'s \
+             manifest was written ({}); check the clock (timedatectl)",
+            when(now),
+            b.file_name(),
+            when(t)
+        )));
+    }
+    Ok(())
 }
 
 /// What a file name of ours is: a dump or a manifest of `dbname`, and when.

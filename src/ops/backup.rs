@@ -32,6 +32,8 @@ pub struct BackupReport {
     pub results: Vec<DbBackup>,
     /// Files removed by retention.
     pub pruned: Vec<String>,
+    /// What retention could not do; the backups themselves are fine.
+    pub retention_warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,14 +46,30 @@ pub struct DbBackup {
 }
 
 impl BackupReport {
-    /// `Ok` when every database was backed up.
+    /// `Ok` when every database was backed up and retention did its work.
     pub fn outcome(&self) -> Result<()> {
+        self.backed_up().and_then(|()| self.retention_outcome())
+    }
+
+    /// `Ok` when every database was backed up.
+    pub fn backed_up(&self) -> Result<()> {
         let errors = self
             .results
             .iter()
             .filter_map(|r| r.error.clone().map(|e| (r.dbname.clone(), e)))
             .collect();
         outcome("backup", errors, self.results.len())
+    }
+
+    /// A warning (exit status 3) when retention failed after good backups.
+    pub fn retention_outcome(&self) -> Result<()> {
+        if self.retention_warnings.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Warning(format!(
+            "backup done, but {}",
+            self.retention_warnings.join("; ")
+        )))
     }
 }
 
@@ -96,7 +114,7 @@ pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result
         });
     }
 
-    let mut pruned = Vec::new();
+    let (mut pruned, mut retention_warnings) = (Vec::new(), Vec::new());
     if opts.prune {
         // Only databases backed up now: while backups fail, old ones stay.
         let done: Vec<&Database> = dbs
@@ -105,21 +123,50 @@ pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result
             .filter(|(_, r)| r.ok)
             .map(|(d, _)| *d)
             .collect();
-        for old in catalog.expired(&done, ctx.cfg.retention_days, stamp)? {
-            catalog.remove(&old)?;
-            info!(
-                "retention: removed {} (older than {} days)",
-                old.file_name(),
-                ctx.cfg.retention_days
-            );
-            pruned.push(old.file_name());
-        }
+        (pruned, retention_warnings) = retention(ctx, &catalog, &done, stamp);
     }
     Ok(BackupReport {
         timestamp: stamp,
         results,
         pruned,
+        retention_warnings,
     })
+}
+
+/// Local retention after a backup: the files it removed and what went
+/// wrong. A failure here never fails the backup (written and sound by
+/// now) nor what follows it, such as its upload; each is a warning.
+fn retention(
+    ctx: &Context,
+    catalog: &Catalog,
+    dbs: &[&Database],
+    stamp: Stamp,
+) -> (Vec<String>, Vec<String>) {
+    let (mut pruned, mut warnings) = (Vec::new(), Vec::new());
+    let expired = match catalog.expired(dbs, ctx.cfg.retention_days, stamp) {
+        Ok(e) => e,
+        Err(e) => {
+            warnings.push(e.to_string());
+            Vec::new()
+        }
+    };
+    for old in expired {
+        match catalog.remove(&old) {
+            Ok(()) => {
+                info!(
+                    "retention: removed {} (older than {} days)",
+                    old.file_name(),
+                    ctx.cfg.retention_days
+                );
+                pruned.push(old.file_name());
+            }
+            Err(e) => warnings.push(format!("retention failed: {e}")),
+        }
+    }
+    for w in &warnings {
+        warn!("{w}");
+    }
+    (pruned, warnings)
 }
 
 /// Now, or the next second not yet used by one of `dbs` (two runs within
