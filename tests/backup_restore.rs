@@ -523,15 +523,18 @@ fn a_retention_failure_warns_and_the_new_backup_is_still_uploaded() {
     assert!(e.contains("order_db_20191231_020000.dump.gz"), "{e}");
     assert_warned(&r, "order_db_20191231_020000.dump.gz");
     // The new backup is offsite, byte for byte.
-    let new = sb.dump_of("order_db");
-    let name = new.file_name().unwrap().to_string_lossy().into_owned();
-    let blobs = az.list(CONTAINER, "");
-    let blob = blobs
-        .iter()
-        .map(|b| b["name"].as_str().unwrap())
-        .find(|n| n.ends_with(&format!("/order_db/{name}")))
-        .unwrap_or_else(|| panic!("{name} not uploaded: {blobs:?}\n{}", r.stderr));
-    assert_eq!(az.sha256(CONTAINER, blob), sha256_file(&new));
+    let uploaded = |r: &common::Run| {
+        let new = sb.dump_of("order_db");
+        let name = new.file_name().unwrap().to_string_lossy().into_owned();
+        let blobs = az.list(CONTAINER, "");
+        let blob = blobs
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .find(|n| n.ends_with(&format!("/order_db/{name}")))
+            .unwrap_or_else(|| panic!("{name} not uploaded: {blobs:?}\n{}", r.stderr));
+        assert_eq!(az.sha256(CONTAINER, blob), sha256_file(&new));
+    };
+    uploaded(&r);
     // Retention went on past the failure; the stuck backup is untouched.
     assert!(
         r.stdout
@@ -541,6 +544,16 @@ fn a_retention_failure_warns_and_the_new_backup_is_still_uploaded() {
     assert!(!dir.join("order_db_20200101_020000.dump.gz").exists());
     assert_eq!(sha256_file(&stuck.join("data")), stuck_bytes);
     assert!(dir.join("order_db_20191231_020000.manifest.json").exists());
+
+    // The agent's backup job (a CronJob's `agent --once backup`) the same.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut cmd = sb.command(&["agent", "--once", "backup"]);
+    cmd.env("AZURE_STORAGE_CONNECTION_STRING", az.conn_string());
+    let r = common::run(cmd);
+    r.fails_with(3, "order_db_20191231_020000.dump.gz");
+    assert_warned(&r, "alert JobFailed: retention failed: removing");
+    uploaded(&r);
+    assert_eq!(sha256_file(&stuck.join("data")), stuck_bytes);
 }
 
 #[test]
