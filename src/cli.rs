@@ -65,7 +65,8 @@ pub enum Command {
         and <dbname>_<timestamp>.manifest.json. A failing database does not stop the others;\n\
         the exit status is 3 when some failed. Then deletes this tool's backups older than\n\
         retention_days, never the newest one of a database, and nothing while a backup is dated\n\
-        after the clock. A retention failure is a warning (exit status 3); the upload still runs."
+        after the clock or the clock differs from the database server's. A retention failure is\n\
+        a warning (exit status 3); the upload still runs."
     )]
     #[command(display_order = 1)]
     Backup {

@@ -624,3 +624,42 @@ fn retention_deletes_nothing_when_the_clock_is_behind_the_backups() {
     );
     assert_eq!(sb.dumps().len(), 2);
 }
+
+#[test]
+fn retention_deletes_nothing_when_the_clock_jumped_ahead_of_the_database_server() {
+    let sb = Sandbox::new();
+    sb.run(&["backup", "order"]).ok();
+    let dir = sb.backup_dir();
+    // This machine's clock jumped 35 days ahead: backups written before the
+    // jump, 5 and 1 days ago in truth, look 40 and 36 days old, and the new
+    // backup's date is 35 days late. Only the database server, whose clock
+    // psql reports, still tells the true time.
+    for days in [40, 36] {
+        let t = chrono::Utc::now() - chrono::Duration::days(days);
+        copy_backup(
+            &sb,
+            "order_db",
+            &t.format("%Y%m%d_%H%M%S").to_string(),
+            |_| {},
+        );
+    }
+    sb.wrap_tool(
+        "psql",
+        r#"sql=$(cat)
+case "$sql" in
+  *clock_timestamp*) echo $(( $(date +%s) - 35 * 86400 )) ;;
+  *) printf '%s' "$sql" | exec "$REAL/psql" "$@" ;;
+esac"#,
+    );
+    let before = snapshot(&dir);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = sb.run(&["backup", "order"]);
+    let e = r.fails_with(3, "ahead of");
+    assert!(
+        e.contains("order_db") && e.contains("35.0 days ahead"),
+        "{e}"
+    );
+    assert_warned(&r, "retention deleted nothing");
+    assert_kept(&before, &dir);
+    assert_eq!(sb.dumps().len(), 4);
+}

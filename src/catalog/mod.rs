@@ -257,9 +257,14 @@ impl Catalog {
     }
 }
 
-/// How far a backup's date may be ahead of the clock: the seconds a run's
-/// timestamp is moved on to stay unique, and clocks that disagree a little.
-const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(15);
+/// How far a backup's date may be ahead of the clock (the seconds a run's
+/// timestamp is moved on to stay unique), and clocks may disagree.
+pub const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(15);
+
+/// `2026-12-01 08:20:20 UTC`, for the clock's messages.
+pub fn utc_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
 
 /// Deleting by age trusts the clock. A backup dated after now, or a
 /// manifest written after now, says the clock was ahead when it was written
@@ -268,7 +273,7 @@ const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(15);
 /// deletes nothing until they agree again.
 fn check_clock(backups: &[&LocalBackup], now: DateTime<Utc>) -> Result<()> {
     let limit = now + CLOCK_SLACK;
-    let when = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let when = utc_time;
     if let Some(b) = backups.iter().max_by_key(|b| b.stamp)
         && b.stamp.to_utc() > limit
     {

@@ -6,12 +6,14 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::catalog::fsutil::{AtomicFile, write_atomic};
-use crate::catalog::{Catalog, Manifest, Stamp, dump_name, manifest, manifest_name};
+use crate::catalog::{
+    CLOCK_SLACK, Catalog, Manifest, Stamp, dump_name, manifest, manifest_name, utc_time,
+};
 use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::ops::{Context, kill_on_cancel, outcome};
@@ -143,7 +145,12 @@ fn retention(
     stamp: Stamp,
 ) -> (Vec<String>, Vec<String>) {
     let (mut pruned, mut warnings) = (Vec::new(), Vec::new());
-    let expired = match catalog.expired(dbs, ctx.cfg.retention_days, stamp) {
+    let Some(first) = dbs.first() else {
+        return (pruned, warnings);
+    };
+    let expired = match check_server_clock(ctx, first)
+        .and_then(|()| catalog.expired(dbs, ctx.cfg.retention_days, stamp))
+    {
         Ok(e) => e,
         Err(e) => {
             warnings.push(e.to_string());
@@ -167,6 +174,39 @@ fn retention(
         warn!("{w}");
     }
     (pruned, warnings)
+}
+
+/// A clock that jumped ahead dates this run's backup late and makes every
+/// older one look past retention, and nothing in the backup directory can
+/// tell (its dates are what is judged). The database server's clock is an
+/// independent one, a query away on the connection the backup just used.
+fn check_server_clock(ctx: &Context, db: &Database) -> Result<()> {
+    let sql = "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint;";
+    let server = ctx
+        .tools
+        .query(db, &db.dbname, sql)?
+        .first()
+        .and_then(|row| row.first()?.parse().ok())
+        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+        .ok_or_else(|| Error::Check(format!("{}: no time from the server", db.dbname)))?;
+    let local = Utc::now();
+    let apart = (local - server).abs();
+    if apart <= CLOCK_SLACK {
+        return Ok(());
+    }
+    let apart = match apart.num_minutes() {
+        m if m < 24 * 60 => format!("{m} minutes"),
+        m => format!("{:.1} days", m as f64 / (24.0 * 60.0)),
+    };
+    Err(Error::Clock(format!(
+        "retention deleted nothing: this machine's clock ({}) is {} {} the clock of {}'s \
+         database server ({}); check the clock (timedatectl)",
+        utc_time(local),
+        apart,
+        if local > server { "ahead of" } else { "behind" },
+        db.dbname,
+        utc_time(server)
+    )))
 }
 
 /// Now, or the next second not yet used by one of `dbs` (two runs within
