@@ -273,7 +273,6 @@ pub fn utc_time(t: DateTime<Utc>) -> String {
 /// deletes nothing until they agree again.
 fn check_clock(backups: &[&LocalBackup], now: DateTime<Utc>) -> Result<()> {
     let limit = now + CLOCK_SLACK;
-    let when = utc_time;
     if let Some(b) = backups.iter().max_by_key(|b| b.stamp)
         && b.stamp.to_utc() > limit
     {
@@ -281,8 +280,8 @@ fn check_clock(backups: &[&LocalBackup], now: DateTime<Utc>) -> Result<()> {
             "retention deleted nothing: {} is dated {}, in the future of this machine's \
              clock ({}); check the clock (timedatectl), then move that backup aside",
             b.file_name(),
-            when(b.stamp.to_utc()),
-            when(now)
+            utc_time(b.stamp.to_utc()),
+            utc_time(now)
         )));
     }
     let written = backups
@@ -295,9 +294,9 @@ fn check_clock(backups: &[&LocalBackup], now: DateTime<Utc>) -> Result<()> {
         return Err(Error::Clock(format!(
             "retention deleted nothing: this machine's clock ({}) is behind the time {}'s \
              manifest was written ({}); check the clock (timedatectl)",
-            when(now),
+            utc_time(now),
             b.file_name(),
-            when(t)
+            utc_time(t)
         )));
     }
     Ok(())

@@ -182,13 +182,20 @@ fn retention(
 /// independent one, a query away on the connection the backup just used.
 fn check_server_clock(ctx: &Context, db: &Database) -> Result<()> {
     let sql = "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint;";
+    let unread = |why: String| {
+        Error::Clock(format!(
+            "retention deleted nothing: cannot read the clock of {}'s database server: {why}",
+            db.dbname
+        ))
+    };
     let server = ctx
         .tools
-        .query(db, &db.dbname, sql)?
+        .query(db, &db.dbname, sql)
+        .map_err(|e| unread(e.to_string()))?
         .first()
         .and_then(|row| row.first()?.parse().ok())
         .and_then(|secs| DateTime::from_timestamp(secs, 0))
-        .ok_or_else(|| Error::Check(format!("{}: no time from the server", db.dbname)))?;
+        .ok_or_else(|| unread("psql printed no time".into()))?;
     let local = Utc::now();
     let apart = (local - server).abs();
     if apart <= CLOCK_SLACK {
