@@ -6,14 +6,16 @@
 //!
 //! The address is often reachable by more than the probes (`0.0.0.0` in a
 //! container), so nothing a client does can exhaust the agent: at most
-//! [`MAX_CONNECTIONS`] are open at once (a new one closes the oldest, which
-//! a probe or a scrape, answered in milliseconds, never is), a client has
-//! [`HEAD_TIMEOUT`] to send its request head and [`CONNECTION_TIMEOUT`] for
-//! the whole exchange, and one request is served per connection.
+//! [`MAX_CONNECTIONS`] are open at once (a new one closes the oldest that
+//! has not sent a request yet: an idle or slow client, never a probe being
+//! answered), a client has [`HEAD_TIMEOUT`] to send its request head and
+//! [`CONNECTION_TIMEOUT`] for the whole exchange, and one request is served
+//! per connection.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -61,8 +63,14 @@ pub fn serve(addr: &str, shared: Arc<Shared>) -> Result<()> {
     Ok(())
 }
 
+/// An open connection: its task, and whether its request has come.
+struct Open {
+    task: AbortHandle,
+    asked: Arc<AtomicBool>,
+}
+
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
-    let mut open: VecDeque<AbortHandle> = VecDeque::new();
+    let mut open: VecDeque<Open> = VecDeque::new();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -73,18 +81,25 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        open.retain(|c| !c.is_finished());
-        if open.len() >= MAX_CONNECTIONS
-            && let Some(oldest) = open.pop_front()
-        {
-            oldest.abort();
+        open.retain(|c| !c.task.is_finished());
+        if open.len() >= MAX_CONNECTIONS {
+            let silent = open.iter().position(|c| !c.asked.load(Ordering::Relaxed));
+            if let Some(oldest) = open.remove(silent.unwrap_or(0)) {
+                oldest.task.abort();
+            }
         }
-        open.push_back(tokio::spawn(serve_one(stream, shared.clone())).abort_handle());
+        let asked = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(serve_one(stream, shared.clone(), asked.clone()));
+        open.push_back(Open {
+            task: task.abort_handle(),
+            asked,
+        });
     }
 }
 
-async fn serve_one(stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_one(stream: TcpStream, shared: Arc<Shared>, asked: Arc<AtomicBool>) {
     let service = service_fn(move |req: Request<Incoming>| {
+        asked.store(true, Ordering::Relaxed);
         std::future::ready(Ok::<_, Infallible>(answer(req.uri().path(), &shared)))
     });
     let conn = http1::Builder::new()
