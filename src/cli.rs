@@ -19,8 +19,8 @@ Examples:
   valerix-backup agent                       run the whole schedule (backups, drills, alerts)
   valerix-backup status --max-age 25h        exit 1 when a backup is missing or stale
 
-Exit status: 0 ok, 1 failure, 2 bad usage or config, 3 some databases failed,
-11 another run holds the lock, 130 interrupted.
+Exit status: 0 ok, 1 failure, 2 bad usage or config, 3 some databases failed (or
+retention failed after good backups), 11 another run holds the lock, 130 interrupted.
 Configuration: --config FILE, else $VALERIX_BACKUP_CONFIG, else ./valerix-backup.toml
 (see valerix-backup.example.toml). Logs go to stderr (RUST_LOG=debug for more).";
 
@@ -64,7 +64,9 @@ pub enum Command {
         after_help = "Writes <backup_dir>/<dbname>_<YYYYMMDD_HHMMSS>.dump.gz (UTC, one timestamp per run)\n\
         and <dbname>_<timestamp>.manifest.json. A failing database does not stop the others;\n\
         the exit status is 3 when some failed. Then deletes this tool's backups older than\n\
-        retention_days, never the newest one of a database."
+        retention_days, never the newest one of a database, and nothing while a backup is dated\n\
+        after the clock or the clock differs from the database server's. A retention failure is\n\
+        a warning (exit status 3); the upload still runs."
     )]
     #[command(display_order = 1)]
     Backup {

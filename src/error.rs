@@ -70,6 +70,16 @@ pub enum Error {
         total: usize,
         summary: String,
     },
+
+    /// The work asked for was done and something after it was not (a
+    /// backup written, its old ones not deleted): exit 3, as a partial run.
+    #[error("{0}")]
+    Warning(String),
+
+    /// The clock disagrees with the backups' dates: deleting by age could
+    /// delete the wrong ones.
+    #[error("{0}")]
+    Clock(String),
 }
 
 impl Error {
@@ -81,7 +91,8 @@ impl Error {
     }
 
     /// Exit statuses, after restic's: 1 failure, 2 bad usage or config,
-    /// 3 partial (some targets failed), 11 locked, 130 interrupted.
+    /// 3 partial (some targets failed, or retention failed after a good
+    /// backup), 11 locked, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config { .. }
@@ -89,7 +100,7 @@ impl Error {
             | Error::Invalid { .. }
             | Error::Refused(_)
             | Error::Setup(_) => 2,
-            Error::Partial { .. } => 3,
+            Error::Partial { .. } | Error::Warning(_) => 3,
             Error::Locked { .. } => 11,
             Error::Interrupted => 130,
             _ => 1,

@@ -130,8 +130,11 @@ fn run(cli: Cli) -> Result<()> {
             print::emit(json, &both, |_| {
                 print::backup(&report) + &uploaded.as_ref().map(print::upload).unwrap_or_default()
             })?;
-            report.outcome()?;
-            uploaded?.outcome()
+            // A retention failure is reported after the upload's outcome:
+            // it never keeps a good backup from going offsite.
+            report.backed_up()?;
+            uploaded?.outcome()?;
+            report.retention_outcome()
         }
         Command::Upload {
             selection,

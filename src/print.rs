@@ -69,6 +69,9 @@ pub fn backup(r: &BackupReport) -> String {
     for p in &r.pruned {
         s += &format!("  retention removed {p}\n");
     }
+    for w in &r.retention_warnings {
+        s += &format!("  WARNING {w}\n");
+    }
     s
 }
 

@@ -43,6 +43,7 @@ fn schedule(jobs: &[(&str, &str)]) -> String {
 
 fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
@@ -53,6 +54,20 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .unwrap_or_default()
         .to_string();
     (code, body)
+}
+
+/// Starts the agent on `jobs` with its HTTP endpoint on a free port;
+/// returns once /readyz answers 200.
+fn start_listening(sb: &Sandbox, jobs: &[(&str, &str)]) -> (std::process::Child, u16) {
+    let port = free_port();
+    let agent = format!("listen = \"127.0.0.1:{port}\"\n{}", schedule(jobs));
+    configure(sb, "", &agent, "");
+    let child = sb.spawn(&["agent"]);
+    wait_for("/readyz", 20, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http_get(port, "/readyz").0 == 200
+    });
+    (child, port)
 }
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -92,25 +107,14 @@ fn assert_exposition_format(text: &str) {
 #[test]
 fn the_schedule_runs_in_order_and_metrics_follow() {
     let sb = Sandbox::new();
-    let port = free_port();
-    configure(
+    let (child, port) = start_listening(
         &sb,
-        "",
-        &format!(
-            "listen = \"127.0.0.1:{port}\"\n{}",
-            schedule(&[
-                ("backup", "*/6 * * * * *"),
-                ("verify", "2/6 * * * * *"),
-                ("drill", "4/6 * * * * *"),
-            ])
-        ),
-        "",
+        &[
+            ("backup", "*/6 * * * * *"),
+            ("verify", "2/6 * * * * *"),
+            ("drill", "4/6 * * * * *"),
+        ],
     );
-    let child = sb.spawn(&["agent"]);
-    wait_for("/readyz", 20, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && http_get(port, "/readyz").0 == 200
-    });
     assert_eq!(http_get(port, "/healthz").0, 200);
     assert_eq!(http_get(port, "/nope").0, 404);
     let before = http_get(port, "/metrics").1;
@@ -431,4 +435,79 @@ fn once_config_check_completions_and_man() {
     // A bad schedule is a config error.
     configure(&sb, "", "[agent.schedule]\nverify = \"61 3 * * *\"", "");
     sb.run(&["agent"]).fails_with(2, "agent.schedule.verify");
+}
+
+/// How many file descriptors the process `pid` holds.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn idle_and_slow_connections_starve_neither_healthz_nor_the_schedule() {
+    use std::net::TcpStream;
+    let sb = Sandbox::new();
+    let (child, port) = start_listening(&sb, &[("backup", "*/4 * * * * *")]);
+    let fds_at_start = open_fds(child.id());
+    // 500 connections that never send a byte, and 5 slowloris requests:
+    // half a request head, then one more header line a second.
+    let idle: Vec<TcpStream> = (0..500)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let mut slow: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let dumps_before = sb.dumps().len();
+    let t0 = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut most_fds = 0;
+    while t0.elapsed() < Duration::from_secs(10) {
+        for s in &mut slow {
+            let _ = s.write_all(b"X-Slow: 1\r\n");
+        }
+        let t = Instant::now();
+        assert_eq!(http_get(port, "/healthz").0, 200);
+        slowest = slowest.max(t.elapsed());
+        most_fds = most_fds.max(open_fds(child.id()));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // /healthz answered at once every time, and the agent did not keep a
+    // descriptor per connection.
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/healthz took {slowest:?}"
+    );
+    assert!(
+        most_fds < fds_at_start + 100,
+        "{most_fds} descriptors open, {fds_at_start} before the 505 connections"
+    );
+    // The slow requests were cut off by the server, not answered.
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut text = String::new();
+        match s.read_to_string(&mut text) {
+            Ok(_) => assert!(!text.contains("200 OK"), "{text}"),
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a slowloris request is still open after 10 s"
+            ),
+        }
+    }
+    // Scheduled backups ran all along.
+    wait_for("a backup during the flood", 30, || {
+        sb.dumps().len() >= dumps_before + 2
+    });
+    drop(idle);
+    let (code, stderr) = terminate(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("job backup succeeded"), "{stderr}");
 }

@@ -421,3 +421,245 @@ fn latest_means_the_newest_sound_backup_of_all_databases() {
     sb.run(&["verify", "latest", "order"])
         .fails_with(1, "gzip data is corrupt");
 }
+
+/// A copy of `dbname`'s newest backup as if taken at `stamp` (same bytes),
+/// with its manifest (see [`manifest_as`]).
+fn copy_backup(
+    sb: &Sandbox,
+    dbname: &str,
+    stamp: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> std::path::PathBuf {
+    let src = sb.dump_of(dbname);
+    let dst = sb.backup_dir().join(format!("{dbname}_{stamp}.dump.gz"));
+    std::fs::copy(&src, &dst).unwrap();
+    manifest_as(&src, stamp, edit);
+    dst
+}
+
+/// Writes the manifest of the backup `src` as the one of a backup of the
+/// same database at `stamp`: name and time rewritten, then `edit`.
+fn manifest_as(src: &std::path::Path, stamp: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut m = manifest(src);
+    let dbname = m["dbname"].as_str().unwrap().to_string();
+    m["timestamp"] = stamp.into();
+    m["file"] = format!("{dbname}_{stamp}.dump.gz").into();
+    edit(&mut m);
+    let path = src.with_file_name(format!("{dbname}_{stamp}.manifest.json"));
+    std::fs::write(path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+/// Every file in `dir` and its SHA-256 (directories: "dir").
+fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    list_dir(dir)
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .map(|p| {
+            let hash = if p.is_dir() {
+                "dir".to_string()
+            } else {
+                sha256_file(&p)
+            };
+            (p.file_name().unwrap().to_string_lossy().into_owned(), hash)
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_warned(r: &common::Run, needle: &str) {
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.contains(" WARN ") && l.contains(needle)),
+        "no warning with {needle:?}:\n{}",
+        r.stderr
+    );
+}
+
+#[track_caller]
+fn assert_kept(before: &std::collections::BTreeMap<String, String>, dir: &std::path::Path) {
+    let now = snapshot(dir);
+    for (name, hash) in before {
+        assert_eq!(now.get(name), Some(hash), "{name} changed or went: {now:?}");
+    }
+}
+
+#[test]
+fn a_retention_failure_warns_and_the_new_backup_is_still_uploaded() {
+    use common::azurite::Azurite;
+    const CONTAINER: &str = "database-backups";
+    let sb = Sandbox::new();
+    let az = Azurite::start();
+    std::fs::write(
+        sb.config_path(),
+        format!(
+            "{}\n[azure]\ncontainer = \"{CONTAINER}\"\nmax_retries = 2\nretry_max_secs = 3\n",
+            sb.config_text("")
+        ),
+    )
+    .unwrap();
+    sb.run(&["backup", "order"]).ok();
+    // A backup past retention that cannot be deleted: its dump became a
+    // directory (unlink fails with EISDIR, whoever runs the test); its
+    // manifest still describes it, so retention picks it.
+    let dir = sb.backup_dir();
+    let stuck = dir.join("order_db_20191231_020000.dump.gz");
+    std::fs::create_dir(&stuck).unwrap();
+    std::fs::copy(sb.dump_of("order_db"), stuck.join("data")).unwrap();
+    let dir_size = std::fs::metadata(&stuck).unwrap().len();
+    manifest_as(&sb.dump_of("order_db"), "20191231_020000", |m| {
+        m["size_bytes"] = dir_size.into()
+    });
+    // And one past retention that can be.
+    copy_backup(&sb, "order_db", "20200101_020000", |_| {});
+    let stuck_bytes = sha256_file(&stuck.join("data"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let mut cmd = sb.command(&["backup", "order", "--upload"]);
+    cmd.env("AZURE_STORAGE_CONNECTION_STRING", az.conn_string());
+    let r = common::run(cmd);
+    // The backup is good, retention is not: exit 3 and a warning naming it.
+    let e = r.fails_with(3, "retention");
+    assert!(e.contains("order_db_20191231_020000.dump.gz"), "{e}");
+    assert_warned(&r, "order_db_20191231_020000.dump.gz");
+    // The new backup is offsite, byte for byte.
+    let uploaded = |r: &common::Run| {
+        let new = sb.dump_of("order_db");
+        let name = new.file_name().unwrap().to_string_lossy().into_owned();
+        let blobs = az.list(CONTAINER, "");
+        let blob = blobs
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .find(|n| n.ends_with(&format!("/order_db/{name}")))
+            .unwrap_or_else(|| panic!("{name} not uploaded: {blobs:?}\n{}", r.stderr));
+        assert_eq!(az.sha256(CONTAINER, blob), sha256_file(&new));
+    };
+    uploaded(&r);
+    // Retention went on past the failure; the stuck backup is untouched.
+    assert!(
+        r.stdout
+            .contains("retention removed order_db_20200101_020000.dump.gz")
+    );
+    assert!(!dir.join("order_db_20200101_020000.manifest.json").exists());
+    assert!(!dir.join("order_db_20200101_020000.dump.gz").exists());
+    assert_eq!(sha256_file(&stuck.join("data")), stuck_bytes);
+    assert!(dir.join("order_db_20191231_020000.manifest.json").exists());
+
+    // The agent's backup job (a CronJob's `agent --once backup`) the same.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut cmd = sb.command(&["agent", "--once", "backup"]);
+    cmd.env("AZURE_STORAGE_CONNECTION_STRING", az.conn_string());
+    let r = common::run(cmd);
+    r.fails_with(3, "order_db_20191231_020000.dump.gz");
+    assert_warned(&r, "alert JobFailed: retention failed: removing");
+    uploaded(&r);
+    assert_eq!(sha256_file(&stuck.join("data")), stuck_bytes);
+}
+
+#[test]
+fn retention_deletes_nothing_when_the_clock_is_behind_the_backups() {
+    let sb = Sandbox::new();
+    sb.run(&["backup", "order"]).ok();
+    let dir = sb.backup_dir();
+    // Two backups past retention by today's clock...
+    for stamp in ["20200101_020000", "20200102_020000"] {
+        copy_backup(&sb, "order_db", stamp, |_| {});
+    }
+    // ...and one written while the clock was 400 days ahead.
+    let ahead = chrono::Utc::now() + chrono::Duration::days(400);
+    let ahead_stamp = ahead.format("%Y%m%d_%H%M%S").to_string();
+    let future = copy_backup(&sb, "order_db", &ahead_stamp, |m| {
+        m["started_at"] = ahead.to_rfc3339().into();
+        m["finished_at"] = ahead.to_rfc3339().into();
+    });
+    let before = snapshot(&dir);
+    assert_eq!(before.len(), 8, "{before:?}");
+
+    let e = sb.run(&["prune"]).fails_with(1, "in the future");
+    assert!(
+        e.contains(&format!("order_db_{ahead_stamp}.dump.gz")),
+        "{e}"
+    );
+    assert_kept(&before, &dir);
+    assert_eq!(snapshot(&dir).len(), before.len());
+
+    // A backup still succeeds, warns why, and deletes nothing.
+    let r = sb.run(&["backup", "order"]);
+    let e = r.fails_with(3, "in the future");
+    assert!(e.contains(&format!("order_db_{ahead_stamp}")), "{e}");
+    assert_warned(&r, "in the future");
+    assert_kept(&before, &dir);
+    assert_eq!(snapshot(&dir).len(), before.len() + 2);
+
+    // The clock behind the newest manifest's time: the backups' dates are
+    // in the past, but one manifest was written two days from now.
+    let aside = sb.work.path().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    for ext in [".dump.gz", ".manifest.json"] {
+        let f = format!("order_db_{ahead_stamp}{ext}");
+        std::fs::rename(dir.join(&f), aside.join(&f)).unwrap();
+    }
+    assert!(!future.exists());
+    let newest = sb.dump_of("order_db");
+    let mpath = newest
+        .to_string_lossy()
+        .replace(".dump.gz", ".manifest.json");
+    let real = std::fs::read_to_string(&mpath).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&real).unwrap();
+    let later = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    m["finished_at"] = later.into();
+    std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let before = snapshot(&dir);
+    let e = sb.run(&["prune"]).fails_with(1, "clock");
+    assert!(e.contains("manifest"), "{e}");
+    assert_kept(&before, &dir);
+
+    // The clock agrees with the backups again: retention runs.
+    std::fs::write(&mpath, real).unwrap();
+    let out = sb.run(&["prune"]).ok().stdout;
+    assert!(
+        out.contains("removed order_db_20200101_020000.dump.gz")
+            && out.contains("removed order_db_20200102_020000.dump.gz"),
+        "{out}"
+    );
+    assert_eq!(sb.dumps().len(), 2);
+}
+
+#[test]
+fn retention_deletes_nothing_when_the_clock_jumped_ahead_of_the_database_server() {
+    let sb = Sandbox::new();
+    sb.run(&["backup", "order"]).ok();
+    let dir = sb.backup_dir();
+    // This machine's clock jumped 35 days ahead: backups written before the
+    // jump, 5 and 1 days ago in truth, look 40 and 36 days old, and the new
+    // backup's date is 35 days late. Only the database server, whose clock
+    // psql reports, still tells the true time.
+    for days in [40, 36] {
+        let t = chrono::Utc::now() - chrono::Duration::days(days);
+        copy_backup(
+            &sb,
+            "order_db",
+            &t.format("%Y%m%d_%H%M%S").to_string(),
+            |_| {},
+        );
+    }
+    sb.wrap_tool(
+        "psql",
+        r#"sql=$(cat)
+case "$sql" in
+  *clock_timestamp*) echo $(( $(date +%s) - 35 * 86400 )) ;;
+  *) printf '%s' "$sql" | exec "$REAL/psql" "$@" ;;
+esac"#,
+    );
+    let before = snapshot(&dir);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = sb.run(&["backup", "order"]);
+    let e = r.fails_with(3, "ahead of");
+    assert!(
+        e.contains("order_db") && e.contains("35.0 days ahead"),
+        "{e}"
+    );
+    assert_warned(&r, "retention deleted nothing");
+    assert_kept(&before, &dir);
+    assert_eq!(sb.dumps().len(), 4);
+}

@@ -34,7 +34,9 @@ pub fn run(ctx: &Context, shared: &Shared, job: Job) -> Result<()> {
     m.duration.get_or_create(&l).set(secs);
     let now = Utc::now().timestamp() as f64;
     match &result {
-        Ok(()) => {
+        // A warning (retention after a good backup) has been alerted on
+        // its own; the job did what it is for.
+        Ok(()) | Err(Error::Warning(_)) => {
             m.last_success
                 .get_or_create(&job_labels(job, None))
                 .set(now);
@@ -92,12 +94,21 @@ fn run_backup(ctx: &Context, shared: &Shared) -> Result<()> {
             size_check(ctx, shared, &r.dbname, m.size_bytes);
         }
     }
-    let backed_up = report.outcome();
+    for w in &report.retention_warnings {
+        shared.alerts.send(Alert::new(
+            AlertKind::JobFailed,
+            Job::Backup.as_str(),
+            None,
+            w.clone(),
+        ));
+    }
+    let backed_up = report.backed_up();
     if ctx.cfg.azure.is_some() && report.results.iter().any(|r| r.ok) {
         let up = upload::upload(ctx, Selection::At(report.timestamp), TierChoice::Auto, &[]);
         record_upload(shared, Job::Backup, up)?;
     }
-    backed_up
+    backed_up?;
+    report.retention_outcome()
 }
 
 fn run_upload(

@@ -18,6 +18,8 @@ pub mod stamp;
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, TimeDelta, Utc};
+
 use crate::config::{Config, Database};
 use crate::error::{Error, IoContext, Result};
 
@@ -230,14 +232,19 @@ impl Catalog {
 
     /// Backups past retention: older than `days`, this tool's own (with a
     /// manifest), and never the newest good backup of their database.
+    /// Refused (nothing is past retention) when the clock disagrees with the
+    /// backups' dates: see [`check_clock`].
     pub fn expired(&self, dbs: &[&Database], days: u32, now: Stamp) -> Result<Vec<LocalBackup>> {
         let all = self.list(dbs)?;
+        let sound: Vec<&LocalBackup> = all.iter().filter(|b| b.is_sound()).collect();
+        check_clock(&sound, Utc::now())?;
         let cutoff = now.minus_days(days);
         let mut out = Vec::new();
         for db in dbs {
-            let own: Vec<&LocalBackup> = all
+            let own: Vec<&LocalBackup> = sound
                 .iter()
-                .filter(|b| b.database == db.name && b.is_sound())
+                .copied()
+                .filter(|b| b.database == db.name)
                 .collect();
             let Some(newest) = own.last().map(|b| b.stamp) else {
                 continue;
@@ -263,6 +270,51 @@ impl Catalog {
             _ => Ok(()),
         }
     }
+}
+
+/// How far a backup's date may be ahead of the clock (the seconds a run's
+/// timestamp is moved on to stay unique), and clocks may disagree.
+pub const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(15);
+
+/// `2026-12-01 08:20:20 UTC`, for the clock's messages.
+pub fn utc_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// Deleting by age trusts the clock. A backup dated after now, or a
+/// manifest written after now, says the clock was ahead when it was written
+/// or is behind now; the age of every backup is then in doubt (a clock that
+/// jumps ahead makes every older backup look past retention), so retention
+/// deletes nothing until they agree again.
+fn check_clock(backups: &[&LocalBackup], now: DateTime<Utc>) -> Result<()> {
+    let limit = now + CLOCK_SLACK;
+    if let Some(b) = backups.iter().max_by_key(|b| b.stamp)
+        && b.stamp.to_utc() > limit
+    {
+        return Err(Error::Clock(format!(
+            "retention deleted nothing: {} is dated {}, in the future of this machine's \
+             clock ({}); check the clock (timedatectl), then move that backup aside",
+            b.file_name(),
+            utc_time(b.stamp.to_utc()),
+            utc_time(now)
+        )));
+    }
+    let written = backups
+        .iter()
+        .filter_map(|b| b.manifest.as_ref().map(|m| (m.finished_at, b)))
+        .max_by_key(|(t, _)| *t);
+    if let Some((t, b)) = written
+        && t > limit
+    {
+        return Err(Error::Clock(format!(
+            "retention deleted nothing: this machine's clock ({}) is behind the time {}'s \
+             manifest was written ({}); check the clock (timedatectl)",
+            utc_time(now),
+            b.file_name(),
+            utc_time(t)
+        )));
+    }
+    Ok(())
 }
 
 /// What a file name of ours is: a dump or a manifest of `dbname`, and when.

@@ -6,12 +6,14 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::catalog::fsutil::{AtomicFile, write_atomic};
-use crate::catalog::{Catalog, Manifest, Stamp, dump_name, manifest, manifest_name};
+use crate::catalog::{
+    CLOCK_SLACK, Catalog, Manifest, Stamp, dump_name, manifest, manifest_name, utc_time,
+};
 use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::ops::{Context, kill_on_cancel, outcome};
@@ -32,6 +34,8 @@ pub struct BackupReport {
     pub results: Vec<DbBackup>,
     /// Files removed by retention.
     pub pruned: Vec<String>,
+    /// What retention could not do; the backups themselves are fine.
+    pub retention_warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,14 +48,30 @@ pub struct DbBackup {
 }
 
 impl BackupReport {
-    /// `Ok` when every database was backed up.
+    /// `Ok` when every database was backed up and retention did its work.
     pub fn outcome(&self) -> Result<()> {
+        self.backed_up().and_then(|()| self.retention_outcome())
+    }
+
+    /// `Ok` when every database was backed up.
+    pub fn backed_up(&self) -> Result<()> {
         let errors = self
             .results
             .iter()
             .filter_map(|r| r.error.clone().map(|e| (r.dbname.clone(), e)))
             .collect();
         outcome("backup", errors, self.results.len())
+    }
+
+    /// A warning (exit status 3) when retention failed after good backups.
+    pub fn retention_outcome(&self) -> Result<()> {
+        if self.retention_warnings.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Warning(format!(
+            "backup done, but {}",
+            self.retention_warnings.join("; ")
+        )))
     }
 }
 
@@ -93,7 +113,7 @@ pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result
         });
     }
 
-    let mut pruned = Vec::new();
+    let (mut pruned, mut retention_warnings) = (Vec::new(), Vec::new());
     if opts.prune {
         // Only databases backed up now: while backups fail, old ones stay.
         let done: Vec<&Database> = dbs
@@ -102,21 +122,95 @@ pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result
             .filter(|(_, r)| r.ok)
             .map(|(d, _)| *d)
             .collect();
-        for old in catalog.expired(&done, ctx.cfg.retention_days, stamp)? {
-            catalog.remove(&old)?;
-            info!(
-                "retention: removed {} (older than {} days)",
-                old.file_name(),
-                ctx.cfg.retention_days
-            );
-            pruned.push(old.file_name());
-        }
+        (pruned, retention_warnings) = retention(ctx, &catalog, &done, stamp);
     }
     Ok(BackupReport {
         timestamp: stamp,
         results,
         pruned,
+        retention_warnings,
     })
+}
+
+/// Local retention after a backup: the files it removed and what went
+/// wrong. A failure here never fails the backup (written and sound by
+/// now) nor what follows it, such as its upload; each is a warning.
+fn retention(
+    ctx: &Context,
+    catalog: &Catalog,
+    dbs: &[&Database],
+    stamp: Stamp,
+) -> (Vec<String>, Vec<String>) {
+    let (mut pruned, mut warnings) = (Vec::new(), Vec::new());
+    let Some(first) = dbs.first() else {
+        return (pruned, warnings);
+    };
+    let expired = match check_server_clock(ctx, first)
+        .and_then(|()| catalog.expired(dbs, ctx.cfg.retention_days, stamp))
+    {
+        Ok(e) => e,
+        Err(e) => {
+            warnings.push(e.to_string());
+            Vec::new()
+        }
+    };
+    for old in expired {
+        match catalog.remove(&old) {
+            Ok(()) => {
+                info!(
+                    "retention: removed {} (older than {} days)",
+                    old.file_name(),
+                    ctx.cfg.retention_days
+                );
+                pruned.push(old.file_name());
+            }
+            Err(e) => warnings.push(format!("retention failed: {e}")),
+        }
+    }
+    for w in &warnings {
+        warn!("{w}");
+    }
+    (pruned, warnings)
+}
+
+/// A clock that jumped ahead dates this run's backup late and makes every
+/// older one look past retention, and nothing in the backup directory can
+/// tell (its dates are what is judged). The database server's clock is an
+/// independent one, a query away on the connection the backup just used.
+fn check_server_clock(ctx: &Context, db: &Database) -> Result<()> {
+    let sql = "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint;";
+    let unread = |why: String| {
+        Error::Clock(format!(
+            "retention deleted nothing: cannot read the clock of {}'s database server: {why}",
+            db.dbname
+        ))
+    };
+    let server = ctx
+        .tools
+        .query(db, &db.dbname, sql)
+        .map_err(|e| unread(e.to_string()))?
+        .first()
+        .and_then(|row| row.first()?.parse().ok())
+        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+        .ok_or_else(|| unread("psql printed no time".into()))?;
+    let local = Utc::now();
+    let apart = (local - server).abs();
+    if apart <= CLOCK_SLACK {
+        return Ok(());
+    }
+    let apart = match apart.num_minutes() {
+        m if m < 24 * 60 => format!("{m} minutes"),
+        m => format!("{:.1} days", m as f64 / (24.0 * 60.0)),
+    };
+    Err(Error::Clock(format!(
+        "retention deleted nothing: this machine's clock ({}) is {} {} the clock of {}'s \
+         database server ({}); check the clock (timedatectl)",
+        utc_time(local),
+        apart,
+        if local > server { "ahead of" } else { "behind" },
+        db.dbname,
+        utc_time(server)
+    )))
 }
 
 /// Now, or the next second not yet used by one of `dbs` (two runs within
