@@ -379,3 +379,25 @@ fn sigterm_during_restore_drops_the_half_loaded_database() {
         files(&sb.backup_dir())
     );
 }
+
+#[test]
+fn a_local_manifest_whose_hash_is_not_one_is_named_never_a_panic() {
+    let sb = Sandbox::with_scale(20);
+    sb.run(&["backup", "inventory"]).ok();
+    let dump = sb.dump_of("inventory_db");
+    let bytes = std::fs::read(&dump).unwrap();
+    let path = dump.to_string_lossy().replace(".dump.gz", ".manifest.json");
+    for bad in ["abc", "é", &"z".repeat(64)] {
+        let mut m = manifest(&dump);
+        m["sha256"] = bad.into();
+        std::fs::write(&path, m.to_string()).unwrap();
+        let list = sb.run(&["list", "--local"]).ok();
+        assert!(list.stdout.contains("bad-manifest"), "{}", list.stdout);
+        let verify = sb.run(&["verify", "latest", "inventory"]);
+        verify.fails_with(1, "its sha256 is not a SHA-256 (64 hex digits)");
+        for run in [&list, &verify] {
+            assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        }
+    }
+    assert_eq!(std::fs::read(&dump).unwrap(), bytes);
+}

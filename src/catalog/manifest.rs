@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::Stamp;
 use crate::error::{Error, Result};
 use crate::pg::archive::TableRows;
+use crate::pipeline::hash::check_sha256;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -48,12 +49,17 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Corrupt {
-                file: path.display().to_string(),
-                reason: format!("unreadable manifest: {e}"),
-            })
+        let corrupt = |reason: String| Error::Corrupt {
+            file: path.display().to_string(),
+            reason,
+        };
+        let mut m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
+        // Checked here once, so that no reader of a hand-edited or damaged
+        // manifest trips over a hash that is not one.
+        m.sha256 = check_sha256("its sha256", &m.sha256)
+            .map_err(|reason| corrupt(format!("unusable manifest: {reason}")))?;
+        Ok(Some(m))
     }
 
     pub fn total_rows(&self) -> u64 {

@@ -47,6 +47,8 @@ pub const SUPERSEDED_VALUE: &str = "true";
 /// and is not read into memory.
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
+pub use crate::pipeline::hash::{check_sha256, preview, short};
+
 /// A SHA-256 from the service (`what` in `blob`): 64 hex digits, returned
 /// in lower case. Anything else is an error naming the blob, with a short,
 /// escaped preview of the value (never the whole of a huge one).
@@ -57,29 +59,6 @@ pub fn parse_sha256(blob: &str, what: &str, value: &str) -> Result<String> {
     })
 }
 
-/// [`parse_sha256`] without the blob: the reason alone, for audit findings.
-pub fn check_sha256(what: &str, value: &str) -> std::result::Result<String, String> {
-    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(value.to_ascii_lowercase());
-    }
-    Err(format!(
-        "{what} is not a SHA-256 (64 hex digits): {}",
-        preview(value)
-    ))
-}
-
-/// At most 16 characters of `s`, escaped onto one line, with its length
-/// when cut.
-pub fn preview(s: &str) -> String {
-    let head: String = s.chars().take(16).collect();
-    let quoted = format!("\"{}\"", head.escape_debug());
-    if head.len() < s.len() {
-        format!("{quoted}... ({} bytes)", s.len())
-    } else {
-        quoted
-    }
-}
-
 /// At most 200 characters of `s` on one line, for values in messages.
 pub fn preview_long(s: &str) -> String {
     let one_line = s.replace(['\n', '\r'], " ");
@@ -87,13 +66,6 @@ pub fn preview_long(s: &str) -> String {
         Some((i, _)) => format!("{}...", &one_line[..i]),
         None => one_line,
     }
-}
-
-/// The first 12 characters of a hash, for messages; never panics, whatever
-/// the text.
-pub fn short(s: &str) -> &str {
-    let end = s.char_indices().nth(12).map_or(s.len(), |(i, _)| i);
-    &s[..end]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -16,6 +16,7 @@ use crate::ops::Context;
 use crate::pg::archive::{ArchiveScanner, ArchiveSummary, TableRows};
 use crate::pg::tools::{StderrTail, spawn, tool_error};
 use crate::pipeline::HashingReader;
+use crate::pipeline::hash::short;
 
 #[derive(Debug, Clone)]
 pub struct ReadResult {
@@ -119,10 +120,6 @@ pub fn expected_tables(b: &LocalBackup, r: &ReadResult) -> Vec<TableRows> {
         Some(m) => m.tables.clone(),
         None => r.archive.tables.clone(),
     }
-}
-
-pub fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
 }
 
 /// `pg_restore --list` reading the stream on its stdin. It stops reading

@@ -4,6 +4,37 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
 
+/// A SHA-256 read from a manifest or the service: 64 hex digits, returned
+/// in lower case; else the reason, with an escaped preview of the value.
+pub fn check_sha256(what: &str, value: &str) -> std::result::Result<String, String> {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(value.to_ascii_lowercase());
+    }
+    Err(format!(
+        "{what} is not a SHA-256 (64 hex digits): {}",
+        preview(value)
+    ))
+}
+
+/// At most 16 characters of `s`, escaped onto one line, with its length
+/// when cut.
+pub fn preview(s: &str) -> String {
+    let head: String = s.chars().take(16).collect();
+    let quoted = format!("\"{}\"", head.escape_debug());
+    if head.len() < s.len() {
+        format!("{quoted}... ({} bytes)", s.len())
+    } else {
+        quoted
+    }
+}
+
+/// The first 12 characters of a hash, for messages; never panics, whatever
+/// the text.
+pub fn short(s: &str) -> &str {
+    let end = s.char_indices().nth(12).map_or(s.len(), |(i, _)| i);
+    &s[..end]
+}
+
 pub struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
