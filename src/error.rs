@@ -27,7 +27,10 @@ pub enum Error {
     #[error("no backup {what}")]
     NoBackup { what: String },
 
-    #[error("{path} is locked by another valerix-backup run ({holder}); wait for it to finish")]
+    #[error(
+        "{path} is locked by another valerix-backup run ({holder}); {hint}",
+        hint = Kind::Locked.info().hint
+    )]
     Locked { path: PathBuf, holder: String },
 
     #[error("{context}: {source}")]
@@ -61,6 +64,22 @@ pub enum Error {
     #[error("{0}")]
     Offsite(String),
 
+    /// Azure has no such resource (container, server).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// Azure refused the credential, or the identity may not do this.
+    #[error("{0}")]
+    Authentication(String),
+
+    /// Azure throttled the request (429) past the retries.
+    #[error("{0}")]
+    Throttled(String),
+
+    /// A wait ran out: a long-running operation, a server not yet Ready.
+    #[error("{0}")]
+    Timeout(String),
+
     #[error("interrupted")]
     Interrupted,
 
@@ -90,21 +109,103 @@ impl Error {
         }
     }
 
-    /// Exit statuses, after restic's: 1 failure, 2 bad usage or config,
-    /// 3 partial (some targets failed, or retention failed after a good
-    /// backup), 11 locked, 130 interrupted.
-    pub fn exit_code(&self) -> i32 {
+    /// The kind of this error: its row in [`KINDS`].
+    pub fn kind(&self) -> Kind {
         match self {
-            Error::Config { .. }
-            | Error::UnknownTarget { .. }
-            | Error::Invalid { .. }
-            | Error::Refused(_)
-            | Error::Setup(_) => 2,
-            Error::Partial { .. } | Error::Warning(_) => 3,
-            Error::Locked { .. } => 11,
-            Error::Interrupted => 130,
-            _ => 1,
+            Error::Config { .. } => Kind::Config,
+            Error::UnknownTarget { .. } => Kind::UnknownTarget,
+            Error::Invalid { .. } => Kind::Invalid,
+            Error::NoBackup { .. } => Kind::NoBackup,
+            Error::Locked { .. } => Kind::Locked,
+            Error::Io { .. } => Kind::Io,
+            Error::Tool { .. } => Kind::Tool,
+            Error::Corrupt { .. } => Kind::Corrupt,
+            Error::Refused(_) => Kind::Refused,
+            Error::Check(_) => Kind::Check,
+            Error::Setup(_) => Kind::Setup,
+            Error::Offsite(_) => Kind::Offsite,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::Authentication(_) => Kind::Authentication,
+            Error::Throttled(_) => Kind::Throttled,
+            Error::Timeout(_) => Kind::Timeout,
+            Error::Interrupted => Kind::Interrupted,
+            Error::Partial { .. } => Kind::Partial,
+            Error::Warning(_) => Kind::Warning,
+            Error::Clock(_) => Kind::Clock,
         }
+    }
+
+    /// The exit status, from [`KINDS`].
+    pub fn exit_code(&self) -> i32 {
+        self.kind().info().exit
+    }
+}
+
+/// One row of the error table.
+#[derive(Debug)]
+pub struct KindInfo {
+    pub kind: Kind,
+    /// kebab-case, for logs and JSON.
+    pub name: &'static str,
+    pub exit: i32,
+    /// What the user can do about it, where there is something general to
+    /// say; messages that add it end with ` (<hint>)`.
+    pub hint: &'static str,
+}
+
+/// Declares [`Kind`] and [`KINDS`] from one table, so that a kind cannot
+/// exist without its exit status.
+macro_rules! kinds {
+    ($($kind:ident $name:literal $exit:literal $hint:literal;)*) => {
+        /// Every kind of error the library returns.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $($kind,)*
+        }
+
+        /// The error kinds as data: name, exit status, hint (after
+        /// pgBackRest's `build/error.yaml` and restic's exit codes).
+        pub const KINDS: &[KindInfo] = &[
+            $(KindInfo { kind: Kind::$kind, name: $name, exit: $exit, hint: $hint },)*
+        ];
+    };
+}
+
+// Exit statuses, as README's "Exit statuses" documents them: 1 failure,
+// 2 bad usage or config, 3 partial (some targets failed, or retention failed
+// after a good backup), 11 locked, 130 interrupted.
+kinds! {
+    Config          "config"           2   "";
+    UnknownTarget   "unknown-target"   2   "";
+    Invalid         "invalid"          2   "";
+    NoBackup        "no-backup"        1   "";
+    Locked          "locked"           11  "wait for it to finish";
+    Io              "io"               1   "";
+    Tool            "tool"             1   "";
+    Corrupt         "corrupt"          1   "";
+    Refused         "refused"          2   "";
+    Check           "check"            1   "";
+    Setup           "setup"            2   "";
+    Offsite         "offsite"          1   "";
+    NotFound        "not-found"        1   "";
+    Authentication  "authentication"   1   "the credential was refused: check the key, SAS or its expiry";
+    Throttled       "throttled"        1   "";
+    Timeout         "timeout"          1   "";
+    Interrupted     "interrupted"      130 "";
+    Partial         "partial"          3   "";
+    Warning         "warning"          3   "";
+    Clock           "clock"            1   "";
+}
+
+impl Kind {
+    pub const fn info(self) -> &'static KindInfo {
+        &KINDS[self as usize]
+    }
+}
+
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.info().name)
     }
 }
 
@@ -117,5 +218,34 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::io(context(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_in_the_order_of_the_kinds() {
+        for (i, row) in KINDS.iter().enumerate() {
+            assert_eq!(row.kind as usize, i, "{}", row.name);
+            assert_eq!(row.kind.info().name, row.name);
+        }
+    }
+
+    #[test]
+    fn exit_statuses_are_the_documented_ones() {
+        let code = |e: Error| e.exit_code();
+        assert_eq!(code(Error::Setup("x".into())), 2);
+        assert_eq!(code(Error::Refused("x".into())), 2);
+        assert_eq!(code(Error::Warning("x".into())), 3);
+        assert_eq!(code(Error::Timeout("x".into())), 1);
+        assert_eq!(code(Error::Authentication("x".into())), 1);
+        assert_eq!(code(Error::Interrupted), 130);
+        let locked = Error::Locked {
+            path: "l".into(),
+            holder: "pid 1".into(),
+        };
+        assert_eq!(code(locked), 11);
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod agent;
 pub mod arm;
+pub mod azure;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod offsite;
 pub mod ops;
 pub mod pg;
 pub mod pipeline;
+pub mod schedule;
 pub mod ui;
 
 pub use config::Config;

@@ -14,7 +14,7 @@ pub mod alert;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
-pub mod schedule;
+pub use crate::schedule;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;

@@ -20,11 +20,9 @@ use azure_core::http::{
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
+use crate::azure::{az_error, credential, innermost, redact, retry_options};
 use crate::config::{Azure, AzureAuth, ResourceManager};
 use crate::error::{Error, IoContext, Result};
-use crate::offsite::auth::credential;
-use crate::offsite::redact;
-use crate::offsite::store::{az_error, innermost, retry_options};
 
 pub const LOCATIONS_API: &str = "2022-12-01";
 pub const STORAGE_API: &str = "2023-05-01";

@@ -5,21 +5,21 @@
 //!
 //! Secrets stay in memory: they are read from environment variables, never
 //! from the command line, and every URL we print goes through
-//! [`super::redact`].
+//! [`crate::azure::redact`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::credentials::TokenCredential;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{Duration, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::azure::{credential, redact, retry_options};
 use crate::config::{Azure, AzureAuth};
 use crate::error::{Error, Result};
-use crate::offsite::redact;
 
 /// Signed version of the SAS we sign; Azurite 3.37 and Azure accept it.
 const SAS_VERSION: &str = "2025-01-05";
@@ -107,61 +107,8 @@ fn entra_or_sas(az: &Azure, url: &str, auth: AzureAuth) -> Result<Access> {
     Ok(Access {
         endpoint,
         sas: String::new(),
-        credential: Some(credential(auth, super::store::retry_options(az))?),
+        credential: Some(credential(auth, retry_options(az))?),
         method,
-    })
-}
-
-/// An Entra ID credential from the standard `AZURE_*` variables. Its token
-/// requests retry as the blob requests do (`retry`: azure.max_retries and
-/// azure.retry_max_secs), not the SDK's default of 8 retries over 80 s.
-pub fn credential(
-    auth: AzureAuth,
-    retry: azure_core::http::RetryOptions,
-) -> Result<Arc<dyn TokenCredential>> {
-    use azure_identity::*;
-    let client_options = azure_core::http::ClientOptions {
-        retry,
-        ..Default::default()
-    };
-    let failed = |e: azure_core::Error| {
-        config_error(format!(
-            "cannot set up the {} credential: {e}",
-            auth.as_str()
-        ))
-    };
-    let env = |name: &str| {
-        std::env::var(name).map_err(|_| {
-            config_error(format!(
-                "{name} is not set (needed by auth = {})",
-                auth.as_str()
-            ))
-        })
-    };
-    Ok(match auth {
-        AzureAuth::ManagedIdentity => {
-            let mut opts = ManagedIdentityCredentialOptions::default();
-            if let Ok(id) = std::env::var("AZURE_CLIENT_ID") {
-                opts.user_assigned_id = Some(UserAssignedId::ClientId(id));
-            }
-            ManagedIdentityCredential::new(Some(opts)).map_err(failed)?
-        }
-        AzureAuth::WorkloadIdentity => {
-            WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                credential_options: ClientAssertionCredentialOptions { client_options },
-                ..Default::default()
-            }))
-            .map_err(failed)?
-        }
-        AzureAuth::ClientSecret => ClientSecretCredential::new(
-            &env("AZURE_TENANT_ID")?,
-            env("AZURE_CLIENT_ID")?,
-            Secret::new(env("AZURE_CLIENT_SECRET")?),
-            Some(ClientSecretCredentialOptions { client_options }),
-        )
-        .map_err(failed)?,
-        AzureAuth::AzureCli => AzureCliCredential::new(None).map_err(failed)?,
-        AzureAuth::Sas => unreachable!("SAS is not an Entra ID credential"),
     })
 }
 

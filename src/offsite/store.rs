@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use azure_core::credentials::TokenCredential;
-use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, RetryOptions, Url};
+use azure_core::http::{ClientOptions, RequestContent, Url};
 use azure_storage_blob::models::{
     AccessTier, BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
     BlobTags, BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions,
@@ -35,6 +35,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::azure::{az_error, retry_options};
 use crate::config::{AccessTierName, Azure};
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::auth::{self, Access};
@@ -97,16 +98,6 @@ pub struct UploadStats {
     pub blocks: usize,
     /// Blocks already staged by an earlier, interrupted run.
     pub resumed_blocks: usize,
-}
-
-/// azure.max_retries and azure.retry_max_secs, for the blob requests and the
-/// Entra ID token requests alike.
-pub fn retry_options(az: &Azure) -> RetryOptions {
-    RetryOptions::exponential(ExponentialRetryOptions {
-        max_retries: az.max_retries,
-        max_total_elapsed: azure_core::time::Duration::seconds(az.retry_max_secs as i64),
-        ..Default::default()
-    })
 }
 
 pub struct BlobStore {
@@ -606,88 +597,6 @@ fn error_code(e: &azure_core::Error) -> Option<String> {
 
 fn is_not_found(e: &azure_core::Error) -> bool {
     e.http_status() == Some(azure_core::http::StatusCode::NotFound)
-}
-
-/// One line naming the cause: the HTTP status and the service's error code
-/// for a refused request, the innermost cause for a transport failure.
-/// Secrets are redacted.
-pub fn az_error(context: &str, e: azure_core::Error) -> Error {
-    use azure_core::error::ErrorKind;
-    let detail = match e.kind() {
-        ErrorKind::HttpResponse {
-            status, error_code, ..
-        } => {
-            let code = error_code.clone().unwrap_or_default();
-            let hint = match code.as_str() {
-                "AuthenticationFailed" | "AuthorizationFailure" => {
-                    " (the credential was refused: check the key, SAS or its expiry)"
-                }
-                "AuthorizationPermissionMismatch" => " (the credential lacks a permission)",
-                "ContainerNotFound" => " (the container does not exist)",
-                "BlobAlreadyExists" | "ConditionNotMet" => " (a blob of that name exists)",
-                "Md5Mismatch" | "InvalidMd5" => " (the data was damaged in transit)",
-                _ => "",
-            };
-            format!("HTTP {} {code}{hint}", u16::from(*status))
-        }
-        ErrorKind::Io | ErrorKind::Connection => {
-            let cause = innermost(&e);
-            format!(
-                "cannot reach the storage service: {cause}{}",
-                tls_hint(&cause)
-            )
-        }
-        ErrorKind::Credential => login_failure(&e),
-        _ => innermost(&e),
-    };
-    Error::Offsite(redact(&format!("{context}: {detail}")).replace('\n', " "))
-}
-
-/// The login failed. azure_identity's own error, the innermost of this kind
-/// (the pipeline wraps it: "non-transport error occurred which will not be
-/// retried"), reads "ClientSecretCredential authentication failed. <Entra's
-/// description or the transport error>\nTo troubleshoot, visit <link>": its
-/// first line names the credential, the innermost cause says what went wrong.
-fn login_failure(e: &azure_core::Error) -> String {
-    use azure_core::error::ErrorKind;
-    let mut login = e.to_string();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(x) = cur {
-        if let Some(ae) = x.downcast_ref::<azure_core::Error>()
-            && matches!(ae.kind(), ErrorKind::Credential)
-        {
-            login = ae.to_string();
-        }
-        cur = x.source();
-    }
-    let first = login.lines().next().unwrap_or_default().trim();
-    let cause = innermost(e);
-    let head = if first.contains(&cause) {
-        first.to_string()
-    } else {
-        let name = first.split_once(". ").map_or(first, |(h, _)| h);
-        format!("{}: {cause}", name.trim_end_matches('.'))
-    };
-    head + tls_hint(&cause)
-}
-
-/// rustls' "invalid peer certificate: UnknownIssuer": say where the trusted
-/// CAs come from.
-fn tls_hint(cause: &str) -> &'static str {
-    if cause.contains("UnknownIssuer") {
-        " (the server's TLS certificate is not trusted: its CA must be in the \
-         system's trust store, or in the PEM file SSL_CERT_FILE names)"
-    } else {
-        ""
-    }
-}
-
-pub(crate) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur: &dyn std::error::Error = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 #[cfg(test)]

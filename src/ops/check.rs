@@ -5,12 +5,12 @@
 
 use serde::Serialize;
 
-use crate::agent::schedule::Schedule;
 use crate::error::{Error, Result};
 use crate::offsite::BlobStore;
 use crate::ops::Context;
 use crate::pg::db::MIN_SERVER_VERSION;
 use crate::pg::tools::run;
+use crate::schedule::Schedule;
 
 #[derive(Debug, Serialize)]
 pub struct CheckItem {

@@ -1,5 +1,6 @@
 //! The seed's schedule table as cron expressions, read in the configured
-//! time zone.
+//! time zone. Below `ops` and `agent`: the agent runs it, `config check`
+//! (in `ops`) validates it.
 //!
 //! Cron semantics (croner, POSIX/Vixie): when both day-of-month and
 //! day-of-week are restricted, a day matching either fires (`0 4 1-7 * SUN`
