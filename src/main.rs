@@ -285,20 +285,15 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
         (report, plan.databases)
     };
     let mut report = report;
-    if let Some(fqdn) = report
-        .fqdn
-        .clone()
-        .filter(|_| report.state.as_deref() == Some("Ready"))
-    {
-        let ns = update_k8s
-            .clone()
-            .unwrap_or_else(|| arm.cfg.k8s_namespace.clone());
-        report.k8s_commands = geo::k8s_commands(&databases, &fqdn, &ns);
-        if update_k8s.is_some() {
-            geo::apply_k8s(&report.k8s_commands)?;
-            report.k8s_applied = true;
-        }
+    if let Some(resume) = &report.resume {
+        eprintln!(
+            "valerix-backup: interrupted; the geo-restore goes on in Azure. Resume \
+             watching with:\n  {resume}"
+        );
+        return report.outcome();
     }
+    let ns = update_k8s.as_deref();
+    geo::point_services(&mut report, &databases, ns, &arm.cfg.k8s_namespace)?;
     print::emit(json, &report, print::geo_report)
 }
 

@@ -77,7 +77,7 @@ pub fn wait(
     loop {
         pause(arm, delay, cancel)?;
         if start.elapsed() > deadline {
-            return Err(Error::Check(format!(
+            return Err(Error::Timeout(format!(
                 "the operation has not finished after {} minutes",
                 deadline.as_secs() / 60
             )));

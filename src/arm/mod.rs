@@ -9,6 +9,7 @@
 //! 2025-08-01, Microsoft.Storage 2023-05-01).
 
 pub mod lro;
+pub mod resources;
 
 use std::sync::Arc;
 
@@ -304,7 +305,7 @@ fn unauthorized(a: Answer) -> Result<Answer> {
     } else {
         ""
     };
-    Err(Error::Check(format!(
+    Err(Error::Authentication(format!(
         "Resource Manager refused the token: {}{hint}",
         a.error_text()
     )))

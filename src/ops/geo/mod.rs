@@ -1,0 +1,101 @@
+//! Region failure, one file per command: `geo-restore` ([`restore`]: the
+//! preflight, the creating PUT; [`watch`]: following it to a Ready server,
+//! also `--watch`; [`kubectl`]: pointing the services at it) and
+//! `azure-check` ([`azure_check`]: the preflight a team runs months
+//! before). `lifecycle-policy --apply` is in [`crate::offsite::policy`]; the
+//! Resource Manager resources are typed in [`crate::arm::resources`].
+
+pub mod azure_check;
+pub mod kubectl;
+pub mod restore;
+pub mod watch;
+
+pub use azure_check::{CheckReport, ServerCheck, check};
+pub use kubectl::{apply_k8s, k8s_commands, point_services};
+pub use restore::{GeoRestorePlan, GeoRestoreRequest, execute, plan};
+pub use watch::{resume_command, watch};
+
+use serde::Serialize;
+
+use crate::arm::lro::Operation;
+
+const PROVIDER: &str = "Microsoft.DBforPostgreSQL/flexibleServers";
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GeoRestoreReport {
+    pub target_id: String,
+    pub operation: Option<Operation>,
+    pub state: Option<String>,
+    pub fqdn: Option<String>,
+    pub accepted_secs: f64,
+    pub operation_secs: f64,
+    pub ready_secs: f64,
+    pub total_secs: f64,
+    /// The commands that point the services at the new server.
+    pub k8s_commands: Vec<Vec<String>>,
+    pub k8s_applied: bool,
+    /// Set when the PUT's answer was lost or refused and the server being
+    /// created was followed instead: why, in one line.
+    pub followed: Option<String>,
+    /// Set when the wait was interrupted (the geo-restore goes on in
+    /// Azure): the command that resumes watching. The binary prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+}
+
+impl GeoRestoreReport {
+    /// `Interrupted` when the wait was; the report says how to resume.
+    pub fn outcome(&self) -> crate::error::Result<()> {
+        match self.resume {
+            Some(_) => Err(crate::error::Error::Interrupted),
+            None => Ok(()),
+        }
+    }
+
+    /// The new server is up: what the services can be pointed at.
+    pub fn ready_fqdn(&self) -> Option<&str> {
+        self.fqdn
+            .as_deref()
+            .filter(|_| self.state.as_deref() == Some("Ready"))
+    }
+}
+
+/// A flexible server's id: `/subscriptions/../resourceGroups/../providers/...`.
+pub fn server_id(sub: &str, rg: &str, name: &str) -> String {
+    format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{PROVIDER}/{name}")
+}
+
+/// `(subscription, resource group, name)` of a server id.
+pub fn split_id(id: &str) -> Option<(String, String, String)> {
+    let p: Vec<&str> = id.trim_matches('/').split('/').collect();
+    let ok = p.len() == 8
+        && p[0].eq_ignore_ascii_case("subscriptions")
+        && p[2].eq_ignore_ascii_case("resourceGroups")
+        && p[4].eq_ignore_ascii_case("providers")
+        && format!("{}/{}", p[5], p[6]).eq_ignore_ascii_case(PROVIDER);
+    ok.then(|| (p[1].to_string(), p[3].to_string(), p[7].to_string()))
+}
+
+pub(crate) fn name_of(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_ids() {
+        let id = server_id("s", "rg", "valerix-postgres");
+        assert_eq!(
+            id,
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/valerix-postgres"
+        );
+        assert_eq!(
+            split_id(&id),
+            Some(("s".into(), "rg".into(), "valerix-postgres".into()))
+        );
+        assert!(split_id("/subscriptions/s/resourceGroups/rg").is_none());
+        assert_eq!(name_of(&id), "valerix-postgres");
+    }
+}
