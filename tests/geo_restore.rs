@@ -370,6 +370,28 @@ fn an_interrupted_wait_says_how_to_resume_and_watch_finishes_it() {
 }
 
 #[test]
+fn a_wait_past_the_timeout_says_how_to_keep_watching() {
+    let mut state = arm::scenario();
+    state["polls"] = json!(30);
+    let g = Geo::new(state);
+    let cfg = g.work.path().join("vb.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("timeout_minutes = 2", "timeout_minutes = 0"),
+    )
+    .unwrap();
+    let r = g.run(&restore_args("valerix-pg-west", &["--yes"]));
+    let e = r.fails_with(1, "the operation has not finished after 0 minutes");
+    assert!(
+        e.contains("; keep watching with `valerix-backup geo-restore --watch '"),
+        "{e}"
+    );
+    assert!(e.contains("--target-name valerix-pg-west"), "{e}");
+    assert_eq!(g.puts().len(), 1, "the PUT is sent once");
+}
+
+#[test]
 fn azure_check_tells_whether_a_geo_restore_would_work() {
     let mut state = arm::scenario();
     state["servers"]["rg-valerix/valerix-short"] = json!({
