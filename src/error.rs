@@ -209,6 +209,37 @@ impl serde::Serialize for Kind {
     }
 }
 
+/// The outcome of a command over several targets (databases, files), from
+/// each target's name and error: `Ok` when none failed, the error itself when
+/// the only target failed (exit 1), else `Partial` naming every failure
+/// (exit 3).
+pub fn outcome<'a>(
+    what: &str,
+    results: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<()> {
+    let results: Vec<_> = results.into_iter().collect();
+    let failed: Vec<(&str, &str)> = results
+        .iter()
+        .filter_map(|(name, e)| e.map(|e| (*name, e)))
+        .collect();
+    match failed.as_slice() {
+        [] => Ok(()),
+        [(name, e)] if results.len() == 1 => Err(Error::Check(format!("{name}: {e}"))),
+        _ => Err(Error::Partial {
+            failed: failed.len(),
+            total: results.len(),
+            summary: format!(
+                "{what} of {}",
+                failed
+                    .iter()
+                    .map(|(name, e)| format!("{name} ({e})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
 /// Adds a context line to `std::io::Error`s, the way `anyhow::Context` does,
 /// while keeping the library's error typed.
 pub trait IoContext<T> {
@@ -247,5 +278,19 @@ mod tests {
             holder: "pid 1".into(),
         };
         assert_eq!(code(locked), 11);
+    }
+
+    #[test]
+    fn one_failure_of_one_is_itself_more_are_partial() {
+        assert!(outcome("backup", [("order", None)]).is_ok());
+        let one = outcome("backup", [("order", Some("refused"))]).unwrap_err();
+        assert_eq!(
+            (one.to_string().as_str(), one.exit_code()),
+            ("order: refused", 1)
+        );
+        let two = outcome("backup", [("order", Some("refused")), ("inventory", None)]);
+        let two = two.unwrap_err();
+        assert_eq!(two.to_string(), "1 of 2 failed: backup of order (refused)");
+        assert_eq!(two.exit_code(), 3);
     }
 }

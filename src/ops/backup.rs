@@ -55,12 +55,11 @@ impl BackupReport {
 
     /// `Ok` when every database was backed up.
     pub fn backed_up(&self) -> Result<()> {
-        let errors = self
-            .results
-            .iter()
-            .filter_map(|r| r.error.clone().map(|e| (r.dbname.clone(), e)))
-            .collect();
-        outcome("backup", errors, self.results.len())
+        let results = self.results.iter();
+        outcome(
+            "backup",
+            results.map(|r| (r.dbname.as_str(), r.error.as_deref())),
+        )
     }
 
     /// A warning (exit status 3) when retention failed after good backups.

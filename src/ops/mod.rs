@@ -102,23 +102,4 @@ pub fn kill_on_cancel<'s>(
     });
 }
 
-/// Outcome of a command over several databases: every failure is reported,
-/// and the exit status says whether all succeeded.
-pub fn outcome(what: &str, errors: Vec<(String, String)>, total: usize) -> Result<()> {
-    match errors.len() {
-        0 => Ok(()),
-        1 if total == 1 => Err(Error::Check(format!("{}: {}", errors[0].0, errors[0].1))),
-        n => Err(Error::Partial {
-            failed: n,
-            total,
-            summary: format!(
-                "{what} of {}",
-                errors
-                    .iter()
-                    .map(|(db, e)| format!("{db} ({e})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }),
-    }
-}
+pub use crate::error::outcome;

@@ -87,12 +87,11 @@ pub struct DbRestore {
 
 impl RestoreReport {
     pub fn outcome(&self) -> Result<()> {
-        let errors = self
-            .results
-            .iter()
-            .filter_map(|r| r.error.clone().map(|e| (r.database.clone(), e)))
-            .collect();
-        outcome("restore", errors, self.results.len())
+        let results = self.results.iter();
+        outcome(
+            "restore",
+            results.map(|r| (r.database.as_str(), r.error.as_deref())),
+        )
     }
 }
 

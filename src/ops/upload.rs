@@ -61,22 +61,48 @@ pub struct BlobUpload {
     pub file: String,
     pub blob: String,
     pub tier: String,
-    /// `uploaded`, `present` (already there, same SHA-256) or `failed`.
-    pub status: String,
+    pub status: UploadStatus,
     pub bytes: u64,
     pub resumed_blocks: usize,
     pub secs: f64,
     pub error: Option<String>,
 }
 
+/// What became of one backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadStatus {
+    Uploaded,
+    /// Already offsite with the same SHA-256.
+    Present,
+    /// Until it is uploaded or found present.
+    #[default]
+    Failed,
+}
+
+impl UploadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadStatus::Uploaded => "uploaded",
+            UploadStatus::Present => "present",
+            UploadStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for UploadStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 impl UploadReport {
     pub fn outcome(&self) -> Result<()> {
-        let errors = self
-            .results
-            .iter()
-            .filter_map(|r| r.error.clone().map(|e| (r.file.clone(), e)))
-            .collect();
-        outcome("upload", errors, self.results.len())
+        let results = self.results.iter();
+        outcome(
+            "upload",
+            results.map(|r| (r.file.as_str(), r.error.as_deref())),
+        )
     }
 }
 
@@ -134,7 +160,7 @@ pub fn upload(
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {
                 warn!("{}: {e}", r.file);
-                r.status = "failed".into();
+                r.status = UploadStatus::Failed;
                 r.error = Some(e.to_string());
             }
         }
@@ -224,7 +250,7 @@ fn upload_one(
     match store.head(&r.blob)? {
         Some(existing) if existing.sha256().ok() == Some(m.sha256.to_ascii_lowercase()) => {
             info!("{}: already offsite with the same SHA-256", r.blob);
-            r.status = "present".into();
+            r.status = UploadStatus::Present;
         }
         Some(existing) => {
             let theirs = existing
@@ -245,7 +271,7 @@ fn upload_one(
                 );
             }
             info!("{}: uploaded {} bytes ({tier})", r.blob, stats.bytes);
-            r.status = "uploaded".into();
+            r.status = UploadStatus::Uploaded;
             r.bytes = stats.bytes;
             r.resumed_blocks = stats.resumed_blocks;
         }

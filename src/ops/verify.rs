@@ -41,12 +41,11 @@ pub struct DbVerify {
 
 impl VerifyReport {
     pub fn outcome(&self) -> Result<()> {
-        let errors = self
-            .results
-            .iter()
-            .filter_map(|r| r.error.clone().map(|e| (r.database.clone(), e)))
-            .collect();
-        outcome("verification", errors, self.results.len())
+        let results = self.results.iter();
+        outcome(
+            "verification",
+            results.map(|r| (r.database.as_str(), r.error.as_deref())),
+        )
     }
 }
 

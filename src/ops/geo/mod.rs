@@ -1,5 +1,5 @@
 //! Region failure, one file per command: `geo-restore` ([`restore`]: the
-//! preflight, the creating PUT; [`watch`]: following it to a Ready server,
+//! preflight, the creating PUT; [`mod@watch`]: following it to a Ready server,
 //! also `--watch`; [`kubectl`]: pointing the services at it) and
 //! `azure-check` ([`azure_check`]: the preflight a team runs months
 //! before). `lifecycle-policy --apply` is in [`crate::offsite::policy`]; the

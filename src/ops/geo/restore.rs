@@ -1,5 +1,5 @@
 //! `geo-restore`: the preflight and the creating PUT (followed by
-//! [`super::watch`], then [`super::kubectl`]).
+//! [`mod@super::watch`], then [`super::kubectl`]).
 //!
 //! Step by step (each logged with its duration):
 //! 1. preflight: GET the source server; refuse unless geo-redundant backup
