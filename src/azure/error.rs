@@ -44,7 +44,7 @@ const CODES: &[(&str, Kind, &str)] = &[
 const AUTH_HINT: &str = Kind::Authentication.info().hint;
 
 /// The kind of a refused request without a known code, by its status.
-fn kind_of_status(status: u16) -> Kind {
+pub fn kind_of_status(status: u16) -> Kind {
     match status {
         401 | 403 => Kind::Authentication,
         404 => Kind::NotFound,

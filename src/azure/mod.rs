@@ -8,7 +8,7 @@ mod error;
 mod redact;
 
 pub use credential::credential;
-pub use error::{az_error, innermost, of_kind};
+pub use error::{az_error, innermost, kind_of_status, of_kind};
 pub use redact::redact;
 
 use azure_core::http::{ExponentialRetryOptions, RetryOptions};

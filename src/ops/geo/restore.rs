@@ -29,6 +29,7 @@ use super::{GeoRestoreReport, name_of, server_id, split_id};
 use crate::arm::lro::{self, Operation};
 use crate::arm::resources::{FlexibleServer, paired_region, region};
 use crate::arm::{Answer, Arm, Sent};
+use crate::azure::{kind_of_status, of_kind};
 use crate::config::{Azure, PostgresServer};
 use crate::error::{Error, Result};
 use crate::ops::Context;
@@ -299,11 +300,15 @@ fn refused(plan: &GeoRestorePlan, a: &Answer) -> Error {
     } else {
         ""
     };
-    Error::Check(format!(
-        "geo-restore of {} refused: {}{hint}",
-        plan.target_id,
-        a.error_text()
-    ))
+    // A 403 is the identity's, a 429 past the retries a throttle.
+    of_kind(
+        kind_of_status(a.status),
+        format!(
+            "geo-restore of {} refused: {}{hint}",
+            plan.target_id,
+            a.error_text()
+        ),
+    )
 }
 
 /// After `why` (a 409, a 5xx or a lost answer), reads the target: when this
