@@ -149,3 +149,52 @@ pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     }
     cur.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::error::ErrorKind;
+    use azure_core::http::StatusCode;
+
+    fn refused(status: u16, code: Option<&str>) -> Error {
+        let kind = ErrorKind::HttpResponse {
+            status: StatusCode::from(status),
+            error_code: code.map(str::to_string),
+            raw_response: None,
+        };
+        az_error(
+            "listing x",
+            azure_core::Error::with_message(kind, "refused"),
+        )
+    }
+
+    #[test]
+    fn azure_failures_have_their_kinds_and_hints() {
+        let e = refused(403, Some("AuthenticationFailed"));
+        assert_eq!(e.kind(), Kind::Authentication);
+        assert_eq!(
+            e.to_string(),
+            "listing x: HTTP 403 AuthenticationFailed (the credential was refused: check the \
+             key, SAS or its expiry)"
+        );
+        assert_eq!(
+            refused(404, Some("ContainerNotFound")).kind(),
+            Kind::NotFound
+        );
+        assert_eq!(refused(404, None).kind(), Kind::NotFound);
+        assert_eq!(
+            refused(429, Some("TooManyRequests")).kind(),
+            Kind::Throttled
+        );
+        assert_eq!(refused(503, Some("ServerBusy")).kind(), Kind::Offsite);
+        let e = refused(409, Some("BlobAlreadyExists"));
+        assert_eq!(
+            e.to_string(),
+            "listing x: HTTP 409 BlobAlreadyExists (a blob of that name exists)"
+        );
+        let down = azure_core::Error::with_message(ErrorKind::Connection, "refused?sig=secret");
+        let e = az_error("GET c", down);
+        assert_eq!(e.kind(), Kind::Offsite);
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+}
