@@ -154,6 +154,7 @@ impl BlobPath {
     }
 }
 
+/// Kept for callers that name it here; it lives in [`crate::azure`].
 pub use crate::azure::redact;
 
 #[cfg(test)]

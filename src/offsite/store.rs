@@ -35,13 +35,11 @@ use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::azure::{az_error, retry_options};
+use crate::azure::{az_error, redact, retry_options};
 use crate::config::{AccessTierName, Azure};
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::auth::{self, Access};
-use crate::offsite::{
-    MAX_MANIFEST_BYTES, SUPERSEDED_TAG, SUPERSEDED_VALUE, check_sha256, redact, short,
-};
+use crate::offsite::{MAX_MANIFEST_BYTES, SUPERSEDED_TAG, SUPERSEDED_VALUE, check_sha256, short};
 use crate::ui::Bar;
 
 /// One blob as listed: what the audit and restore need to judge it.
