@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use valerix_backup::ops::audit::AuditReport;
-use valerix_backup::ops::backup::BackupReport;
+use valerix_backup::ops::backup::{BackupReport, BackupRun};
 use valerix_backup::ops::check::ConfigCheck;
 use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport};
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
@@ -47,7 +47,13 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-pub fn backup(r: &BackupReport) -> String {
+/// The backup's lines, then the upload's when there was one.
+pub fn backup(run: &BackupRun) -> String {
+    let upload = run.upload.as_ref().and_then(|u| u.report());
+    local_backup(&run.backup) + &upload.map(self::upload).unwrap_or_default()
+}
+
+fn local_backup(r: &BackupReport) -> String {
     let mut s = format!("backup {}\n", r.timestamp);
     for d in &r.results {
         match (&d.manifest, &d.error) {
@@ -71,6 +77,9 @@ pub fn backup(r: &BackupReport) -> String {
     }
     for w in &r.retention_warnings {
         s += &format!("  WARNING {w}\n");
+    }
+    for a in &r.size_anomalies {
+        s += &format!("  WARNING {a}\n");
     }
     s
 }
