@@ -19,16 +19,25 @@ pub fn emit<T: Serialize + ?Sized>(
     value: &T,
     human: impl Fn(&T) -> String,
 ) -> Result<()> {
-    let text = if json {
-        serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
-    } else {
-        human(value)
-    };
+    let text = render(json, value, human);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         // A closed pipe (`| head`) is the reader's choice, not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(|e| Error::io("writing to stdout", e)),
+    }
+}
+
+/// What [`emit`] prints: pretty JSON, or the human lines.
+pub fn render<T: Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    human: impl Fn(&T) -> String,
+) -> String {
+    if json {
+        serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
+    } else {
+        human(value)
     }
 }
 
@@ -359,3 +368,6 @@ pub fn config_check(r: &ConfigCheck) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests;
