@@ -34,19 +34,8 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match &cli.command {
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "valerix-backup", &mut std::io::stdout());
-            return Ok(());
-        }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            return clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::io("writing the man page", e));
-        }
-        _ => {}
+    if let Some(done) = without_config(&cli.command) {
+        return done;
     }
     let loaded = Config::load(&Config::locate(cli.config.as_deref()));
     let format = loaded
@@ -58,7 +47,39 @@ fn run(cli: Cli) -> Result<()> {
     let progress =
         Progress::new(!cli.no_progress && !json && !cli.quiet && std::io::stderr().is_terminal());
     let ctx = Context::new(cfg, progress, cancel_on_signals());
-    match cli.command {
+    dispatch(ctx, cli.command, json)
+}
+
+/// The commands that need no config: shell completions and the man page.
+fn without_config(cmd: &Command) -> Option<Result<()>> {
+    match cmd {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "valerix-backup", &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            Some(
+                clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(|e| Error::io("writing the man page", e)),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Each command: its options, the library call, the report printed, and
+/// the report's outcome as the exit status.
+fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
+    if let Command::Agent { once } = command {
+        return match once {
+            Some(job) => valerix_backup::agent::once(ctx.cfg, job, ctx.cancel),
+            None => valerix_backup::agent::run(ctx.cfg, ctx.cancel),
+        };
+    }
+    match command {
         Command::LifecyclePolicy { format, apply, yes } => {
             lifecycle_policy(&ctx, format, apply, yes)
         }
@@ -68,10 +89,6 @@ fn run(cli: Cli) -> Result<()> {
             report.outcome()
         }
         cmd @ Command::GeoRestore { .. } => geo_restore(&ctx, cmd, json),
-        Command::Agent { once } => match once {
-            Some(job) => valerix_backup::agent::once(ctx.cfg, job, ctx.cancel),
-            None => valerix_backup::agent::run(ctx.cfg, ctx.cancel),
-        },
         Command::Config {
             action: ConfigAction::Check { .. },
         } => {
@@ -79,7 +96,9 @@ fn run(cli: Cli) -> Result<()> {
             print::emit(json, &report, print::config_check)?;
             report.outcome()
         }
-        Command::Completions { .. } | Command::Man => unreachable!("handled before the config"),
+        Command::Completions { .. } | Command::Man | Command::Agent { .. } => {
+            unreachable!("handled before")
+        }
         Command::Backup {
             targets,
             no_prune,
