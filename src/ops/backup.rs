@@ -434,3 +434,70 @@ fn backup_one(
     )?;
     Ok(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(failed: bool, retention: bool) -> BackupReport {
+        let db = |name: &str, error: Option<&str>| DbBackup {
+            database: name.into(),
+            dbname: format!("{name}_db"),
+            ok: error.is_none(),
+            error: error.map(String::from),
+            manifest: None,
+        };
+        BackupReport {
+            timestamp: Stamp::parse("20261201_020000").unwrap(),
+            results: vec![
+                db("order", None),
+                db("payment", failed.then_some("pg_dump failed")),
+            ],
+            pruned: vec![],
+            retention_warnings: if retention {
+                vec!["retention failed: removing x".into()]
+            } else {
+                vec![]
+            },
+            size_anomalies: vec![],
+        }
+    }
+
+    fn run(failed: bool, upload: Option<UploadStep>, retention: bool) -> Result<()> {
+        BackupRun {
+            backup: report(failed, retention),
+            upload,
+        }
+        .outcome()
+    }
+
+    fn upload_failed() -> Option<UploadStep> {
+        Some(UploadStep::Failed(Error::Offsite("403 denied".into())))
+    }
+
+    #[test]
+    fn a_failed_database_comes_first_then_the_upload_then_retention() {
+        let e = run(true, upload_failed(), true).unwrap_err();
+        assert!(matches!(e, Error::Partial { failed: 1, .. }), "{e}");
+        let e = run(false, upload_failed(), true).unwrap_err();
+        assert!(matches!(e, Error::Offsite(_)), "{e}");
+        let e = run(false, Some(UploadStep::Skipped), true).unwrap_err();
+        assert!(matches!(e, Error::Warning(_)), "{e}");
+        assert_eq!(e.exit_code(), 3);
+        run(false, None, false).unwrap();
+    }
+
+    #[test]
+    fn a_failed_blob_fails_the_run_after_the_backups() {
+        let up = UploadReport {
+            container: "c".into(),
+            results: vec![upload::BlobUpload {
+                file: "order_db_20261201_020000.dump.gz".into(),
+                error: Some("503".into()),
+                ..Default::default()
+            }],
+        };
+        let e = run(false, Some(UploadStep::Done(up)), true).unwrap_err();
+        assert!(e.to_string().contains("503"), "{e}");
+    }
+}

@@ -69,11 +69,6 @@ impl Observer for Progress {
     }
 }
 
-/// Nobody watching: the report says it all.
-pub struct Unobserved;
-
-impl Observer for Unobserved {}
-
 /// What every operation needs: the config, the tools, the progress display
 /// and the flag set by SIGINT/SIGTERM.
 pub struct Context {
