@@ -388,6 +388,17 @@ pub enum TierArg {
     Weekly,
 }
 
+impl From<TierArg> for valerix_backup::ops::upload::TierChoice {
+    fn from(t: TierArg) -> Self {
+        use valerix_backup::ops::upload::TierChoice;
+        match t {
+            TierArg::Auto => TierChoice::Auto,
+            TierArg::Daily => TierChoice::Daily,
+            TierArg::Weekly => TierChoice::Weekly,
+        }
+    }
+}
+
 #[derive(Debug, Args, Clone, Copy)]
 pub struct Output {
     /// Print the result as JSON on stdout

@@ -11,15 +11,15 @@ use std::sync::atomic::AtomicBool;
 use clap::Parser;
 use valerix_backup::catalog::Stamp;
 use valerix_backup::config::LogFormat;
-use valerix_backup::offsite::policy;
-use valerix_backup::ops::upload::{Selection, TierChoice};
+use valerix_backup::offsite::policy::{self, PolicyFormat};
+use valerix_backup::ops::upload::Selection;
 use valerix_backup::ops::{
     Context, audit, backup, check, fetch, geo, inspect, restore, upload, verify,
 };
 use valerix_backup::ui::Progress;
 use valerix_backup::{Config, Error, Result};
 
-use cli::{Cli, Command, ConfigAction, TierArg};
+use cli::{Cli, Command, ConfigAction};
 
 fn main() {
     let cli = Cli::parse();
@@ -34,19 +34,8 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match &cli.command {
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "valerix-backup", &mut std::io::stdout());
-            return Ok(());
-        }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            return clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::io("writing the man page", e));
-        }
-        _ => {}
+    if let Some(done) = without_config(&cli.command) {
+        return done;
     }
     let loaded = Config::load(&Config::locate(cli.config.as_deref()));
     let format = loaded
@@ -54,37 +43,45 @@ fn run(cli: Cli) -> Result<()> {
         .map_or(LogFormat::Text, |c| c.agent.log_format);
     init_logging(&cli, format);
     let cfg = loaded?;
-    let json = match &cli.command {
-        Command::Completions { .. } | Command::Man => false,
-        Command::Agent { .. } => false,
-        Command::Config {
-            action: ConfigAction::Check { out },
-        } => out.json,
-        Command::LifecyclePolicy { .. } => false,
-        Command::GeoRestore { out, .. } | Command::AzureCheck { out } => out.json,
-        Command::Upload { out, .. } | Command::Audit { out, .. } => out.json,
-        Command::Backup { out, .. }
-        | Command::Verify { out, .. }
-        | Command::Restore { out, .. }
-        | Command::List { out, .. }
-        | Command::Status { out, .. }
-        | Command::Prune { out, .. } => out.json,
-    };
+    let json = wants_json(&cli.command);
     let progress =
         Progress::new(!cli.no_progress && !json && !cli.quiet && std::io::stderr().is_terminal());
     let ctx = Context::new(cfg, progress, cancel_on_signals());
-    match cli.command {
+    dispatch(ctx, cli.command, json)
+}
+
+/// The commands that need no config: shell completions and the man page.
+fn without_config(cmd: &Command) -> Option<Result<()>> {
+    match cmd {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "valerix-backup", &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            Some(
+                clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(|e| Error::io("writing the man page", e)),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Each command: its options, the library call, the report printed, and
+/// the report's outcome as the exit status.
+fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
+    if let Command::Agent { once } = command {
+        return match once {
+            Some(job) => valerix_backup::agent::once(ctx.cfg, job, ctx.cancel),
+            None => valerix_backup::agent::run(ctx.cfg, ctx.cancel),
+        };
+    }
+    match command {
         Command::LifecyclePolicy { format, apply, yes } => {
-            let az = upload::azure_of(&ctx.cfg)?;
-            for w in policy::warnings(az) {
-                tracing::warn!("{w}");
-            }
-            if apply {
-                apply_lifecycle_policy(az, yes)?;
-            } else {
-                print!("{}", policy::render(az, format));
-            }
-            Ok(())
+            lifecycle_policy(&ctx, format, apply, yes)
         }
         Command::AzureCheck { .. } => {
             let report = geo::check(&ctx)?;
@@ -92,13 +89,6 @@ fn run(cli: Cli) -> Result<()> {
             report.outcome()
         }
         cmd @ Command::GeoRestore { .. } => geo_restore(&ctx, cmd, json),
-        Command::Agent { once } => {
-            let cancel = ctx.cancel.clone();
-            match once {
-                Some(job) => valerix_backup::agent::once(ctx.cfg, job, cancel),
-                None => valerix_backup::agent::run(ctx.cfg, cancel),
-            }
-        }
         Command::Config {
             action: ConfigAction::Check { .. },
         } => {
@@ -106,35 +96,23 @@ fn run(cli: Cli) -> Result<()> {
             print::emit(json, &report, print::config_check)?;
             report.outcome()
         }
-        Command::Completions { .. } | Command::Man => unreachable!("handled before the config"),
+        Command::Completions { .. } | Command::Man | Command::Agent { .. } => {
+            unreachable!("handled before")
+        }
         Command::Backup {
             targets,
             no_prune,
-            upload: and_upload,
+            upload,
             ..
         } => {
-            let opts = backup::BackupOptions { prune: !no_prune };
-            let report = backup::backup(&ctx, &targets, &opts)?;
-            if !and_upload {
-                print::emit(json, &report, print::backup)?;
-                return report.outcome();
-            }
-            // Upload what this run wrote, even when some databases failed.
-            let uploaded = upload::upload(
-                &ctx,
-                Selection::At(report.timestamp),
-                TierChoice::Auto,
-                &targets,
-            );
-            let both = serde_json::json!({"backup": &report, "upload": uploaded.as_ref().ok()});
-            print::emit(json, &both, |_| {
-                print::backup(&report) + &uploaded.as_ref().map(print::upload).unwrap_or_default()
-            })?;
-            // A retention failure is reported after the upload's outcome:
-            // it never keeps a good backup from going offsite.
-            report.backed_up()?;
-            uploaded?.outcome()?;
-            report.retention_outcome()
+            let opts = backup::BackupOptions {
+                targets,
+                prune: !no_prune,
+                upload,
+            };
+            let run = backup::backup(&ctx, &opts, &ctx.progress)?;
+            print::emit(json, &run, print::backup)?;
+            run.outcome()
         }
         Command::Upload {
             selection,
@@ -142,13 +120,8 @@ fn run(cli: Cli) -> Result<()> {
             tier,
             ..
         } => {
-            let tier = match tier {
-                TierArg::Auto => TierChoice::Auto,
-                TierArg::Daily => TierChoice::Daily,
-                TierArg::Weekly => TierChoice::Weekly,
-            };
             let sel = Selection::parse(selection.as_deref())?;
-            let report = upload::upload(&ctx, sel, tier, &targets)?;
+            let report = upload::upload(&ctx, sel, tier.into(), &targets)?;
             print::emit(json, &report, print::upload)?;
             report.outcome()
         }
@@ -209,11 +182,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status { max_age, .. } => {
             let report = inspect::status(&ctx, max_age)?;
             print::emit(json, &report, print::status)?;
-            if report.ok {
-                Ok(())
-            } else {
-                Err(Error::Check(report.summary()))
-            }
+            report.outcome()
         }
         Command::Prune {
             dry_run,
@@ -228,6 +197,40 @@ fn run(cli: Cli) -> Result<()> {
             };
             print::emit(json, &removed, |r| print::prune(r, dry_run))
         }
+    }
+}
+
+/// Whether the command prints its report as JSON (`--json`).
+fn wants_json(cmd: &Command) -> bool {
+    match cmd {
+        Command::Completions { .. } | Command::Man => false,
+        Command::Agent { .. } | Command::LifecyclePolicy { .. } => false,
+        Command::Config {
+            action: ConfigAction::Check { out },
+        } => out.json,
+        Command::GeoRestore { out, .. } | Command::AzureCheck { out } => out.json,
+        Command::Upload { out, .. } | Command::Audit { out, .. } => out.json,
+        Command::Backup { out, .. }
+        | Command::Verify { out, .. }
+        | Command::Restore { out, .. }
+        | Command::List { out, .. }
+        | Command::Status { out, .. }
+        | Command::Prune { out, .. } => out.json,
+    }
+}
+
+/// `lifecycle-policy`: the rules to paste, or with `--apply` merged into
+/// the storage account's policy.
+fn lifecycle_policy(ctx: &Context, format: PolicyFormat, apply: bool, yes: bool) -> Result<()> {
+    let az = upload::azure_of(&ctx.cfg)?;
+    for w in policy::warnings(az) {
+        tracing::warn!("{w}");
+    }
+    if apply {
+        apply_lifecycle_policy(az, yes)
+    } else {
+        print!("{}", policy::render(az, format));
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use valerix_backup::ops::audit::AuditReport;
-use valerix_backup::ops::backup::BackupReport;
+use valerix_backup::ops::backup::{BackupReport, BackupRun};
 use valerix_backup::ops::check::ConfigCheck;
 use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport};
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
@@ -19,16 +19,25 @@ pub fn emit<T: Serialize + ?Sized>(
     value: &T,
     human: impl Fn(&T) -> String,
 ) -> Result<()> {
-    let text = if json {
-        serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
-    } else {
-        human(value)
-    };
+    let text = render(json, value, human);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         // A closed pipe (`| head`) is the reader's choice, not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(|e| Error::io("writing to stdout", e)),
+    }
+}
+
+/// What [`emit`] prints: pretty JSON, or the human lines.
+pub fn render<T: Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    human: impl Fn(&T) -> String,
+) -> String {
+    if json {
+        serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
+    } else {
+        human(value)
     }
 }
 
@@ -47,7 +56,13 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-pub fn backup(r: &BackupReport) -> String {
+/// The backup's lines, then the upload's when there was one.
+pub fn backup(run: &BackupRun) -> String {
+    let upload = run.upload.as_ref().and_then(|u| u.report());
+    local_backup(&run.backup) + &upload.map(self::upload).unwrap_or_default()
+}
+
+fn local_backup(r: &BackupReport) -> String {
     let mut s = format!("backup {}\n", r.timestamp);
     for d in &r.results {
         match (&d.manifest, &d.error) {
@@ -71,6 +86,9 @@ pub fn backup(r: &BackupReport) -> String {
     }
     for w in &r.retention_warnings {
         s += &format!("  WARNING {w}\n");
+    }
+    for a in &r.size_anomalies {
+        s += &format!("  WARNING {a}\n");
     }
     s
 }
@@ -350,3 +368,6 @@ pub fn config_check(r: &ConfigCheck) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests;

@@ -663,3 +663,47 @@ esac"#,
     assert_kept(&before, &dir);
     assert_eq!(sb.dumps().len(), 4);
 }
+
+#[test]
+fn a_backup_far_off_the_usual_size_is_a_warning_in_the_cli_and_an_alert_in_the_agent() {
+    let sb = Sandbox::new();
+    sb.run(&["backup", "order"]).ok();
+    // Three earlier backups (within retention) ten times the size of a
+    // real one: sound by their manifests, so the new one is the odd one.
+    let real = std::fs::read(sb.dump_of("order_db")).unwrap();
+    let big = real.repeat(10);
+    for days in 1..=3 {
+        let stamp = (chrono::Utc::now() - chrono::Duration::days(days))
+            .format("%Y%m%d_%H%M%S")
+            .to_string();
+        let file = sb.backup_dir().join(format!("order_db_{stamp}.dump.gz"));
+        std::fs::write(&file, &big).unwrap();
+        manifest_as(&sb.dump_of("order_db"), &stamp, |m| {
+            m["size_bytes"] = big.len().into();
+            m["sha256"] = sha256_file(&file).into();
+        });
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // Worth a look, not a failure: exit 0, a warning line, the JSON field.
+    let r = sb.run(&["backup", "order"]).ok();
+    let line = format!("x the median {} of its earlier backups", big.len());
+    assert!(
+        r.stdout.contains("WARNING backup of order_db is ") && r.stdout.contains(&line),
+        "{}",
+        r.stdout
+    );
+    assert_warned(&r, "backup of order_db is ");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = sb.run(&["backup", "order", "--json"]).ok();
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let anomaly = &report["size_anomalies"][0];
+    assert_eq!(anomaly["dbname"], "order_db", "{report}");
+    assert_eq!(anomaly["median_bytes"], big.len(), "{report}");
+
+    // The agent's backup job alerts on the same rule.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = sb.run(&["agent", "--once", "backup"]).ok();
+    assert_warned(&r, "alert SizeAnomaly");
+    assert_warned(&r, "backup of order_db is ");
+}

@@ -11,8 +11,10 @@ use crate::agent::alert::{Alert, AlertKind};
 use crate::agent::metrics::labels;
 use crate::agent::schedule::Job;
 use crate::error::{Error, Result};
-use crate::ops::upload::{Selection, TierChoice, UploadReport};
-use crate::ops::{Context, audit, backup, inspect, upload, verify};
+use crate::ops::anomaly::SizeAnomaly;
+use crate::ops::backup::DbBackup;
+use crate::ops::upload::{BlobUpload, Selection, TierChoice};
+use crate::ops::{Context, Observer, audit, backup, inspect, upload, verify};
 
 /// Runs `job` once, recording its metrics and sending its alerts. The error,
 /// if any, is the job's overall outcome.
@@ -75,40 +77,79 @@ fn mark(shared: &Shared, job: Job, db: &str, error: Option<&str>) {
     shared.outcome(job, Some(db), &result);
 }
 
-fn run_backup(ctx: &Context, shared: &Shared) -> Result<()> {
-    let report = backup::backup(ctx, &[], &backup::BackupOptions { prune: true })?;
-    for r in &report.results {
-        mark(shared, Job::Backup, &r.dbname, r.error.as_deref());
-        if let Some(m) = &r.manifest {
-            let l = labels(&[("database", &r.dbname)]);
-            shared
-                .metrics
-                .backup_size
-                .get_or_create(&l)
-                .set(m.size_bytes as f64);
-            shared
-                .metrics
-                .backup_written
-                .get_or_create(&l)
-                .set(m.uncompressed_bytes as f64);
-            size_check(ctx, shared, &r.dbname, m.size_bytes);
-        }
+/// The agent's observer: what a job reports while it runs becomes metrics
+/// and alerts.
+struct Recorder<'a> {
+    shared: &'a Shared,
+    job: Job,
+}
+
+impl Observer for Recorder<'_> {
+    fn backed_up(&self, r: &DbBackup) {
+        mark(self.shared, self.job, &r.dbname, r.error.as_deref());
+        let Some(m) = &r.manifest else { return };
+        let l = labels(&[("database", &r.dbname)]);
+        let metrics = &self.shared.metrics;
+        metrics
+            .backup_size
+            .get_or_create(&l)
+            .set(m.size_bytes as f64);
+        metrics
+            .backup_written
+            .get_or_create(&l)
+            .set(m.uncompressed_bytes as f64);
     }
-    for w in &report.retention_warnings {
-        shared.alerts.send(Alert::new(
+
+    fn retention_warning(&self, warning: &str) {
+        self.shared.alerts.send(Alert::new(
             AlertKind::JobFailed,
-            Job::Backup.as_str(),
+            self.job.as_str(),
             None,
-            w.clone(),
+            warning.to_string(),
         ));
     }
-    let backed_up = report.backed_up();
-    if ctx.cfg.azure.is_some() && report.results.iter().any(|r| r.ok) {
-        let up = upload::upload(ctx, Selection::At(report.timestamp), TierChoice::Auto, &[]);
-        record_upload(shared, Job::Backup, up)?;
+
+    fn size_anomaly(&self, a: &SizeAnomaly) {
+        self.shared.alerts.send(Alert::new(
+            AlertKind::SizeAnomaly,
+            "backup",
+            Some(&a.dbname),
+            a.to_string(),
+        ));
     }
-    backed_up?;
-    report.retention_outcome()
+
+    fn uploaded(&self, r: &BlobUpload) {
+        let metrics = &self.shared.metrics;
+        let l = labels(&[("database", &r.database), ("tier", &r.tier)]);
+        metrics.uploaded.get_or_create(&l).set(r.bytes as f64);
+        let series = labels(&[("job", "upload"), ("database", &r.database)]);
+        let now = Utc::now().timestamp() as f64;
+        let Some(e) = &r.error else {
+            metrics.last_success.get_or_create(&series).set(now);
+            return;
+        };
+        metrics.last_failure.get_or_create(&series).set(now);
+        self.shared.alerts.send(Alert::new(
+            AlertKind::JobFailed,
+            self.job.as_str(),
+            Some(&r.database),
+            format!("upload of {} failed: {e}", r.file),
+        ));
+    }
+}
+
+/// The backup job: `backup`, and `--upload` whenever `[azure]` is set.
+fn run_backup(ctx: &Context, shared: &Shared) -> Result<()> {
+    let opts = backup::BackupOptions {
+        targets: Vec::new(),
+        prune: true,
+        upload: ctx.cfg.azure.is_some(),
+    };
+    let obs = Recorder {
+        shared,
+        job: Job::Backup,
+    };
+    backup::backup(ctx, &opts, &obs)?.outcome()
 }
 
 fn run_upload(
@@ -122,76 +163,12 @@ fn run_upload(
         info!("no [azure] section: nothing to upload");
         return Ok(());
     }
-    record_upload(shared, job, upload::upload(ctx, sel, tier, &[]))
-}
-
-fn record_upload(shared: &Shared, job: Job, up: Result<UploadReport>) -> Result<()> {
-    let report = up?;
+    let report = upload::upload(ctx, sel, tier, &[])?;
+    let obs = Recorder { shared, job };
     for r in &report.results {
-        let l = labels(&[("database", &r.database), ("tier", &r.tier)]);
-        shared
-            .metrics
-            .uploaded
-            .get_or_create(&l)
-            .set(r.bytes as f64);
-        let series = labels(&[("job", "upload"), ("database", &r.database)]);
-        let now = Utc::now().timestamp() as f64;
-        match &r.error {
-            None => {
-                shared.metrics.last_success.get_or_create(&series).set(now);
-            }
-            Some(e) => {
-                shared.metrics.last_failure.get_or_create(&series).set(now);
-                shared.alerts.send(Alert::new(
-                    AlertKind::JobFailed,
-                    job.as_str(),
-                    Some(&r.database),
-                    format!("upload of {} failed: {e}", r.file),
-                ));
-            }
-        }
+        obs.uploaded(r);
     }
     report.outcome()
-}
-
-/// A new backup more than `size_anomaly_factor` (3 without [azure]) off the
-/// median of the database's other local backups.
-fn size_check(ctx: &Context, shared: &Shared, dbname: &str, size: u64) {
-    let factor = ctx
-        .cfg
-        .azure
-        .as_ref()
-        .map_or(3.0, |a| a.size_anomaly_factor);
-    let Ok(dbs) = ctx.cfg.select(&[dbname.to_string()]) else {
-        return;
-    };
-    let Ok(all) = crate::catalog::Catalog::open_existing(&ctx.cfg).list(&dbs) else {
-        return;
-    };
-    let mut sizes: Vec<u64> = all
-        .iter()
-        .filter(|b| b.is_sound())
-        .map(|b| b.size)
-        .collect();
-    sizes.pop(); // the new one
-    if sizes.len() < 3 {
-        return;
-    }
-    sizes.sort_unstable();
-    let median = sizes[sizes.len() / 2] as f64;
-    let s = size as f64;
-    if s > median * factor || s * factor < median {
-        shared.alerts.send(Alert::new(
-            AlertKind::SizeAnomaly,
-            "backup",
-            Some(dbname),
-            format!(
-                "backup of {dbname} is {size} bytes, {:.2} x the median {} of its earlier backups",
-                s / median.max(1.0),
-                median as u64
-            ),
-        ));
-    }
 }
 
 fn run_verify(ctx: &Context, shared: &Shared, deep: bool) -> Result<()> {

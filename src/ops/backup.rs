@@ -1,6 +1,7 @@
 //! `backup`: pg_dump's uncompressed custom-format stream, scanned, gzipped on
 //! all cores and hashed in one pass, into a hidden file that is renamed only
-//! when complete and on disk; then its manifest; then local retention.
+//! when complete and on disk; then its manifest; then local retention, the
+//! size check and, when asked for, the upload of what the run wrote.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,9 @@ use crate::catalog::{
 };
 use crate::config::Database;
 use crate::error::{Error, Result};
-use crate::ops::{Context, kill_on_cancel, outcome};
+use crate::ops::anomaly::{self, SizeAnomaly};
+use crate::ops::upload::{self, Selection, TierChoice, UploadReport};
+use crate::ops::{Context, Observer, kill_on_cancel, outcome};
 use crate::pg::archive::ArchiveScanner;
 use crate::pg::tools::{StderrTail, kill_group, spawn, tool_error};
 use crate::pipeline::compress::CompressError;
@@ -24,8 +27,70 @@ use crate::pipeline::{CompressOptions, HashingWriter, compress_parallel};
 
 #[derive(Debug, Default, Clone)]
 pub struct BackupOptions {
+    /// The databases to back up; none means all.
+    pub targets: Vec<String>,
     /// Apply local retention after the backup (default on).
     pub prune: bool,
+    /// Then send what this run wrote offsite (`backup --upload`; the agent
+    /// whenever `[azure]` is set).
+    pub upload: bool,
+}
+
+/// A backup run: the local backups and, when asked for, their upload.
+#[derive(Debug)]
+pub struct BackupRun {
+    pub backup: BackupReport,
+    /// `None` when no upload was asked for.
+    pub upload: Option<UploadStep>,
+}
+
+/// What became of the upload after the backup.
+#[derive(Debug)]
+pub enum UploadStep {
+    /// No database was backed up, so there was nothing to send.
+    Skipped,
+    Done(UploadReport),
+    /// The upload could not start or went wrong as a whole.
+    Failed(Error),
+}
+
+impl UploadStep {
+    pub fn report(&self) -> Option<&UploadReport> {
+        match self {
+            UploadStep::Done(r) => Some(r),
+            UploadStep::Skipped | UploadStep::Failed(_) => None,
+        }
+    }
+}
+
+/// JSON: the backup report alone, or `{"backup": ..., "upload": ...}`
+/// (`null` when the upload did not report) when an upload was asked for.
+impl Serialize for BackupRun {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let Some(step) = &self.upload else {
+            return self.backup.serialize(s);
+        };
+        let mut m = s.serialize_struct("BackupRun", 2)?;
+        m.serialize_field("backup", &self.backup)?;
+        m.serialize_field("upload", &step.report())?;
+        m.end()
+    }
+}
+
+impl BackupRun {
+    /// A failed database first, then the upload's failure, then a
+    /// retention warning (exit status 3): retention never keeps a good
+    /// backup from going offsite, nor hides an upload that failed.
+    pub fn outcome(self) -> Result<()> {
+        self.backup.backed_up()?;
+        match self.upload {
+            Some(UploadStep::Failed(e)) => return Err(e),
+            Some(UploadStep::Done(r)) => r.outcome()?,
+            Some(UploadStep::Skipped) | None => {}
+        }
+        self.backup.retention_outcome()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -36,6 +101,10 @@ pub struct BackupReport {
     pub pruned: Vec<String>,
     /// What retention could not do; the backups themselves are fine.
     pub retention_warnings: Vec<String>,
+    /// New backups far off the usual size of their database: worth a
+    /// look, not a failure.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub size_anomalies: Vec<SizeAnomaly>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,11 +117,6 @@ pub struct DbBackup {
 }
 
 impl BackupReport {
-    /// `Ok` when every database was backed up and retention did its work.
-    pub fn outcome(&self) -> Result<()> {
-        self.backed_up().and_then(|()| self.retention_outcome())
-    }
-
     /// `Ok` when every database was backed up.
     pub fn backed_up(&self) -> Result<()> {
         let results = self.results.iter();
@@ -74,8 +138,41 @@ impl BackupReport {
     }
 }
 
-pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result<BackupReport> {
-    let dbs = ctx.cfg.select(targets)?;
+/// `backup [--upload]`: each database, then local retention, the size
+/// check, and the upload of what this run wrote.
+pub fn backup(ctx: &Context, opts: &BackupOptions, obs: &dyn Observer) -> Result<BackupRun> {
+    let backup = local(ctx, opts, obs)?;
+    let upload = opts
+        .upload
+        .then(|| send_offsite(ctx, &backup, &opts.targets, obs));
+    Ok(BackupRun { backup, upload })
+}
+
+/// Uploads what this run wrote, even when some databases failed.
+fn send_offsite(
+    ctx: &Context,
+    report: &BackupReport,
+    targets: &[String],
+    obs: &dyn Observer,
+) -> UploadStep {
+    if !report.results.iter().any(|r| r.ok) {
+        return UploadStep::Skipped;
+    }
+    let sel = Selection::At(report.timestamp);
+    match upload::upload(ctx, sel, TierChoice::Auto, targets) {
+        Ok(r) => {
+            for b in &r.results {
+                obs.uploaded(b);
+            }
+            UploadStep::Done(r)
+        }
+        Err(e) => UploadStep::Failed(e),
+    }
+}
+
+/// The local part: the dumps, retention and the size check.
+fn local(ctx: &Context, opts: &BackupOptions, obs: &dyn Observer) -> Result<BackupReport> {
+    let dbs = ctx.cfg.select(&opts.targets)?;
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let stamp = free_stamp(&catalog, &dbs);
@@ -88,7 +185,7 @@ pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result
     let mut results = Vec::new();
     for db in &dbs {
         ctx.check_cancel()?;
-        let r = backup_one(ctx, &catalog, db, stamp);
+        let r = backup_one(ctx, &catalog, db, stamp, obs);
         match &r {
             Ok(m) => info!(
                 "{}: {} ({} bytes, sha256 {}, {} rows in {} tables, {:.1} s)",
@@ -103,31 +200,46 @@ pub fn backup(ctx: &Context, targets: &[String], opts: &BackupOptions) -> Result
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => warn!("{}: backup failed: {e}", db.dbname),
         }
-        results.push(DbBackup {
+        let done = DbBackup {
             database: db.name.clone(),
             dbname: db.dbname.clone(),
             ok: r.is_ok(),
             error: r.as_ref().err().map(|e| e.to_string()),
             manifest: r.ok(),
-        });
+        };
+        obs.backed_up(&done);
+        results.push(done);
     }
 
+    // Only databases backed up now: while backups fail, old ones stay.
+    let done: Vec<&Database> = dbs
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.ok)
+        .map(|(d, _)| *d)
+        .collect();
     let (mut pruned, mut retention_warnings) = (Vec::new(), Vec::new());
     if opts.prune {
-        // Only databases backed up now: while backups fail, old ones stay.
-        let done: Vec<&Database> = dbs
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.ok)
-            .map(|(d, _)| *d)
-            .collect();
         (pruned, retention_warnings) = retention(ctx, &catalog, &done, stamp);
+    }
+    for w in &retention_warnings {
+        obs.retention_warning(w);
+    }
+    // After retention, so the sizes compared are those that stay.
+    let size_anomalies: Vec<SizeAnomaly> = done
+        .iter()
+        .filter_map(|db| anomaly::check_newest(&ctx.cfg, &catalog, db))
+        .collect();
+    for a in &size_anomalies {
+        warn!("{a}");
+        obs.size_anomaly(a);
     }
     Ok(BackupReport {
         timestamp: stamp,
         results,
         pruned,
         retention_warnings,
+        size_anomalies,
     })
 }
 
@@ -225,7 +337,13 @@ fn free_stamp(catalog: &Catalog, dbs: &[&Database]) -> Stamp {
     stamp
 }
 
-fn backup_one(ctx: &Context, catalog: &Catalog, db: &Database, stamp: Stamp) -> Result<Manifest> {
+fn backup_one(
+    ctx: &Context,
+    catalog: &Catalog,
+    db: &Database,
+    stamp: Stamp,
+    obs: &dyn Observer,
+) -> Result<Manifest> {
     let started_at = Utc::now();
     let t0 = Instant::now();
     let file = dump_name(&db.dbname, &stamp);
@@ -241,7 +359,7 @@ fn backup_one(ctx: &Context, catalog: &Catalog, db: &Database, stamp: Stamp) -> 
     let stdout = child.stdout.take().expect("piped stdout");
 
     let mut scanner = ArchiveScanner::new();
-    let bar = ctx.progress.bytes(format!("{}: dumping", db.dbname));
+    let bar = obs.bytes(format!("{}: dumping", db.dbname));
     let mut writer = HashingWriter::new(out.file());
     let opts = CompressOptions {
         level: ctx.cfg.compression_level,
@@ -314,4 +432,71 @@ fn backup_one(ctx: &Context, catalog: &Catalog, db: &Database, stamp: Stamp) -> 
         &json,
     )?;
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(failed: bool, retention: bool) -> BackupReport {
+        let db = |name: &str, error: Option<&str>| DbBackup {
+            database: name.into(),
+            dbname: format!("{name}_db"),
+            ok: error.is_none(),
+            error: error.map(String::from),
+            manifest: None,
+        };
+        BackupReport {
+            timestamp: Stamp::parse("20261201_020000").unwrap(),
+            results: vec![
+                db("order", None),
+                db("payment", failed.then_some("pg_dump failed")),
+            ],
+            pruned: vec![],
+            retention_warnings: if retention {
+                vec!["retention failed: removing x".into()]
+            } else {
+                vec![]
+            },
+            size_anomalies: vec![],
+        }
+    }
+
+    fn run(failed: bool, upload: Option<UploadStep>, retention: bool) -> Result<()> {
+        BackupRun {
+            backup: report(failed, retention),
+            upload,
+        }
+        .outcome()
+    }
+
+    fn upload_failed() -> Option<UploadStep> {
+        Some(UploadStep::Failed(Error::Offsite("403 denied".into())))
+    }
+
+    #[test]
+    fn a_failed_database_comes_first_then_the_upload_then_retention() {
+        let e = run(true, upload_failed(), true).unwrap_err();
+        assert!(matches!(e, Error::Partial { failed: 1, .. }), "{e}");
+        let e = run(false, upload_failed(), true).unwrap_err();
+        assert!(matches!(e, Error::Offsite(_)), "{e}");
+        let e = run(false, Some(UploadStep::Skipped), true).unwrap_err();
+        assert!(matches!(e, Error::Warning(_)), "{e}");
+        assert_eq!(e.exit_code(), 3);
+        run(false, None, false).unwrap();
+    }
+
+    #[test]
+    fn a_failed_blob_fails_the_run_after_the_backups() {
+        let up = UploadReport {
+            container: "c".into(),
+            results: vec![upload::BlobUpload {
+                file: "order_db_20261201_020000.dump.gz".into(),
+                error: Some("503".into()),
+                ..Default::default()
+            }],
+        };
+        let e = run(false, Some(UploadStep::Done(up)), true).unwrap_err();
+        assert!(e.to_string().contains("503"), "{e}");
+    }
 }

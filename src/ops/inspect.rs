@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::catalog::{BackupState, Catalog, Stamp, dump_name};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::offsite::{BlobStore, Tier};
 use crate::ops::audit::copies_of;
 use crate::ops::{Context, journal};
@@ -118,6 +118,17 @@ pub struct DbStatus {
 }
 
 impl StatusReport {
+    /// `Ok` when every database has a fresh sound backup and accepts
+    /// connections and no run is left to settle; otherwise one error line
+    /// saying what is wrong (exit status 1).
+    pub fn outcome(&self) -> Result<()> {
+        if self.ok {
+            Ok(())
+        } else {
+            Err(Error::Check(self.summary()))
+        }
+    }
+
     /// The one error line of a status that is not ok.
     pub fn summary(&self) -> String {
         let stale = self

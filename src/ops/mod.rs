@@ -1,6 +1,9 @@
-//! The commands' work: options in, a report out. The CLI (and later the
-//! agent) call these and only print what they return.
+//! The commands' work: options in, a report out. The CLI and the agent
+//! call these; the CLI prints what they return, the agent records it. What
+//! happens while a workflow runs (progress, each database done, warnings)
+//! reaches the caller through an [`Observer`].
 
+pub mod anomaly;
 pub mod audit;
 pub mod backup;
 pub mod check;
@@ -24,7 +27,47 @@ use crate::catalog::{Catalog, Lock};
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::pg::tools::{PgTools, kill_group};
-use crate::ui::Progress;
+use crate::ui::{Bar, Progress};
+
+/// What a workflow tells its caller while it runs. Every method has a
+/// do-nothing default, so a caller implements only what it shows or
+/// records: the CLI drives its progress display, the agent records
+/// metrics and sends alerts. The same facts are in the report at the end.
+pub trait Observer {
+    /// A byte counter for a long streaming step (`order_db: dumping`).
+    fn bytes(&self, msg: String) -> Bar {
+        let _ = msg;
+        Bar::hidden()
+    }
+
+    /// One database's backup finished, well or not.
+    fn backed_up(&self, db: &backup::DbBackup) {
+        let _ = db;
+    }
+
+    /// Retention could not do its work; the backups are fine.
+    fn retention_warning(&self, warning: &str) {
+        let _ = warning;
+    }
+
+    /// A new backup far off the usual size of its database.
+    fn size_anomaly(&self, anomaly: &anomaly::SizeAnomaly) {
+        let _ = anomaly;
+    }
+
+    /// One file's upload finished, well or not.
+    fn uploaded(&self, blob: &upload::BlobUpload) {
+        let _ = blob;
+    }
+}
+
+/// An observer that only shows progress on the terminal (or nothing, when
+/// the display is hidden).
+impl Observer for Progress {
+    fn bytes(&self, msg: String) -> Bar {
+        Progress::bytes(self, msg)
+    }
+}
 
 /// What every operation needs: the config, the tools, the progress display
 /// and the flag set by SIGINT/SIGTERM.
