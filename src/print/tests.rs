@@ -17,7 +17,7 @@ use valerix_backup::ops::check::{CheckItem, ConfigCheck};
 use valerix_backup::ops::geo::{CheckReport, GeoRestorePlan, GeoRestoreReport, ServerCheck};
 use valerix_backup::ops::inspect::{DbStatus, ListEntry, StatusReport};
 use valerix_backup::ops::restore::{DbRestore, RestoreReport};
-use valerix_backup::ops::upload::{BlobUpload, UploadReport};
+use valerix_backup::ops::upload::{BlobUpload, UploadReport, UploadStatus};
 use valerix_backup::ops::verify::{DbVerify, VerifyReport};
 use valerix_backup::pg::archive::TableRows;
 
@@ -117,7 +117,7 @@ fn upload_report() -> UploadReport {
                 file: "order_db_20261201_020000.dump.gz".into(),
                 blob: "valerix/daily/order_db/order_db_20261201_020000.dump.gz".into(),
                 tier: "daily".into(),
-                status: "uploaded".into(),
+                status: UploadStatus::Uploaded,
                 bytes: 52_428_800,
                 resumed_blocks: 2,
                 secs: 3.5,
@@ -128,7 +128,7 @@ fn upload_report() -> UploadReport {
                 file: "payment_db_20261201_020000.dump.gz".into(),
                 blob: "valerix/daily/payment_db/payment_db_20261201_020000.dump.gz".into(),
                 tier: "daily".into(),
-                status: "failed".into(),
+                status: UploadStatus::Failed,
                 bytes: 0,
                 resumed_blocks: 0,
                 secs: 0.4,
