@@ -21,69 +21,33 @@
 # uncompressed dump, to tell the cost of (b)'s independent gzip members apart
 # from what the seed's second compression gains.
 # The markdown report goes to stdout, progress and tool logs to stderr.
-# wall_NAME and rss_NAME are assigned by timed() through `read`, which
-# static analysis cannot follow:
-# shellcheck disable=SC2154
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=bench
+declare -A opt=([size-mb]=1000)
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+parse_args "$@"
+size_mb=${opt[size-mb]}
+
 sandbox="$here/pg-sandbox.sh"
 fixture="$root/tests/fixtures/order_db.sql"
-tool="$root/target/release/valerix-backup"
-docs="$root/docs/benchmarks.md"
-
-size_mb=1000
-write_docs=0
-keep=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --size-mb) size_mb=${2:?--size-mb needs a number}; shift 2 ;;
-    --size-mb=*) size_mb=${1#*=}; shift ;;
-    --write-docs) write_docs=1; shift ;;
-    --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,/^# The markdown report/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
-  esac
-done
-case "$size_mb" in ''|*[!0-9]*) echo "bench: --size-mb wants a whole number" >&2; exit 2 ;; esac
 
 # The sandbox's fixed test credentials. They reach the tools only through the
 # environment (PGPASSWORD, or the config's password_env), never argv.
 export ORDER_DB_PASSWORD=order_password
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
-# Floating point arithmetic: calc 'EXPR' [printf format].
-calc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
-mib() { calc "$1 / 1048576" "${2:-%.1f}"; }
-
 # ---------------------------------------------------------------- setup
 
-work=""
-cleanup() {
-  local rc=$?
-  if [ -n "$work" ] && [ -d "$work" ]; then
-    "$sandbox" stop "$work/pg" >/dev/null 2>&1 || true
-    if [ "$keep" -eq 1 ]; then log "kept $work"; else rm -rf "$work"; fi
-  fi
-  [ "$rc" -eq 0 ] || log "exit status $rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_cleanup() { "$sandbox" stop "$work/pg" >/dev/null 2>&1; }
 
 prepare() {
-  "$here/setup.sh"
-  log "cargo build --release"
-  (cd "$root" && cargo build --release --quiet)
-  [ -x "$tool" ] || die "no $tool after the build"
-
+  prepare_common valerix-bench
   # The same PostgreSQL binaries for the seed procedure and for the tool.
   # shellcheck disable=SC2012 # the same lookup as pg-sandbox.sh
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   export PATH="$pg_bin:$PATH"
 
-  work=$(mktemp -d /tmp/valerix-bench.XXXXXX)
   chmod 755 "$work" # the server runs as postgres and needs to reach $work/pg
   mkdir -p "$work/seed" "$work/tool"
   port=$("$sandbox" free-port)
@@ -183,17 +147,7 @@ check_fingerprint() {
   log "fingerprint $when: identical to before the backups"
 }
 
-# ---------------------------------------------------------------- timing
-
-# timed NAME CMD...: runs CMD under GNU time; wall_NAME and rss_NAME (KiB)
-# hold the result. %M is Linux's ru_maxrss of the child: the larger of the
-# child's own peak RSS and that of its largest waited-for descendant.
-timed() {
-  local name=$1 rc=0; shift
-  /usr/bin/time -f '%e %M' -o "$work/time.$name" "$@" || rc=$?
-  read -r "wall_$name" "rss_$name" < <(tail -n 1 "$work/time.$name")
-  return "$rc"
-}
+# ---------------------------------------------------------------- steps
 
 # Flushes files and the server's dirty buffers between steps, so that no step
 # pays for the previous one's writes.
@@ -242,30 +196,24 @@ step_a() {
     pg_dump "${seed_conn[@]}" -d order_db --format=custom --file="$work/seed/order_db.dump"
   size_a_dump=$(stat -c %s "$work/seed/order_db.dump")
   timed a_gzip gzip "$work/seed/order_db.dump"
-  wall_a=$(calc "$wall_a_dump + $wall_a_gzip")
-  rss_a=$(( rss_a_dump > rss_a_gzip ? rss_a_dump : rss_a_gzip ))
+  in_sequence a a_dump a_gzip
   size_a=$(stat -c %s "$work/seed/order_db.dump.gz")
 }
 
 # (b) valerix-backup: pg_dump -Z0 streamed through a parallel gzip.
 step_b() {
+  local vals
   log "(b) valerix-backup backup order"
   settle
   timed b "$tool" -c "$cfg" --no-progress backup order --json \
     >"$work/b.json" 2>"$work/b.log" || { cat "$work/b.log" >&2; die "valerix-backup backup"; }
-  sed 's/^/    | /' "$work/b.log" >&2
-  read -r file_b size_b stream_b < <(python3 -c '
-import json, sys
-m = json.load(open(sys.argv[1]))["results"][0]["manifest"]
-print(m["file"], m["size_bytes"], m["uncompressed_bytes"])' "$work/b.json")
+  show_log "$work/b.log"
+  vals=$(json_values '.results[0].manifest | .file, .size_bytes, .uncompressed_bytes' "$work/b.json") \
+    || die "valerix-backup backup: unexpected report"
+  read -r file_b size_b stream_b <<<"$vals"
   [ "$(stat -c %s "$work/tool/backups/$file_b")" -eq "$size_b" ] \
     || die "$file_b's size on disk differs from its manifest"
-  # Cross-check with the tool's own listing.
-  "$tool" -c "$cfg" list order --json | python3 -c '
-import json, sys
-e = json.load(sys.stdin)
-assert len(e) == 1 and e[0]["state"] == "ok", e
-' || die "valerix-backup list does not show exactly one good backup"
+  check_one_good_backup "$cfg" # the tool's own listing agrees
 }
 
 # (c) The floor: what pg_dump alone costs, without any compression or disk.
@@ -291,26 +239,25 @@ step_d() {
   timed d_create createdb "${seed_conn[@]}" order_db
   timed d_restore pg_restore "${seed_conn[@]}" -d order_db --no-owner --no-privileges "$dump"
   unset PGPASSWORD
-  wall_d_prep=$(calc "$wall_d_term + $wall_d_drop + $wall_d_create")
-  wall_d=$(calc "$wall_d_gunzip + $wall_d_prep + $wall_d_restore")
-  rss_d=$(printf '%s\n' "$rss_d_gunzip" "$rss_d_term" "$rss_d_drop" "$rss_d_create" "$rss_d_restore" | sort -n | tail -n 1)
+  in_sequence d_prep d_term d_drop d_create
+  in_sequence d d_gunzip d_prep d_restore
   rm -f "$dump"
 }
 
 # (e) valerix-backup restore: verify into a seekable scratch file, parallel
 # pg_restore into a fresh database, row counts, then the swap.
 step_e() {
+  local vals
   log "(e) valerix-backup restore latest order --yes"
   quiesce
   settle
   timed e "$tool" -c "$cfg" --no-progress restore latest order --yes --json \
     >"$work/e.json" 2>"$work/e.log" || { cat "$work/e.log" >&2; die "valerix-backup restore"; }
-  sed 's/^/    | /' "$work/e.log" >&2
-  read -r e_ok e_verify e_load e_swap e_total < <(python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))["results"][0]
-print(r["ok"], r["verify_secs"], r["restore_secs"], r["swap_secs"], r["total_secs"])' "$work/e.json")
-  [ "$e_ok" = True ] || die "valerix-backup restore reported failure: $(cat "$work/e.json")"
+  show_log "$work/e.log"
+  vals=$(json_values '.results[0] | .ok, .verify_secs, .restore_secs, .swap_secs, .total_secs' "$work/e.json") \
+    || die "valerix-backup restore: unexpected report"
+  read -r e_ok e_verify e_load e_swap e_total <<<"$vals"
+  [ "$e_ok" = true ] || die "valerix-backup restore reported failure: $(cat "$work/e.json")"
 }
 
 # Untimed: what one plain `gzip -6` stream makes of (b)'s uncompressed dump.
@@ -323,49 +270,40 @@ size_reference() {
 
 # ---------------------------------------------------------------- report
 
-verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi; }
-
 report() {
-  local pg_server cpu mem commit
+  local pg_server rss_own_note r_wall_b r_size_b r_wall_e r_b_c
   pg_server=$(sq -d postgres -c "SHOW server_version")
-  cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
-  mem=$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
-  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  [ -z "$(git -C "$root" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] \
-    || commit="$commit + uncommitted changes in src/"
-
-  local r_wall_b r_size_b r_wall_e r_b_c rss_own_note
-  if [ "$rss_b" -gt "$rss_c" ]; then
+  if [ "${rss[b]}" -gt "${rss[c]}" ]; then
     rss_own_note="(b) is above it, so (b)'s figure is valerix-backup's own peak"
   else
     rss_own_note="(b) is not above it, so valerix-backup's own peak is at most (b)'s figure"
   fi
-  r_wall_b=$(calc "$wall_b / $wall_a")
+  r_wall_b=$(calc "${wall[b]} / ${wall[a]}")
   r_size_b=$(calc "$size_b / $size_a" '%.3f')
-  r_wall_e=$(calc "$wall_e / $wall_d")
-  r_b_c=$(calc "$wall_b / $wall_c")
+  r_wall_e=$(calc "${wall[e]} / ${wall[d]}")
+  r_b_c=$(calc "${wall[b]} / ${wall[c]}")
 
   cat <<EOF
 ## Latest run
 
 - Date: $(date -u)
-- Machine: $(nproc) cores (nproc), ${cpu:-unknown CPU}, ${mem} GiB RAM, $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)
+- Machine: $(machine)
 - PostgreSQL: server $pg_server, $(pg_dump --version)
-- valerix-backup: $("$tool" --version), commit $commit; defaults (gzip level 6, $(nproc) compression threads, pg_restore --jobs $(nproc))
+- valerix-backup: $("$tool" --version), commit $(commit); defaults (gzip level 6, $(nproc) compression threads, pg_restore --jobs $(nproc))
 - order_db: scale $scale (customers $scale, orders $((5 * scale)), order_items $((15 * scale)), invoices $((5 * scale / 2))),
   pg_database_size $(mib "$db_bytes") MiB ($(calc "$db_bytes / 1000000" %.0f) MB); uncompressed custom-format dump $(mib "$stream_b") MiB
 - Run: \`scripts/bench.sh --size-mb $size_mb\`; warm page cache, one run per step, in the order below
 
 | step | wall s | output MiB | peak RSS MiB | vs seed |
 |---|---:|---:|---:|---|
-| (a) seed backup: \`pg_dump -Fc --file\`, then \`gzip\` | $wall_a | $(mib "$size_a" %.2f) | $(calc "$rss_a / 1024" %.1f) | 1 |
-| (b) \`valerix-backup backup order\` | $wall_b | $(mib "$size_b" %.2f) | $(calc "$rss_b / 1024" %.1f) | wall ${r_wall_b} x (a), size ${r_size_b} x (a) |
-| (c) floor: \`pg_dump -Fc --compress=0 > /dev/null\` | $wall_c | - | $(calc "$rss_c / 1024" %.1f) | (b) takes ${r_b_c} x (c) |
-| (d) seed restore: \`gunzip -k\`, \`dropdb\`, \`createdb\`, serial \`pg_restore\` | $wall_d | - | $(calc "$rss_d / 1024" %.1f) | 1 |
-| (e) \`valerix-backup restore latest order --yes\` | $wall_e | - | $(calc "$rss_e / 1024" %.1f) | wall ${r_wall_e} x (d) |
+| (a) seed backup: \`pg_dump -Fc --file\`, then \`gzip\` | ${wall[a]} | $(mib "$size_a" %.2f) | $(kib_mib "${rss[a]}") | 1 |
+| (b) \`valerix-backup backup order\` | ${wall[b]} | $(mib "$size_b" %.2f) | $(kib_mib "${rss[b]}") | wall ${r_wall_b} x (a), size ${r_size_b} x (a) |
+| (c) floor: \`pg_dump -Fc --compress=0 > /dev/null\` | ${wall[c]} | - | $(kib_mib "${rss[c]}") | (b) takes ${r_b_c} x (c) |
+| (d) seed restore: \`gunzip -k\`, \`dropdb\`, \`createdb\`, serial \`pg_restore\` | ${wall[d]} | - | $(kib_mib "${rss[d]}") | 1 |
+| (e) \`valerix-backup restore latest order --yes\` | ${wall[e]} | - | $(kib_mib "${rss[e]}") | wall ${r_wall_e} x (d) |
 
-Breakdown: (a) pg_dump ${wall_a_dump} s (writes $(mib "$size_a_dump" %.2f) MiB) + gzip ${wall_a_gzip} s (to $(mib "$size_a" %.2f) MiB);
-(d) gunzip ${wall_d_gunzip} s + terminate/dropdb/createdb ${wall_d_prep} s + pg_restore ${wall_d_restore} s;
+Breakdown: (a) pg_dump ${wall[a_dump]} s (writes $(mib "$size_a_dump" %.2f) MiB) + gzip ${wall[a_gzip]} s (to $(mib "$size_a" %.2f) MiB);
+(d) gunzip ${wall[d_gunzip]} s + terminate/dropdb/createdb ${wall[d_prep]} s + pg_restore ${wall[d_restore]} s;
 (e) as the tool reports it (\`--json\`): verify $(calc "$e_verify" %.1f) s + load $(calc "$e_load" %.1f) s + swap $(calc "$e_swap" %.2f) s = $(calc "$e_total" %.1f) s.
 
 Size reference (untimed): a single-stream \`gzip -6\` of the same uncompressed
@@ -381,68 +319,15 @@ the largest of the separately timed commands.
 
 | target | measured | limit | result |
 |---|---:|---:|---|
-| (b) wall <= 0.5 x (a) wall | ${r_wall_b} x | 0.5 x | $(verdict "$wall_b <= 0.5 * $wall_a") |
+| (b) wall <= 0.5 x (a) wall | ${r_wall_b} x | 0.5 x | $(verdict "${wall[b]} <= 0.5 * ${wall[a]}") |
 | size (b) <= 1.05 x size (a) | ${r_size_b} x | 1.05 x | $(verdict "$size_b <= 1.05 * $size_a") |
-| (b) peak RSS < 64 MiB | $(calc "$rss_b / 1024" %.1f) MiB | 64 MiB | $(verdict "$rss_b < 65536") |
-| (e) wall <= 0.8 x (d) wall | ${r_wall_e} x | 0.8 x | $(verdict "$wall_e <= 0.8 * $wall_d") |
+| (b) peak RSS < 64 MiB | $(kib_mib "${rss[b]}") MiB | 64 MiB | $(verdict "${rss[b]} < 65536") |
+| (e) wall <= 0.8 x (d) wall | ${r_wall_e} x | 0.8 x | $(verdict "${wall[e]} <= 0.8 * ${wall[d]}") |
 
 Content check: order_db's fingerprint (per-table row count and md5 of sorted
 row md5s, sequences, index/constraint/view definitions) was identical before
 the backups, after (d) and after (e).
 EOF
-}
-
-# Replaces docs/benchmarks.md's "## Latest run" section (up to the next "## "
-# heading) with the report; writes the introduction when the file is new.
-write_docs() {
-  printf '%s\n' "$1" >"$work/section.md"
-  if [ ! -f "$docs" ]; then
-    mkdir -p "$(dirname "$docs")"
-    cat >"$docs" <<'EOF'
-# Benchmarks
-
-`scripts/bench.sh` compares valerix-backup with the shell procedure it
-replaces, on a private PostgreSQL cluster (`scripts/pg-sandbox.sh`) holding an
-`order_db` loaded from `tests/fixtures/order_db.sql` at a scale giving about
-1 GB. `scripts/bench.sh --write-docs` refreshes the section below.
-
-The steps, one after the other in one run:
-
-- **(a) seed backup**: `pg_dump --format=custom --file=X.dump`, then
-  `gzip X.dump`. The data is compressed twice: pg_dump's custom format is
-  already zlib-compressed, so gzip spends a second full pass on a file it can
-  hardly shrink. Both compressions run on one core.
-- **(b) `valerix-backup backup order`**: `pg_dump --format=custom --compress=0`
-  streamed through a parallel gzip (level 6, one thread per core) that writes
-  independent gzip members, hashed (SHA-256) and row-counted in the same pass.
-  Compression, not pg_dump, is the bottleneck of a backup, so it is done once
-  and on every core.
-- **(c) floor**: `pg_dump --format=custom --compress=0 > /dev/null`, the
-  cost of reading the database at all; no backup can be faster.
-- **(d) seed restore**: `gunzip -k`, terminate sessions, `dropdb`,
-  `createdb`, then a serial `pg_restore --no-owner --no-privileges`. The live
-  database is gone before the new one is loaded.
-- **(e) `valerix-backup restore latest order --yes`**: checks the file first
-  (SHA-256 against the manifest, full gunzip into a seekable scratch file;
-  pg_restore `--jobs` needs a seekable archive, which a pipe is not), loads a
-  fresh database with `pg_restore --jobs` (one per core), compares row counts,
-  then swaps names with the live database and drops the old one.
-
-Before (e) and after it, the script compares `order_db`'s content fingerprint
-with the one taken before the backups and fails if it differs.
-
-EOF
-  fi
-  local new="$docs.tmp.$$"
-  awk -v section_file="$work/section.md" '
-    function emit() { while ((getline line < section_file) > 0) print line; done = 1 }
-    /^## Latest run/ { emit(); skipping = 1; next }
-    skipping && /^## / { skipping = 0; print ""; }
-    !skipping { print }
-    END { if (!done) emit() }
-  ' "$docs" >"$new" || { rm -f "$new"; die "writing $docs"; }
-  mv "$new" "$docs"
-  log "wrote $docs"
 }
 
 # ---------------------------------------------------------------- main
@@ -453,7 +338,7 @@ main() {
   seed
   fingerprint >"$work/fingerprint.before"
   log "fingerprint before the backups:"
-  sed 's/^/    | /' "$work/fingerprint.before" >&2
+  show_log "$work/fingerprint.before"
 
   step_a
   step_b
@@ -464,10 +349,7 @@ main() {
   check_fingerprint after-e
   size_reference
 
-  local section
-  section=$(report)
-  printf '%s\n' "$section"
-  [ "$write_docs" -eq 0 ] || write_docs "$section"
+  emit_report "## Latest run" "$(report)"
 }
 
 main

@@ -36,6 +36,7 @@ command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
 command -v gzip >/dev/null 2>&1 || need+=(gzip)
 [ -x /usr/bin/time ] || need+=(time)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the test CA of tests/entra.rs
+command -v jq >/dev/null 2>&1 || need+=(jq)   # the benchmarks read the tool's --json with it
 if ! command -v python3 >/dev/null 2>&1; then
   need+=(python3 python3-venv)
 elif ! venv_installed && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
