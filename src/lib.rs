@@ -27,6 +27,7 @@ pub mod offsite;
 pub mod ops;
 pub mod pg;
 pub mod pipeline;
+pub mod storage;
 pub mod ui;
 
 pub use config::Config;
