@@ -655,3 +655,6 @@ fn repair_after_prune(ctx: &Context, store: &dyn Store) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
