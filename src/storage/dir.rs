@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Object, Store, WriteSpec, WriteStats};
+use super::{Object, Store, WriteSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::ui::Bar;
 
@@ -197,28 +197,7 @@ impl Store for DirStore {
         f.take(super::MAX_MANIFEST_BYTES + 1)
             .read_to_end(&mut out)
             .ctx(|| format!("reading {}", path.display()))?;
-        match out.len() as u64 > super::MAX_MANIFEST_BYTES {
-            true => Err(super::too_large(name)),
-            false => Ok(out),
-        }
-    }
-
-    fn write_file(
-        &self,
-        path: &Path,
-        name: &str,
-        spec: &WriteSpec,
-        _cancel: &AtomicBool,
-        bar: &Bar,
-    ) -> Result<WriteStats> {
-        let bytes = std::fs::read(path).ctx(|| format!("reading {}", path.display()))?;
-        self.write_once(name, &bytes, spec)?;
-        bar.inc(bytes.len());
-        Ok(WriteStats {
-            bytes: bytes.len() as u64,
-            blocks: 1,
-            resumed_blocks: 0,
-        })
+        super::small(name, out)
     }
 
     fn write_bytes(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
-use super::{Object, Store, WriteSpec, WriteStats};
+use super::{Object, Store, WriteSpec};
 use crate::error::{Error, Result};
 use crate::ui::Bar;
 
@@ -112,30 +111,7 @@ impl Store for MemoryStore {
     }
 
     fn read_small(&self, name: &str, _cancel: &AtomicBool) -> Result<Vec<u8>> {
-        let bytes = self.bytes(name)?;
-        match bytes.len() as u64 > super::MAX_MANIFEST_BYTES {
-            true => Err(super::too_large(name)),
-            false => Ok(bytes),
-        }
-    }
-
-    fn write_file(
-        &self,
-        path: &Path,
-        name: &str,
-        spec: &WriteSpec,
-        _cancel: &AtomicBool,
-        bar: &Bar,
-    ) -> Result<WriteStats> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        self.write_bytes(name, &bytes, spec)?;
-        bar.inc(bytes.len());
-        Ok(WriteStats {
-            bytes: bytes.len() as u64,
-            blocks: 1,
-            resumed_blocks: 0,
-        })
+        super::small(name, self.bytes(name)?)
     }
 
     fn write_bytes(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {

@@ -50,15 +50,27 @@ pub trait Store {
     /// [`MAX_MANIFEST_BYTES`].
     fn read_small(&self, name: &str, cancel: &AtomicBool) -> Result<Vec<u8>>;
     /// Writes file `path` as object `name`, never over an existing one, and
-    /// only when its SHA-256 is `spec.expect_sha256` (when given).
+    /// only when its SHA-256 is `spec.expect_sha256` (when given). By
+    /// default in one piece, through [`Store::write_bytes`] (the local
+    /// drivers); Azure streams it in blocks.
     fn write_file(
         &self,
         path: &Path,
         name: &str,
         spec: &WriteSpec,
-        cancel: &AtomicBool,
+        _cancel: &AtomicBool,
         bar: &Bar,
-    ) -> Result<WriteStats>;
+    ) -> Result<WriteStats> {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        self.write_bytes(name, &bytes, spec)?;
+        bar.inc(bytes.len());
+        Ok(WriteStats {
+            bytes: bytes.len() as u64,
+            blocks: 1,
+            resumed_blocks: 0,
+        })
+    }
     /// Writes a small object the same way.
     fn write_bytes(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()>;
     /// Deletes object `name`; a missing one is not an error.
@@ -89,15 +101,19 @@ fn check_expected(name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {
     }
 }
 
-/// The refusal of a small read past [`MAX_MANIFEST_BYTES`].
-fn too_large(name: &str) -> Error {
-    Error::Corrupt {
+/// A small read's bytes (read up to one past the limit), refused past
+/// [`MAX_MANIFEST_BYTES`].
+fn small(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if bytes.len() as u64 <= MAX_MANIFEST_BYTES {
+        return Ok(bytes);
+    }
+    Err(Error::Corrupt {
         file: name.to_string(),
         reason: format!(
             "larger than {} KiB, too large for a manifest; not read",
             MAX_MANIFEST_BYTES >> 10
         ),
-    }
+    })
 }
 
 /// The ETag the local drivers give content: its SHA-256, so a rewrite
