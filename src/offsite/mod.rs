@@ -24,7 +24,9 @@
 //! [`parse_sha256`] checks a hash before it is used, and manifests are read
 //! with a size limit ([`MAX_MANIFEST_BYTES`]).
 //!
-//! Nothing here knows about the local catalog: `ops` joins the two.
+//! Nothing here knows about the local catalog. Copies as backup sets (which
+//! are sound, superseded or expired) are [`crate::catalog::copies`], over
+//! the [`crate::storage::Store`] seam.
 
 pub mod auth;
 pub mod policy;
