@@ -392,3 +392,32 @@ fn a_dry_run_prune_names_the_same_copies_and_deletes_nothing() {
     assert_eq!(f.store.names(), before);
     assert_eq!(dry, prune_store(&f.ctx, &f.store, Some(now())).unwrap());
 }
+
+// `restore --from-azure`'s fetch over the same fixture: the newest common
+// timestamp, and a copy that does not verify is never written.
+
+#[test]
+fn fetch_takes_the_newest_copy_and_proves_it() {
+    let f = Fixture::healthy();
+    let got = crate::ops::fetch::fetch_from(&f.ctx, &f.store, &[], None).unwrap();
+    assert_eq!(got, stamp("24"));
+    let db = f.ctx.cfg.select(&[]).unwrap();
+    let local = Catalog::open_existing(&f.ctx.cfg).list(&db).unwrap();
+    assert_eq!(local.len(), 1);
+    assert!(local[0].is_sound() && local[0].stamp == got);
+}
+
+#[test]
+fn fetch_writes_nothing_when_no_copy_verifies() {
+    let f = Fixture::healthy();
+    f.store.tamper(&f.dump("24"), b"changed".to_vec());
+    let e = crate::ops::fetch::fetch_from(&f.ctx, &f.store, &[], Some(stamp("24"))).unwrap_err();
+    assert!(e.to_string().contains("no offsite copy verifies"), "{e}");
+    let db = f.ctx.cfg.select(&[]).unwrap();
+    assert!(
+        Catalog::open_existing(&f.ctx.cfg)
+            .list(&db)
+            .unwrap()
+            .is_empty()
+    );
+}
