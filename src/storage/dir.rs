@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Object, Store, WriteSpec};
+use super::{Object, Store, WriteSpec, WriteStats};
 use crate::error::{Error, IoContext, Result};
 use crate::ui::Bar;
 
@@ -109,24 +109,30 @@ impl DirStore {
         Ok(())
     }
 
-    /// Writes `bytes` as object `name` unless it exists.
-    fn write_once(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {
-        super::check_expected(name, bytes, spec)?;
+    /// Writes what `src` holds as object `name` unless it exists, checking
+    /// its SHA-256 against `spec.expect_sha256` before it gets its name.
+    fn write_once(
+        &self,
+        name: &str,
+        src: &mut dyn Read,
+        spec: &WriteSpec,
+        bar: &Bar,
+    ) -> Result<WriteStats> {
         let path = self.path(name)?;
         create_parent(&path)?;
         let temp = temp_beside(&path);
-        let mut f = File::create(&temp).ctx(|| format!("creating {}", temp.display()))?;
-        let written = f
-            .write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .ctx(|| format!("writing {}", temp.display()));
-        let linked = written.and_then(|()| match std::fs::hard_link(&temp, &path) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(super::exists(name)),
-            r => r.ctx(|| format!("linking {}", path.display())),
+        let written = copy_to(&temp, src, bar).and_then(|(sha, n)| {
+            super::check_expected(name, &sha, spec)?;
+            match std::fs::hard_link(&temp, &path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(super::exists(name)),
+                r => r
+                    .ctx(|| format!("linking {}", path.display()))
+                    .map(|()| (sha, n)),
+            }
         });
         let _ = std::fs::remove_file(&temp);
-        linked?;
-        let obj = super::object_of(name, bytes, spec);
+        let (sha, bytes) = written?;
+        let obj = super::object_of(name, bytes, &sha, spec);
         self.save_sidecar(
             name,
             &Sidecar {
@@ -136,8 +142,34 @@ impl DirStore {
                 created: obj.created,
                 etag: obj.etag,
             },
-        )
+        )?;
+        Ok(WriteStats {
+            bytes,
+            blocks: 1,
+            resumed_blocks: 0,
+        })
     }
+}
+
+/// Copies `src` into a new file `temp`, synced; its SHA-256 and length.
+fn copy_to(temp: &Path, src: &mut dyn Read, bar: &Bar) -> Result<(String, u64)> {
+    let f = File::create(temp).ctx(|| format!("creating {}", temp.display()))?;
+    let mut out = crate::pipeline::HashingWriter::new(f);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let got = src
+            .read(&mut buf)
+            .ctx(|| format!("reading for {}", temp.display()))?;
+        if got == 0 {
+            break;
+        }
+        out.write_all(&buf[..got])
+            .ctx(|| format!("writing {}", temp.display()))?;
+        bar.inc(got);
+    }
+    let (f, sha, n) = out.finish();
+    f.sync_all().ctx(|| format!("writing {}", temp.display()))?;
+    Ok((sha, n))
 }
 
 fn create_parent(path: &Path) -> Result<()> {
@@ -185,12 +217,22 @@ impl Store for DirStore {
 
     fn read(&self, name: &str, out: &mut dyn Write, cancel: &AtomicBool, bar: &Bar) -> Result<u64> {
         let path = self.path(name)?;
-        let bytes = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
-        super::copy_out(name, &bytes, out, cancel, bar)
+        let mut f = File::open(&path).ctx(|| format!("reading {}", path.display()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            let got = f
+                .read(&mut buf)
+                .ctx(|| format!("reading {}", path.display()))?;
+            if got == 0 {
+                return Ok(n);
+            }
+            super::copy_out(name, &buf[..got], out, cancel, bar)?;
+            n += got as u64;
+        }
     }
 
     fn read_small(&self, name: &str, _cancel: &AtomicBool) -> Result<Vec<u8>> {
-        use std::io::Read;
         let path = self.path(name)?;
         let f = File::open(&path).ctx(|| format!("reading {}", path.display()))?;
         let mut out = Vec::new();
@@ -200,8 +242,22 @@ impl Store for DirStore {
         super::small(name, out)
     }
 
+    fn write_file(
+        &self,
+        path: &Path,
+        name: &str,
+        spec: &WriteSpec,
+        _cancel: &AtomicBool,
+        bar: &Bar,
+    ) -> Result<WriteStats> {
+        let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+        self.write_once(name, &mut f, spec, bar)
+    }
+
     fn write_bytes(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {
-        self.write_once(name, bytes, spec)
+        let mut src = bytes;
+        self.write_once(name, &mut src, spec, &Bar::hidden())
+            .map(drop)
     }
 
     fn delete(&self, name: &str) -> Result<()> {
@@ -255,6 +311,15 @@ mod tests {
             .unwrap();
         assert_eq!(out, b"abc");
         assert!(s.path("../x").is_err() && s.path("a/.meta").is_err());
+        let wrong = WriteSpec {
+            expect_sha256: Some("0".repeat(64)),
+            ..Default::default()
+        };
+        let e = s
+            .write_bytes("daily/o/b.dump.gz", b"abc", &wrong)
+            .unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        assert_eq!(s.list("").unwrap().len(), 1);
         s.delete("daily/o/a.dump.gz").unwrap();
         assert!(s.list("").unwrap().is_empty());
     }

@@ -116,12 +116,13 @@ impl Store for MemoryStore {
 
     fn write_bytes(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {
         self.check("write", name)?;
-        super::check_expected(name, bytes, spec)?;
+        let sha = crate::pipeline::hash::sha256_hex(bytes);
+        super::check_expected(name, &sha, spec)?;
         let mut objects = self.objects.lock().unwrap();
         if objects.contains_key(name) {
             return Err(super::exists(name));
         }
-        let obj = super::object_of(name, bytes, spec);
+        let obj = super::object_of(name, bytes.len() as u64, &sha, spec);
         objects.insert(name.to_string(), (obj, bytes.to_vec()));
         Ok(())
     }

@@ -84,16 +84,16 @@ fn exists(name: &str) -> Error {
     Error::Refused(format!("{name} already exists; not replacing it"))
 }
 
-/// The refusal of content whose hash is not the expected one, before it
-/// becomes an object (the local drivers'; Azure checks before its commit).
-fn check_expected(name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {
-    let got = crate::pipeline::hash::sha256_hex(bytes);
+/// The refusal of content whose SHA-256 (`got`) is not the expected one,
+/// before it becomes an object (the local drivers'; Azure checks before its
+/// commit).
+fn check_expected(name: &str, got: &str, spec: &WriteSpec) -> Result<()> {
     match &spec.expect_sha256 {
-        Some(want) if !want.eq_ignore_ascii_case(&got) => Err(Error::Corrupt {
+        Some(want) if !want.eq_ignore_ascii_case(got) => Err(Error::Corrupt {
             file: name.to_string(),
             reason: format!(
                 "SHA-256 {} does not match the manifest's {}; not written",
-                crate::offsite::short(&got),
+                crate::offsite::short(got),
                 crate::offsite::short(want)
             ),
         }),
@@ -116,22 +116,18 @@ fn small(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
     })
 }
 
-/// The ETag the local drivers give content: its SHA-256, so a rewrite
-/// under the same name has a new one, as in Azure.
-fn etag_of(bytes: &[u8]) -> String {
-    format!("\"{}\"", &crate::pipeline::hash::sha256_hex(bytes)[..16])
-}
-
-/// The object a local driver makes of a write.
-fn object_of(name: &str, bytes: &[u8], spec: &WriteSpec) -> Object {
+/// The object a local driver makes of a write of `size` bytes with that
+/// SHA-256; its ETag comes from the content, so a rewrite under the same
+/// name has a new one, as in Azure.
+fn object_of(name: &str, size: u64, sha256: &str, spec: &WriteSpec) -> Object {
     Object {
         name: name.to_string(),
-        size: bytes.len() as u64,
+        size,
         metadata: spec.metadata.clone(),
         tags: spec.tags.clone(),
         access_tier: spec.tier.map(|t| t.as_str().to_string()),
         created: Some(chrono::Utc::now()),
-        etag: Some(etag_of(bytes)),
+        etag: Some(format!("\"{}\"", &sha256[..16])),
     }
 }
 
