@@ -41,6 +41,7 @@ pub mod ops;
 pub mod pg;
 pub mod pipeline;
 pub mod schedule;
+pub mod storage;
 pub mod ui;
 
 pub use config::Config;

@@ -11,9 +11,12 @@
 //! A backup file counts as this tool's own only when its manifest exists;
 //! retention never touches anything else.
 
+pub mod copies;
 pub mod fsutil;
 pub mod lock;
 pub mod manifest;
+pub mod naming;
+pub mod sets;
 pub mod stamp;
 
 use std::path::{Path, PathBuf};
@@ -25,18 +28,10 @@ use crate::error::{Error, IoContext, Result};
 
 pub use lock::Lock;
 pub use manifest::Manifest;
+pub use naming::{
+    DUMP_SUFFIX, FileKind, MANIFEST_SUFFIX, dump_name, manifest_name, manifest_of, parse_file_name,
+};
 pub use stamp::Stamp;
-
-pub const DUMP_SUFFIX: &str = ".dump.gz";
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
-
-pub fn dump_name(dbname: &str, stamp: &Stamp) -> String {
-    format!("{dbname}_{stamp}{DUMP_SUFFIX}")
-}
-
-pub fn manifest_name(dbname: &str, stamp: &Stamp) -> String {
-    format!("{dbname}_{stamp}{MANIFEST_SUFFIX}")
-}
 
 /// One backup file of one database, with its manifest when it has one.
 #[derive(Debug, Clone)]
@@ -69,6 +64,16 @@ impl LocalBackup {
     /// Complete with a sound manifest: this tool's own, and usable.
     pub fn is_sound(&self) -> bool {
         self.state() == BackupState::Ok
+    }
+}
+
+impl sets::Member for LocalBackup {
+    fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    fn is_sound(&self) -> bool {
+        LocalBackup::is_sound(self)
     }
 }
 
@@ -136,7 +141,7 @@ impl Catalog {
         for entry in entries {
             let entry = entry.ctx(|| format!("reading {}", self.dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((db, stamp)) = parse_dump_name(&name, dbs) else {
+            let Some((db, stamp)) = naming::parse_dump_name(&name, dbs) else {
                 continue;
             };
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -183,19 +188,16 @@ impl Catalog {
     /// point in time as the seed's single-timestamp restore did.
     pub fn latest_common(&self, dbs: &[&Database]) -> Result<Option<Stamp>> {
         let all = self.list(dbs)?;
-        let mut stamps: Vec<Stamp> = all
+        let per_db: Vec<Vec<Stamp>> = dbs
             .iter()
-            .filter(|b| b.is_sound())
-            .map(|b| b.stamp)
-            .collect();
-        stamps.sort();
-        stamps.dedup();
-        Ok(stamps.into_iter().rev().find(|s| {
-            dbs.iter().all(|db| {
+            .map(|db| {
                 all.iter()
-                    .any(|b| &b.stamp == s && b.database == db.name && b.is_sound())
+                    .filter(|b| b.database == db.name && b.is_sound())
+                    .map(|b| b.stamp)
+                    .collect()
             })
-        }))
+            .collect();
+        Ok(sets::newest_common(&per_db))
     }
 
     /// Removes `.partial` files left by runs that died. A file whose owner
@@ -241,17 +243,16 @@ impl Catalog {
         let cutoff = now.minus_days(days);
         let mut out = Vec::new();
         for db in dbs {
-            let own: Vec<&LocalBackup> = sound
+            // Only this tool's own backups are members: a foreign or broken
+            // file is never deleted.
+            let own: Vec<LocalBackup> = sound
                 .iter()
-                .copied()
                 .filter(|b| b.database == db.name)
+                .map(|b| (*b).clone())
                 .collect();
-            let Some(newest) = own.last().map(|b| b.stamp) else {
-                continue;
-            };
             out.extend(
-                own.into_iter()
-                    .filter(|b| b.stamp < cutoff && b.stamp != newest)
+                sets::expired(&own, |b| b.stamp < cutoff)
+                    .into_iter()
                     .cloned(),
             );
         }
@@ -315,32 +316,4 @@ fn check_clock(backups: &[&LocalBackup], now: DateTime<Utc>) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// What a file name of ours is: a dump or a manifest of `dbname`, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    Dump,
-    Manifest,
-}
-
-/// `order_db_20261125_020000.dump.gz` -> (stamp, Dump) for dbname `order_db`.
-pub fn parse_file_name(name: &str, dbname: &str) -> Option<(Stamp, FileKind)> {
-    let rest = name.strip_prefix(dbname)?.strip_prefix('_')?;
-    let (stem, kind) = if let Some(s) = rest.strip_suffix(DUMP_SUFFIX) {
-        (s, FileKind::Dump)
-    } else {
-        (rest.strip_suffix(MANIFEST_SUFFIX)?, FileKind::Manifest)
-    };
-    Stamp::parse(stem).ok().map(|s| (s, kind))
-}
-
-/// `order_db_20261125_020000.dump.gz` -> (order_db's config, stamp), matching
-/// only configured dbnames so `order_db` and `order_db_x` never mix.
-fn parse_dump_name<'a>(name: &str, dbs: &[&'a Database]) -> Option<(&'a Database, Stamp)> {
-    let stem = name.strip_suffix(DUMP_SUFFIX)?;
-    dbs.iter().find_map(|db| {
-        let rest = stem.strip_prefix(db.dbname.as_str())?.strip_prefix('_')?;
-        Stamp::parse(rest).ok().map(|s| (*db, s))
-    })
 }

@@ -24,15 +24,16 @@
 //! [`parse_sha256`] checks a hash before it is used, and manifests are read
 //! with a size limit ([`MAX_MANIFEST_BYTES`]).
 //!
-//! Nothing here knows about the local catalog: `ops` joins the two.
+//! Nothing here knows about the local catalog. Copies as backup sets (which
+//! are sound, superseded or expired) are [`crate::catalog::copies`], over
+//! the [`crate::storage::Store`] seam.
 
 pub mod auth;
 pub mod policy;
 pub mod store;
 
-use chrono::Datelike;
+use chrono::{DateTime, Datelike, Utc};
 
-use crate::catalog::Stamp;
 use crate::config::Azure;
 use crate::error::{Error, Result};
 
@@ -93,10 +94,10 @@ impl Tier {
         }
     }
 
-    /// The tier a backup taken at `stamp` belongs to: weekly on the
+    /// The tier a backup taken at `taken` belongs to: weekly on the
     /// configured weekday (UTC), else daily.
-    pub fn for_stamp(stamp: Stamp, az: &Azure) -> Tier {
-        if stamp.to_utc().weekday() == az.weekly_day.to_chrono() {
+    pub fn for_time(taken: DateTime<Utc>, az: &Azure) -> Tier {
+        if taken.weekday() == az.weekly_day.to_chrono() {
             Tier::Weekly
         } else {
             Tier::Daily
@@ -187,12 +188,13 @@ mod tests {
         assert_eq!((p.tier, p.dbname.as_str()), (Tier::Weekly, "order_db"));
         assert!(BlobPath::parse(&a, "weekly/order_db/x").is_none());
         assert!(BlobPath::parse(&a, "prod/monthly/order_db/x").is_none());
-        let sunday = Stamp::parse("20261122_020000").unwrap();
-        let monday = Stamp::parse("20261123_020000").unwrap();
-        assert_eq!(Tier::for_stamp(sunday, &a), Tier::Weekly);
-        assert_eq!(Tier::for_stamp(monday, &a), Tier::Daily);
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let sunday = at("2026-11-22T02:00:00Z");
+        let monday = at("2026-11-23T02:00:00Z");
+        assert_eq!(Tier::for_time(sunday, &a), Tier::Weekly);
+        assert_eq!(Tier::for_time(monday, &a), Tier::Daily);
         assert_eq!(
-            Tier::for_stamp(monday, &az("weekly_day = \"monday\"")),
+            Tier::for_time(monday, &az("weekly_day = \"monday\"")),
             Tier::Weekly
         );
     }

@@ -14,23 +14,25 @@
 //! database and tier must not carry it, every older copy must.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::catalog::fsutil::AtomicFile;
-use crate::catalog::{Catalog, FileKind, LocalBackup, Stamp, parse_file_name};
+use crate::catalog::copies::{
+    DeepState, OffsiteCopy, copies_of, created, expired, past_retention, read_manifest,
+    repair_tags, sets_of,
+};
+use crate::catalog::{Catalog, LocalBackup, Stamp, manifest_of, parse_file_name};
 use crate::config::{Azure, Database};
 use crate::error::{Error, Result};
-use crate::offsite::{
-    BlobPath, BlobStore, RemoteBlob, SUPERSEDED_TAG, SUPERSEDED_VALUE, Tier, short,
-};
+use crate::offsite::{BlobPath, Tier, short};
 use crate::ops::Context;
-use crate::ops::fetch::read_manifest;
 use crate::ops::upload::azure;
 use crate::pipeline::HashingWriter;
+use crate::storage::azure::AzureStore;
+use crate::storage::dry_run::DryRun;
+use crate::storage::{Object, Store};
 
 /// Days the daily inventory looks back (today and the 29 before it), and
 /// weeks the weekly one does; both shortened to what retention keeps.
@@ -38,7 +40,6 @@ const DAILY_WINDOW_DAYS: i64 = 30;
 const WEEKLY_WINDOW_WEEKS: i64 = 12;
 /// The lifecycle policy may run up to a day late.
 const RETENTION_SLACK_DAYS: i64 = 1;
-const DEEP_STATE: &str = ".offsite-deep-checks.json";
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditOptions {
@@ -131,19 +132,16 @@ impl AuditReport {
     }
 }
 
-/// A dump blob of ours, parsed: what `audit`, `list` and
-/// `restore --from-azure` know of an offsite copy.
-#[derive(Debug, Clone, Copy)]
-pub struct OffsiteCopy<'a> {
-    pub blob: &'a RemoteBlob,
-    pub tier: Tier,
-    pub stamp: Stamp,
+pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
+    let store = AzureStore::connect(azure(ctx)?)?;
+    audit_store(ctx, &store, opts)
 }
 
-pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
+/// The audit of the copies in `store` (any driver: the unit tests use the
+/// in-memory one).
+pub fn audit_store(ctx: &Context, store: &dyn Store, opts: &AuditOptions) -> Result<AuditReport> {
     let az = azure(ctx)?;
     let dbs = ctx.cfg.select(&opts.targets)?;
-    let store = BlobStore::connect(az)?;
     let now = opts.as_of.unwrap_or_else(Utc::now);
     let blobs = store.list(&az.prefix)?;
     info!("listed {} blob(s) in {}", blobs.len(), store.describe());
@@ -173,7 +171,7 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
         let copies = copies_of(az, &blobs, db);
         report.databases.push(inventory(db, &copies));
         let mut f = Vec::new();
-        empty_or_stale(az, &store, &copies, now, &mut f);
+        empty_or_stale(az, store, &copies, now, &mut f);
         gaps(az, &copies, now, &mut f);
         not_offsite(az, db, &local, &copies, now, &mut f);
         per_blob(az, &blobs, &copies, &local, now, &mut f);
@@ -183,11 +181,11 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
         }
         report.findings.extend(f);
     }
-    let mut state = DeepState::load(ctx);
+    let mut state = DeepState::load(&ctx.cfg.backup_dir);
     if opts.deep {
         deep(
             ctx,
-            &store,
+            store,
             &dbs,
             az,
             &blobs,
@@ -196,7 +194,7 @@ pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
             &mut report,
         )?;
     }
-    let tags = repair_tags(&store, az, &blobs, &dbs, &state);
+    let tags = repair_tags(store, az, &blobs, &dbs, &state);
     report
         .findings
         .extend(tags.failures().into_iter().map(|(db, line)| Finding {
@@ -243,30 +241,6 @@ fn servers(ctx: &Context, report: &mut AuditReport) {
     report.servers = Some(checks);
 }
 
-/// The dump copies of `db` among `blobs`, oldest first (daily before weekly
-/// for one timestamp).
-pub fn copies_of<'a>(az: &Azure, blobs: &'a [RemoteBlob], db: &Database) -> Vec<OffsiteCopy<'a>> {
-    let mut out: Vec<OffsiteCopy> = blobs
-        .iter()
-        .filter_map(|blob| {
-            let p = BlobPath::parse(az, &blob.name)?;
-            if p.dbname != db.dbname {
-                return None;
-            }
-            match parse_file_name(&p.file, &db.dbname)? {
-                (stamp, FileKind::Dump) => Some(OffsiteCopy {
-                    blob,
-                    tier: p.tier,
-                    stamp,
-                }),
-                _ => None,
-            }
-        })
-        .collect();
-    out.sort_by_key(|c| (c.stamp, c.tier));
-    out
-}
-
 fn inventory(db: &Database, copies: &[OffsiteCopy]) -> DbInventory {
     let newest = |t: Tier| copies.iter().filter(|c| c.tier == t).map(|c| c.stamp).max();
     DbInventory {
@@ -293,7 +267,7 @@ fn finding(kind: FindingKind, blob: Option<&str>, detail: String) -> Finding {
 /// newest copy older than the daily cadence allows (uploads stopped).
 fn empty_or_stale(
     az: &Azure,
-    store: &BlobStore,
+    store: &dyn Store,
     copies: &[OffsiteCopy],
     now: DateTime<Utc>,
     out: &mut Vec<Finding>,
@@ -423,18 +397,10 @@ fn not_offsite(
     }
 }
 
-/// When a copy was uploaded: its age as the lifecycle policy counts it
-/// (`daysAfterCreationGreaterThan`), so the audit and `prune --offsite`
-/// never judge a copy older than Azure does, and never delete a Cool or
-/// Cold blob before its early-deletion minimum when retention respects it.
-fn created(c: &OffsiteCopy) -> DateTime<Utc> {
-    c.blob.created.unwrap_or_else(|| c.stamp.to_utc())
-}
-
 /// Checks of each copy on its own: hash, manifest, retention, access tier.
 fn per_blob(
     az: &Azure,
-    blobs: &[RemoteBlob],
+    blobs: &[Object],
     copies: &[OffsiteCopy],
     local: &[LocalBackup],
     now: DateTime<Utc>,
@@ -464,7 +430,7 @@ fn per_blob(
             ));
         }
         let born = created(c);
-        if now - born > Duration::days(c.tier.retention_days(az) as i64 + RETENTION_SLACK_DAYS) {
+        if past_retention(az, c, now, RETENTION_SLACK_DAYS) {
             out.push(f(
                 FindingKind::PastRetention,
                 format!(
@@ -531,7 +497,7 @@ fn size_anomalies(az: &Azure, copies: &[OffsiteCopy], now: DateTime<Utc>, out: &
 }
 
 /// Names under `<prefix>daily/` or `<prefix>weekly/` that are not ours.
-fn unknown_blobs(az: &Azure, blobs: &[RemoteBlob]) -> Vec<Finding> {
+fn unknown_blobs(az: &Azure, blobs: &[Object]) -> Vec<Finding> {
     blobs
         .iter()
         .filter(|b| {
@@ -552,73 +518,17 @@ fn unknown_blobs(az: &Azure, blobs: &[RemoteBlob]) -> Vec<Finding> {
         .collect()
 }
 
-/// What earlier deep audits proved, and what they found broken, by blob
-/// name.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct DeepState {
-    blobs: BTreeMap<String, DeepCheck>,
-    /// Blobs whose content or manifest failed; a failure holds for the blob
-    /// with that ETag (a new upload under the name is judged afresh).
-    #[serde(default)]
-    failed: BTreeMap<String, DeepFailure>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct DeepCheck {
-    etag: Option<String>,
-    sha256: String,
-    checked_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct DeepFailure {
-    etag: Option<String>,
-    reason: String,
-    checked_at: DateTime<Utc>,
-}
-
-impl DeepState {
-    /// The state in the backup directory; empty when there is none (a
-    /// machine that never ran a deep audit) or it is unreadable.
-    pub fn load(ctx: &Context) -> DeepState {
-        std::fs::read(ctx.cfg.backup_dir.join(DEEP_STATE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    /// Whether a deep audit found this very blob (name and ETag) broken.
-    fn failed(&self, blob: &RemoteBlob) -> bool {
-        self.failed
-            .get(&blob.name)
-            .is_some_and(|f| f.etag == blob.etag)
-    }
-
-    fn fail(&mut self, blob: &RemoteBlob, reason: String) {
-        self.blobs.remove(&blob.name);
-        self.failed.insert(
-            blob.name.clone(),
-            DeepFailure {
-                etag: blob.etag.clone(),
-                reason,
-                checked_at: Utc::now(),
-            },
-        );
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn deep(
     ctx: &Context,
-    store: &BlobStore,
+    store: &dyn Store,
     dbs: &[&Database],
     az: &Azure,
-    blobs: &[RemoteBlob],
+    blobs: &[Object],
     recheck: bool,
     state: &mut DeepState,
     report: &mut AuditReport,
 ) -> Result<()> {
-    let state_path: PathBuf = ctx.cfg.backup_dir.join(DEEP_STATE);
     for db in dbs {
         for c in copies_of(az, blobs, db) {
             ctx.check_cancel()?;
@@ -626,11 +536,7 @@ fn deep(
             let Ok(want) = c.blob.sha256() else {
                 continue;
             };
-            let proven = state
-                .blobs
-                .get(&c.blob.name)
-                .is_some_and(|p| p.etag == c.blob.etag && p.sha256 == want);
-            if proven && !recheck {
+            if state.proven(c.blob, &want) && !recheck {
                 report.deep_skipped += 1;
                 continue;
             }
@@ -661,7 +567,7 @@ fn deep(
             }
             let mname = manifest_of(&c.blob.name);
             if blobs.iter().any(|b| b.name == mname)
-                && let Err(e) = read_manifest(ctx, store, &mname, &want, db, c.stamp)
+                && let Err(e) = read_manifest(store, &mname, &want, db, c.stamp, &ctx.cancel)
             {
                 warn!("{e}");
                 state.fail(c.blob, e.to_string());
@@ -670,163 +576,20 @@ fn deep(
                     .push(found(FindingKind::BadManifest, e.to_string()));
                 continue;
             }
-            state.failed.remove(&c.blob.name);
-            state.blobs.insert(
-                c.blob.name.clone(),
-                DeepCheck {
-                    etag: c.blob.etag.clone(),
-                    sha256: got,
-                    checked_at: Utc::now(),
-                },
-            );
+            state.pass(c.blob, got);
         }
     }
-    // Forget blobs that no longer exist, then save where `backup` keeps its
-    // files (the directory may not exist on a machine that only audits).
+    // Saved where `backup` keeps its files, forgetting blobs now gone.
     let names: BTreeSet<&str> = blobs.iter().map(|b| b.name.as_str()).collect();
-    state.blobs.retain(|k, _| names.contains(k.as_str()));
-    state.failed.retain(|k, _| names.contains(k.as_str()));
-    crate::catalog::fsutil::create_private_dir(&ctx.cfg.backup_dir)?;
-    let mut f = AtomicFile::create(&state_path)?;
-    serde_json::to_writer_pretty(f.file(), &state)
-        .map_err(|e| Error::io(format!("writing {}", state_path.display()), e.into()))?;
-    f.commit_replacing().map(drop)
+    state.save(&ctx.cfg.backup_dir, &names)
 }
 
 /// Downloads a blob into a hasher, never to disk.
-fn rehash(ctx: &Context, store: &BlobStore, name: &str) -> Result<String> {
+fn rehash(ctx: &Context, store: &dyn Store, name: &str) -> Result<String> {
     let mut sink = HashingWriter::new(std::io::sink());
     let bar = ctx.progress.bytes(format!("{name}: re-hashing"));
-    store.download(name, &mut sink, &ctx.cancel, &bar)?;
+    store.read(name, &mut sink, &ctx.cancel, &bar)?;
     Ok(sink.finish().1)
-}
-
-/// The manifest blob beside a dump blob.
-fn manifest_of(dump_blob: &str) -> String {
-    dump_blob.replace(crate::catalog::DUMP_SUFFIX, crate::catalog::MANIFEST_SUFFIX)
-}
-
-/// What is known of each copy of one database without reading it: whether
-/// it is sound (a well-formed SHA-256 in its metadata, its manifest blob
-/// beside it, no failed deep audit) and whether a newer sound copy of its
-/// tier exists (it is superseded).
-struct Judged<'a> {
-    copy: OffsiteCopy<'a>,
-    sound: bool,
-    superseded: bool,
-}
-
-fn judge<'a>(
-    az: &Azure,
-    blobs: &'a [RemoteBlob],
-    db: &Database,
-    state: &DeepState,
-) -> Vec<Judged<'a>> {
-    let names: BTreeSet<&str> = blobs.iter().map(|b| b.name.as_str()).collect();
-    let copies = copies_of(az, blobs, db);
-    let sound: Vec<bool> = copies
-        .iter()
-        .map(|c| {
-            c.blob.sha256().is_ok()
-                && names.contains(manifest_of(&c.blob.name).as_str())
-                && !state.failed(c.blob)
-        })
-        .collect();
-    let mut newest_sound: BTreeMap<Tier, Stamp> = BTreeMap::new();
-    for (c, ok) in copies.iter().zip(&sound) {
-        if *ok {
-            newest_sound.insert(c.tier, c.stamp);
-        }
-    }
-    copies
-        .into_iter()
-        .zip(sound)
-        .map(|(copy, sound)| Judged {
-            superseded: newest_sound
-                .get(&copy.tier)
-                .is_some_and(|n| copy.stamp < *n),
-            copy,
-            sound,
-        })
-        .collect()
-}
-
-/// What [`repair_tags`] did.
-#[derive(Debug, Default)]
-pub struct TagRepair {
-    pub tagged: usize,
-    pub untagged: usize,
-    /// Per database: how many blobs could not be tagged, and the first error.
-    errors: BTreeMap<String, (usize, String)>,
-}
-
-impl TagRepair {
-    /// One line per database whose tags could not all be repaired.
-    pub fn failures(&self) -> Vec<(String, String)> {
-        self.errors
-            .iter()
-            .map(|(db, (n, first))| {
-                (
-                    db.clone(),
-                    format!(
-                        "{n} blob(s) not tagged, so the lifecycle policy cannot delete them when \
-                         superseded (tag writes need Storage Blob Data Owner, or a role with \
-                         .../blobs/tags/write); first error: {first}"
-                    ),
-                )
-            })
-            .collect()
-    }
-}
-
-/// Makes the `superseded` tags true to the inventory: set on every dump and
-/// manifest blob of a superseded copy, absent from all others (the newest
-/// sound copy, and broken copies newer than it). Each blob keeps its other
-/// tags. A failure is collected, not raised: the copies themselves are fine.
-pub fn repair_tags(
-    store: &BlobStore,
-    az: &Azure,
-    blobs: &[RemoteBlob],
-    dbs: &[&Database],
-    state: &DeepState,
-) -> TagRepair {
-    let by_name: BTreeMap<&str, &RemoteBlob> = blobs.iter().map(|b| (b.name.as_str(), b)).collect();
-    let mut out = TagRepair::default();
-    for db in dbs {
-        for j in judge(az, blobs, db, state) {
-            let manifest = manifest_of(&j.copy.blob.name);
-            let pair = [Some(j.copy.blob), by_name.get(manifest.as_str()).copied()];
-            for blob in pair.into_iter().flatten() {
-                if blob.is_superseded() == j.superseded {
-                    continue;
-                }
-                let mut tags = blob.tags.clone();
-                if j.superseded {
-                    tags.insert(SUPERSEDED_TAG.into(), SUPERSEDED_VALUE.into());
-                } else {
-                    tags.remove(SUPERSEDED_TAG);
-                }
-                match store.set_tags(&blob.name, &tags) {
-                    Ok(()) if j.superseded => out.tagged += 1,
-                    Ok(()) => out.untagged += 1,
-                    Err(e) => {
-                        let entry = out
-                            .errors
-                            .entry(db.dbname.clone())
-                            .or_insert((0, e.to_string()));
-                        entry.0 += 1;
-                    }
-                }
-            }
-        }
-    }
-    if out.tagged + out.untagged > 0 {
-        info!(
-            "index tag {SUPERSEDED_TAG}: set on {} blob(s), removed from {}",
-            out.tagged, out.untagged
-        );
-    }
-    out
 }
 
 /// `prune --offsite`: deletes dump blobs (and their manifests) past their
@@ -840,40 +603,58 @@ pub fn prune_offsite(
     dry_run: bool,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Vec<String>> {
+    let store = AzureStore::connect(azure(ctx)?)?;
+    match dry_run {
+        true => prune_store(ctx, &DryRun(&store), as_of),
+        false => prune_store(ctx, &store, as_of).and_then(|removed| {
+            repair_after_prune(ctx, &store)?;
+            Ok(removed)
+        }),
+    }
+}
+
+/// The deletions of `prune --offsite` in `store`; the names deleted.
+pub fn prune_store(
+    ctx: &Context,
+    store: &dyn Store,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Vec<String>> {
     let az = azure(ctx)?;
-    let store = BlobStore::connect(az)?;
     let blobs = store.list(&az.prefix)?;
     let now = as_of.unwrap_or_else(Utc::now);
-    let state = DeepState::load(ctx);
-    let dbs = ctx.cfg.select(&[])?;
+    let state = DeepState::load(&ctx.cfg.backup_dir);
     let mut removed = Vec::new();
-    for db in &dbs {
-        for j in judge(az, &blobs, db, &state) {
-            let c = j.copy;
-            let expired = now - created(&c) > Duration::days(c.tier.retention_days(az) as i64);
-            if !expired || !j.superseded {
-                continue;
-            }
-            if !dry_run {
-                ctx.check_cancel()?;
-                store.delete(&c.blob.name)?;
-                store.delete(&manifest_of(&c.blob.name))?;
-                info!(
-                    "deleted {} ({} tier, past {} days{})",
-                    c.blob.name,
-                    c.tier,
-                    c.tier.retention_days(az),
-                    if j.sound { "" } else { ", not sound" }
-                );
-            }
-            removed.push(c.blob.name.clone());
-        }
-    }
-    if !dry_run {
-        let left = store.list(&az.prefix)?;
-        for (db, line) in repair_tags(&store, az, &left, &dbs, &state).failures() {
-            warn!("{db}: {line}");
+    for db in ctx.cfg.select(&[])? {
+        let sets = sets_of(az, &blobs, db, &state);
+        let mut gone: Vec<_> = sets.iter().flat_map(|set| expired(set, az, now)).collect();
+        gone.sort_by_key(|j| (j.copy.stamp, j.copy.tier));
+        for j in gone {
+            let (name, tier) = (&j.copy.blob.name, j.copy.tier);
+            ctx.check_cancel()?;
+            info!(
+                "{name}: superseded and past the {tier} tier's {} days{}; deleting",
+                tier.retention_days(az),
+                if j.sound { "" } else { " (not sound)" }
+            );
+            store.delete(name)?;
+            store.delete(&manifest_of(name))?;
+            removed.push(name.clone());
         }
     }
     Ok(removed)
 }
+
+/// After deletions, the tags of what is left are made true again.
+fn repair_after_prune(ctx: &Context, store: &dyn Store) -> Result<()> {
+    let az = azure(ctx)?;
+    let dbs = ctx.cfg.select(&[])?;
+    let state = DeepState::load(&ctx.cfg.backup_dir);
+    let left = store.list(&az.prefix)?;
+    for (db, line) in repair_tags(store, az, &left, &dbs, &state).failures() {
+        warn!("{db}: {line}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -13,27 +13,40 @@
 
 use tracing::{info, warn};
 
+use crate::catalog::copies::{OffsiteCopy, copies_of, read_manifest, stamps};
 use crate::catalog::fsutil::{AtomicFile, create_private_dir};
-use crate::catalog::{Catalog, Manifest, Stamp, dump_name, manifest_name};
+use crate::catalog::sets::newest_common;
+use crate::catalog::{Catalog, Stamp, dump_name, manifest_name};
 use crate::config::Database;
 use crate::error::{Error, Result};
-use crate::offsite::{BlobStore, RemoteBlob, Tier, blob_name, parse_sha256, preview, short};
+use crate::offsite::{Tier, blob_name, short};
 use crate::ops::Context;
-use crate::ops::audit::{OffsiteCopy, copies_of};
 use crate::ops::upload::azure;
 use crate::pipeline::HashingWriter;
+use crate::storage::azure::AzureStore;
+use crate::storage::{Object, Store};
 
 /// Fetches the backups of `targets` at `stamp` (newest common one when
 /// `None`) and returns the timestamp fetched.
 pub fn fetch(ctx: &Context, targets: &[String], stamp: Option<Stamp>) -> Result<Stamp> {
+    let store = AzureStore::connect(azure(ctx)?)?;
+    fetch_from(ctx, &store, targets, stamp)
+}
+
+/// [`fetch`] from `store`.
+pub fn fetch_from(
+    ctx: &Context,
+    store: &dyn Store,
+    targets: &[String],
+    stamp: Option<Stamp>,
+) -> Result<Stamp> {
     let az = azure(ctx)?;
     let dbs = ctx.cfg.select(targets)?;
-    let store = BlobStore::connect(az)?;
     let blobs = store.list(&az.prefix)?;
     let per_db: Vec<Vec<OffsiteCopy>> = dbs.iter().map(|db| copies_of(az, &blobs, db)).collect();
     let stamp = match stamp {
         Some(s) => s,
-        None => newest_common(&per_db).ok_or_else(|| Error::NoBackup {
+        None => newest_common(&per_db.iter().map(|c| stamps(c)).collect::<Vec<_>>()).ok_or_else(|| Error::NoBackup {
             what: format!(
                 "offsite in {} common to {} (name a TIMESTAMP, or restore one database at a time)",
                 store.describe(),
@@ -62,23 +75,14 @@ pub fn fetch(ctx: &Context, targets: &[String], stamp: Option<Stamp>) -> Result<
                 ),
             });
         }
-        fetch_one(ctx, &store, &catalog, db, stamp, &here)?;
+        fetch_one(ctx, store, &catalog, db, stamp, &here)?;
     }
     Ok(stamp)
 }
 
-fn newest_common(per_db: &[Vec<OffsiteCopy>]) -> Option<Stamp> {
-    let first = per_db.first()?;
-    first.iter().rev().map(|c| c.stamp).find(|s| {
-        per_db
-            .iter()
-            .all(|copies| copies.iter().any(|c| c.stamp == *s))
-    })
-}
-
 fn fetch_one(
     ctx: &Context,
-    store: &BlobStore,
+    store: &dyn Store,
     catalog: &Catalog,
     db: &Database,
     stamp: Stamp,
@@ -144,18 +148,18 @@ fn use_local(catalog: &Catalog, db: &Database, stamp: Stamp, copies: &[OffsiteCo
 #[allow(clippy::too_many_arguments)]
 fn fetch_copy(
     ctx: &Context,
-    store: &BlobStore,
+    store: &dyn Store,
     catalog: &Catalog,
     az: &crate::config::Azure,
     db: &Database,
     stamp: Stamp,
     tier: Tier,
-    blob: &RemoteBlob,
+    blob: &Object,
 ) -> Result<()> {
     let want = blob.sha256()?;
     let mname = manifest_name(&db.dbname, &stamp);
     let mblob = blob_name(az, tier, &db.dbname, &mname);
-    let (_, text) = read_manifest(ctx, store, &mblob, &want, db, stamp)?;
+    let (_, text) = read_manifest(store, &mblob, &want, db, stamp, &ctx.cancel)?;
     let target = catalog.dir().join(dump_name(&db.dbname, &stamp));
     let mut out = AtomicFile::create(&target)?;
     let mut hashing = HashingWriter::new(out.file());
@@ -164,7 +168,7 @@ fn fetch_copy(
         "{}: downloading {} ({} bytes)",
         db.dbname, blob.name, blob.size
     );
-    store.download(&blob.name, &mut hashing, &ctx.cancel, &bar)?;
+    store.read(&blob.name, &mut hashing, &ctx.cancel, &bar)?;
     let (_, got, _) = hashing.finish();
     if got != want {
         return Err(Error::Corrupt {
@@ -181,43 +185,4 @@ fn fetch_copy(
     // One left by a run cut off here has no dump beside it and is replaced.
     crate::catalog::fsutil::replace_atomic(&catalog.dir().join(&mname), &text)?;
     out.commit().map(drop)
-}
-
-/// Reads manifest blob `name` (at most
-/// [`MAX_MANIFEST_BYTES`](crate::offsite::MAX_MANIFEST_BYTES)) and checks it
-/// against what the dump blob says: its SHA-256 (`want`, from the dump's
-/// metadata), database and timestamp. The manifest and its bytes; any
-/// problem is one line naming the manifest blob.
-pub fn read_manifest(
-    ctx: &Context,
-    store: &BlobStore,
-    name: &str,
-    want: &str,
-    db: &Database,
-    stamp: Stamp,
-) -> Result<(Manifest, Vec<u8>)> {
-    let text = store.download_small(name, &ctx.cancel)?;
-    let bad = |reason: String| Error::Corrupt {
-        file: name.to_string(),
-        reason,
-    };
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| bad(format!("not a valerix-backup manifest: {e}")))?;
-    let sha = parse_sha256(name, "its sha256", &manifest.sha256)?;
-    if sha != want {
-        return Err(bad(format!(
-            "says SHA-256 {} but the dump blob's metadata {}",
-            short(&sha),
-            short(want)
-        )));
-    }
-    if manifest.dbname != db.dbname || manifest.timestamp != stamp {
-        return Err(bad(format!(
-            "is the manifest of {} at {}, not of {} at {stamp}",
-            preview(&manifest.dbname),
-            manifest.timestamp,
-            db.dbname
-        )));
-    }
-    Ok((manifest, text))
 }

@@ -6,12 +6,14 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::info;
 
+use crate::catalog::copies::copies_of;
 use crate::catalog::{BackupState, Catalog, Stamp, dump_name};
 use crate::error::{Error, Result};
-use crate::offsite::{BlobStore, Tier};
-use crate::ops::audit::copies_of;
+use crate::offsite::Tier;
 use crate::ops::{Context, journal};
 use crate::pg::db::Server;
+use crate::storage::Store;
+use crate::storage::azure::AzureStore;
 
 #[derive(Debug, Serialize)]
 pub struct ListEntry {
@@ -36,7 +38,7 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
     if let (true, Some(az)) = (offsite, ctx.cfg.azure.as_ref()) {
         // During an outage the local list matters most: show it even when
         // Azure cannot be reached.
-        let blobs = match BlobStore::connect(az).and_then(|s| s.list(&az.prefix)) {
+        let blobs = match AzureStore::connect(az).and_then(|s| s.list(&az.prefix)) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("offsite copies not shown: {e}");

@@ -13,12 +13,14 @@ use std::time::Instant;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::catalog::copies::{DeepState, repair_tags};
 use crate::catalog::{Catalog, LocalBackup, Manifest, Stamp, manifest_name};
 use crate::config::Azure;
 use crate::error::{Error, IoContext, Result};
-use crate::offsite::store::BlobSpec;
-use crate::offsite::{BlobStore, Tier, blob_name};
+use crate::offsite::{Tier, blob_name};
 use crate::ops::{Context, outcome};
+use crate::storage::azure::AzureStore;
+use crate::storage::{Store, WriteSpec};
 
 /// Which local backups to upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,8 +134,8 @@ pub fn upload(
     // Retention must not delete a file while it is being sent.
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let chosen = choose(&catalog.list(&dbs)?, selection)?;
-    let store = BlobStore::connect(az)?;
-    store.ensure_container()?;
+    let store = AzureStore::connect(az)?;
+    store.prepare()?;
     info!(
         "uploading {} backup(s) to {}",
         chosen.len(),
@@ -143,7 +145,7 @@ pub fn upload(
     for b in chosen {
         ctx.check_cancel()?;
         let t = match tier {
-            TierChoice::Auto => Tier::for_stamp(b.stamp, az),
+            TierChoice::Auto => Tier::for_time(b.stamp.to_utc(), az),
             TierChoice::Daily => Tier::Daily,
             TierChoice::Weekly => Tier::Weekly,
         };
@@ -180,7 +182,7 @@ pub fn upload(
 /// delete the old ones yet; the next upload, audit or prune tries again.
 fn tag_superseded(
     ctx: &Context,
-    store: &BlobStore,
+    store: &dyn Store,
     az: &Azure,
     dbs: &[&crate::config::Database],
     results: &[BlobUpload],
@@ -204,8 +206,8 @@ fn tag_superseded(
             return;
         }
     };
-    let state = crate::ops::audit::DeepState::load(ctx);
-    let tags = crate::ops::audit::repair_tags(store, az, &blobs, &touched, &state);
+    let state = DeepState::load(&ctx.cfg.backup_dir);
+    let tags = repair_tags(store, az, &blobs, &touched, &state);
     for (db, line) in tags.failures() {
         warn!("{db}: {line}");
     }
@@ -239,7 +241,7 @@ fn choose(all: &[LocalBackup], selection: Selection) -> Result<Vec<LocalBackup>>
 
 fn upload_one(
     ctx: &Context,
-    store: &BlobStore,
+    store: &dyn Store,
     az: &Azure,
     b: &LocalBackup,
     tier: Tier,
@@ -263,7 +265,7 @@ fn upload_one(
         }
         None => {
             let bar = ctx.progress.bytes(format!("{}: uploading", b.dbname));
-            let stats = store.upload_file(&b.path, &r.blob, &spec, &ctx.cancel, &bar)?;
+            let stats = store.write_file(&b.path, &r.blob, &spec, &ctx.cancel, &bar)?;
             if stats.resumed_blocks > 0 {
                 info!(
                     "{}: resumed, {} of {} blocks were already staged",
@@ -283,11 +285,11 @@ fn upload_one(
 /// always has its dump); a rerun adds it when an earlier run stopped between
 /// the two.
 fn upload_manifest(
-    store: &BlobStore,
+    store: &dyn Store,
     az: &Azure,
     b: &LocalBackup,
     tier: Tier,
-    spec: &BlobSpec,
+    spec: &WriteSpec,
 ) -> Result<()> {
     let name = blob_name(az, tier, &b.dbname, &manifest_name(&b.dbname, &b.stamp));
     if store.head(&name)?.is_some() {
@@ -300,12 +302,12 @@ fn upload_manifest(
     spec.metadata.insert("kind".into(), "manifest".into());
     spec.metadata.insert("sha256".into(), own.clone());
     spec.expect_sha256 = Some(own);
-    store.upload_bytes(&name, &bytes, &spec)
+    store.write_bytes(&name, &bytes, &spec)
 }
 
 /// Metadata and index tags of a dump blob. Metadata names must be C#
 /// identifiers; tag values are limited to `a-zA-Z0-9 +-.:=_/`.
-pub fn blob_spec(az: &Azure, m: &Manifest, tier: Tier) -> BlobSpec {
+pub fn blob_spec(az: &Azure, m: &Manifest, tier: Tier) -> WriteSpec {
     let metadata = BTreeMap::from([
         ("sha256".to_string(), m.sha256.clone()),
         ("database".to_string(), m.dbname.clone()),
@@ -325,7 +327,7 @@ pub fn blob_spec(az: &Azure, m: &Manifest, tier: Tier) -> BlobSpec {
             m.timestamp.to_utc().format("%Y-%m-%d").to_string(),
         ),
     ]);
-    BlobSpec {
+    WriteSpec {
         metadata,
         tags,
         tier: Some(tier.access_tier(az)),

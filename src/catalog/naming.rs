@@ -1,0 +1,76 @@
+//! How backup files are named, locally and offsite alike: one function per
+//! name, and the parser that reads them back.
+//!
+//! `order_db_20261125_020000.dump.gz` is the dump of `order_db` at that
+//! stamp; `order_db_20261125_020000.manifest.json` its manifest. Offsite
+//! blob names add `<prefix><tier>/<dbname>/` in front ([`crate::offsite`]).
+
+use crate::catalog::Stamp;
+use crate::config::Database;
+
+pub const DUMP_SUFFIX: &str = ".dump.gz";
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+pub fn dump_name(dbname: &str, stamp: &Stamp) -> String {
+    format!("{dbname}_{stamp}{DUMP_SUFFIX}")
+}
+
+pub fn manifest_name(dbname: &str, stamp: &Stamp) -> String {
+    manifest_of(&dump_name(dbname, stamp))
+}
+
+/// The manifest beside a dump: `x.dump.gz` -> `x.manifest.json`, for file
+/// names and blob names (`daily/o/x.dump.gz`) alike.
+pub fn manifest_of(dump: &str) -> String {
+    let stem = dump.strip_suffix(DUMP_SUFFIX).unwrap_or(dump);
+    format!("{stem}{MANIFEST_SUFFIX}")
+}
+
+/// What a file name of ours is: a dump or a manifest of `dbname`, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Dump,
+    Manifest,
+}
+
+/// `order_db_20261125_020000.dump.gz` -> (stamp, Dump) for dbname `order_db`.
+pub fn parse_file_name(name: &str, dbname: &str) -> Option<(Stamp, FileKind)> {
+    let rest = name.strip_prefix(dbname)?.strip_prefix('_')?;
+    let (stem, kind) = if let Some(s) = rest.strip_suffix(DUMP_SUFFIX) {
+        (s, FileKind::Dump)
+    } else {
+        (rest.strip_suffix(MANIFEST_SUFFIX)?, FileKind::Manifest)
+    };
+    Stamp::parse(stem).ok().map(|s| (s, kind))
+}
+
+/// `order_db_20261125_020000.dump.gz` -> (order_db's config, stamp), matching
+/// only configured dbnames so `order_db` and `order_db_x` never mix.
+pub fn parse_dump_name<'a>(name: &str, dbs: &[&'a Database]) -> Option<(&'a Database, Stamp)> {
+    dbs.iter()
+        .find_map(|db| match parse_file_name(name, &db.dbname)? {
+            (s, FileKind::Dump) => Some((*db, s)),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let s = Stamp::parse("20261125_020000").unwrap();
+        assert_eq!(dump_name("o", &s), "o_20261125_020000.dump.gz");
+        assert_eq!(manifest_name("o", &s), "o_20261125_020000.manifest.json");
+        assert_eq!(
+            manifest_of("p/daily/o/o_20261125_020000.dump.gz"),
+            "p/daily/o/o_20261125_020000.manifest.json"
+        );
+        assert_eq!(
+            parse_file_name(&manifest_name("o", &s), "o"),
+            Some((s, FileKind::Manifest))
+        );
+        assert_eq!(parse_file_name("o_x_20261125_020000.dump.gz", "o"), None);
+    }
+}

@@ -1,0 +1,72 @@
+//! The Azure Blob Storage driver: the [`Store`] operations on one container,
+//! through [`BlobStore`] (the blob client, which holds the SDK, the login and
+//! the retry policy).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use super::{Object, Store, WriteSpec, WriteStats};
+use crate::config::Azure;
+use crate::error::Result;
+use crate::offsite::BlobStore;
+use crate::ui::Bar;
+
+pub struct AzureStore(BlobStore);
+
+impl AzureStore {
+    /// Logs in (lazily, as the credential does) to the configured container.
+    pub fn connect(az: &Azure) -> Result<AzureStore> {
+        BlobStore::connect(az).map(AzureStore)
+    }
+}
+
+impl Store for AzureStore {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn prepare(&self) -> Result<()> {
+        self.0.ensure_container()
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Object>> {
+        self.0.list(prefix)
+    }
+
+    fn head(&self, name: &str) -> Result<Option<Object>> {
+        self.0.head(name)
+    }
+
+    fn read(&self, name: &str, out: &mut dyn Write, cancel: &AtomicBool, bar: &Bar) -> Result<u64> {
+        self.0.download(name, out, cancel, bar)
+    }
+
+    fn read_small(&self, name: &str, cancel: &AtomicBool) -> Result<Vec<u8>> {
+        self.0.download_small(name, cancel)
+    }
+
+    fn write_file(
+        &self,
+        path: &Path,
+        name: &str,
+        spec: &WriteSpec,
+        cancel: &AtomicBool,
+        bar: &Bar,
+    ) -> Result<WriteStats> {
+        self.0.upload_file(path, name, spec, cancel, bar)
+    }
+
+    fn write_bytes(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {
+        self.0.upload_bytes(name, bytes, spec)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.0.delete(name)
+    }
+
+    fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+        self.0.set_tags(name, tags)
+    }
+}

@@ -1,0 +1,151 @@
+//! The storage seam: the few operations a backup repository needs from a
+//! place that holds named objects, in this project's own terms (names,
+//! metadata and tag maps, write-once objects), with no SDK type in it.
+//!
+//! Drivers:
+//! - [`azure::AzureStore`]: an Azure Blob Storage container, through the
+//!   blob client in [`crate::offsite::store`] (the SDK stays there);
+//! - [`dir::DirStore`]: a directory, metadata and tags in a hidden sidecar;
+//! - [`memory::MemoryStore`]: in memory, for the unit tests of the rules.
+//!
+//! Behaviour that cuts across drivers is a wrapper around the trait, as in
+//! rustic: [`dry_run::DryRun`] reads through and writes nothing.
+
+pub mod azure;
+pub mod dir;
+pub mod dry_run;
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use crate::error::{Error, Result};
+use crate::ui::Bar;
+
+pub use crate::offsite::MAX_MANIFEST_BYTES;
+/// One stored object as listed: name, size, metadata, tags, access tier,
+/// creation time and ETag. (Defined beside the blob client for now; it
+/// holds no SDK type.)
+pub use crate::offsite::store::RemoteBlob as Object;
+/// What a new object carries besides its content, and what a write did.
+pub use crate::offsite::store::{BlobSpec as WriteSpec, UploadStats as WriteStats};
+
+/// A place holding named, write-once objects with metadata and tags.
+pub trait Store {
+    /// Where it is, for messages (no secrets).
+    fn describe(&self) -> String;
+    /// Makes the store usable (creates an Azure container, a directory).
+    fn prepare(&self) -> Result<()>;
+    /// Every object whose name starts with `prefix`, with metadata and tags.
+    fn list(&self, prefix: &str) -> Result<Vec<Object>>;
+    /// One object's properties and metadata (tags may be empty), `None`
+    /// when it does not exist.
+    fn head(&self, name: &str) -> Result<Option<Object>>;
+    /// Streams object `name` into `out`; the bytes written. Nothing is
+    /// checked: the caller hashes what it receives.
+    fn read(&self, name: &str, out: &mut dyn Write, cancel: &AtomicBool, bar: &Bar) -> Result<u64>;
+    /// A small object (a manifest) into memory, refused when larger than
+    /// [`MAX_MANIFEST_BYTES`].
+    fn read_small(&self, name: &str, cancel: &AtomicBool) -> Result<Vec<u8>>;
+    /// Writes file `path` as object `name`, never over an existing one, and
+    /// only when its SHA-256 is `spec.expect_sha256` (when given). By
+    /// default in one piece, through [`Store::write_bytes`] (the local
+    /// drivers); Azure streams it in blocks.
+    fn write_file(
+        &self,
+        path: &Path,
+        name: &str,
+        spec: &WriteSpec,
+        _cancel: &AtomicBool,
+        bar: &Bar,
+    ) -> Result<WriteStats> {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        self.write_bytes(name, &bytes, spec)?;
+        bar.inc(bytes.len());
+        Ok(WriteStats {
+            bytes: bytes.len() as u64,
+            blocks: 1,
+            resumed_blocks: 0,
+        })
+    }
+    /// Writes a small object the same way.
+    fn write_bytes(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()>;
+    /// Deletes object `name`; a missing one is not an error.
+    fn delete(&self, name: &str) -> Result<()>;
+    /// Replaces the tags of object `name`, content and ETag unchanged.
+    fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()>;
+}
+
+/// The refusal of a write over an existing object (the local drivers').
+fn exists(name: &str) -> Error {
+    Error::Refused(format!("{name} already exists; not replacing it"))
+}
+
+/// The refusal of content whose SHA-256 (`got`) is not the expected one,
+/// before it becomes an object (the local drivers'; Azure checks before its
+/// commit).
+fn check_expected(name: &str, got: &str, spec: &WriteSpec) -> Result<()> {
+    match &spec.expect_sha256 {
+        Some(want) if !want.eq_ignore_ascii_case(got) => Err(Error::Corrupt {
+            file: name.to_string(),
+            reason: format!(
+                "SHA-256 {} does not match the manifest's {}; not written",
+                crate::offsite::short(got),
+                crate::offsite::short(want)
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A small read's bytes (read up to one past the limit), refused past
+/// [`MAX_MANIFEST_BYTES`].
+fn small(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if bytes.len() as u64 <= MAX_MANIFEST_BYTES {
+        return Ok(bytes);
+    }
+    Err(Error::Corrupt {
+        file: name.to_string(),
+        reason: format!(
+            "larger than {} KiB, too large for a manifest; not read",
+            MAX_MANIFEST_BYTES >> 10
+        ),
+    })
+}
+
+/// The object a local driver makes of a write of `size` bytes with that
+/// SHA-256; its ETag comes from the content, so a rewrite under the same
+/// name has a new one, as in Azure.
+fn object_of(name: &str, size: u64, sha256: &str, spec: &WriteSpec) -> Object {
+    Object {
+        name: name.to_string(),
+        size,
+        metadata: spec.metadata.clone(),
+        tags: spec.tags.clone(),
+        access_tier: spec.tier.map(|t| t.as_str().to_string()),
+        created: Some(chrono::Utc::now()),
+        etag: Some(format!("\"{}\"", &sha256[..16])),
+    }
+}
+
+/// Copies `bytes` to `out` in pieces, honouring `cancel` (local drivers).
+fn copy_out(
+    name: &str,
+    bytes: &[u8],
+    out: &mut dyn Write,
+    cancel: &AtomicBool,
+    bar: &Bar,
+) -> Result<u64> {
+    for chunk in bytes.chunks(1 << 20) {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        out.write_all(chunk)
+            .map_err(|e| Error::io(format!("writing {name}"), e))?;
+        bar.inc(chunk.len());
+    }
+    Ok(bytes.len() as u64)
+}
