@@ -155,9 +155,6 @@ impl BlobPath {
     }
 }
 
-/// Kept for callers that name it here; it lives in [`crate::azure`].
-pub use crate::azure::redact;
-
 #[cfg(test)]
 mod tests {
     use super::*;

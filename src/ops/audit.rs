@@ -27,8 +27,8 @@ use crate::catalog::{Catalog, LocalBackup, Stamp, manifest_of, parse_file_name};
 use crate::config::{Azure, Database};
 use crate::error::{Error, Result};
 use crate::offsite::{BlobPath, Tier, short};
-use crate::ops::Context;
 use crate::ops::upload::azure;
+use crate::ops::{Context, anomaly};
 use crate::pipeline::HashingWriter;
 use crate::storage::azure::AzureStore;
 use crate::storage::dry_run::DryRun;
@@ -472,24 +472,21 @@ fn size_anomalies(az: &Azure, copies: &[OffsiteCopy], now: DateTime<Utc>, out: &
         .iter()
         .filter(|c| now - c.stamp.to_utc() <= Duration::days(DAILY_WINDOW_DAYS))
         .collect();
-    if recent.len() < 3 {
+    let sizes: Vec<u64> = recent.iter().map(|c| c.blob.size).collect();
+    let Some(median) = anomaly::median(&sizes) else {
         return;
-    }
-    let mut sizes: Vec<u64> = recent.iter().map(|c| c.blob.size).collect();
-    sizes.sort_unstable();
-    let median = sizes[sizes.len() / 2] as f64;
+    };
     let factor = az.size_anomaly_factor;
     for c in recent {
-        let size = c.blob.size as f64;
-        if size > median * factor || size * factor < median {
+        if anomaly::off_median(c.blob.size, median, factor) {
             out.push(finding(
                 FindingKind::SizeAnomaly,
                 Some(&c.blob.name),
                 format!(
                     "{} bytes, {:.2} x the median {} of recent copies (limit {factor} x)",
                     c.blob.size,
-                    size / median.max(1.0),
-                    median as u64
+                    c.blob.size as f64 / median.max(1) as f64,
+                    median
                 ),
             ));
         }
