@@ -37,7 +37,7 @@ use chrono::{DateTime, Datelike, Utc};
 use crate::config::Azure;
 use crate::error::{Error, Result};
 
-pub use store::{BlobStore, RemoteBlob};
+pub use store::BlobStore;
 
 /// The index tag that marks a copy the lifecycle policy may delete: set only
 /// once a newer sound copy of the same database and tier exists.

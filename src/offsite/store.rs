@@ -39,64 +39,9 @@ use crate::azure::{az_error, redact, retry_options};
 use crate::config::{AccessTierName, Azure};
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::auth::{self, Access};
-use crate::offsite::{MAX_MANIFEST_BYTES, SUPERSEDED_TAG, SUPERSEDED_VALUE, check_sha256, short};
+use crate::offsite::{MAX_MANIFEST_BYTES, short};
+use crate::storage::{Object, WriteSpec, WriteStats};
 use crate::ui::Bar;
-
-/// One blob as listed: what the audit and restore need to judge it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RemoteBlob {
-    pub name: String,
-    pub size: u64,
-    pub metadata: BTreeMap<String, String>,
-    pub tags: BTreeMap<String, String>,
-    pub access_tier: Option<String>,
-    pub created: Option<DateTime<Utc>>,
-    pub etag: Option<String>,
-}
-
-impl RemoteBlob {
-    /// Its `sha256` metadata, checked: an error naming the blob when it is
-    /// missing or not a SHA-256.
-    pub fn sha256(&self) -> Result<String> {
-        self.metadata_sha256().map_err(|reason| Error::Corrupt {
-            file: self.name.clone(),
-            reason,
-        })
-    }
-
-    /// As [`RemoteBlob::sha256`], the reason alone (for audit findings).
-    pub fn metadata_sha256(&self) -> std::result::Result<String, String> {
-        let value = self
-            .metadata
-            .get("sha256")
-            .ok_or_else(|| "no sha256 in its metadata".to_string())?;
-        check_sha256("its metadata sha256", value)
-    }
-
-    /// Whether it carries the tag that lets the lifecycle policy delete it.
-    pub fn is_superseded(&self) -> bool {
-        self.tags.get(SUPERSEDED_TAG).map(String::as_str) == Some(SUPERSEDED_VALUE)
-    }
-}
-
-/// What a new blob carries besides its content.
-#[derive(Debug, Clone, Default)]
-pub struct BlobSpec {
-    pub metadata: BTreeMap<String, String>,
-    pub tags: BTreeMap<String, String>,
-    pub tier: Option<AccessTierName>,
-    /// The SHA-256 (hex) the content must have: checked while uploading,
-    /// before the commit, so a file that changed is never committed.
-    pub expect_sha256: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct UploadStats {
-    pub bytes: u64,
-    pub blocks: usize,
-    /// Blocks already staged by an earlier, interrupted run.
-    pub resumed_blocks: usize,
-}
 
 pub struct BlobStore {
     rt: Runtime,
@@ -223,7 +168,7 @@ impl BlobStore {
 
     /// Every blob whose name starts with `prefix`, with metadata and tags,
     /// page by page.
-    pub fn list(&self, prefix: &str) -> Result<Vec<RemoteBlob>> {
+    pub fn list(&self, prefix: &str) -> Result<Vec<Object>> {
         let c = self.container_client()?;
         let context = format!("listing {}", self.describe());
         self.rt.block_on(async {
@@ -250,7 +195,7 @@ impl BlobStore {
                     .into_iter()
                     .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
                     .collect();
-                out.push(RemoteBlob {
+                out.push(Object {
                     name,
                     size: props.content_length.unwrap_or(0),
                     metadata: item
@@ -270,7 +215,7 @@ impl BlobStore {
     }
 
     /// The blob's properties and metadata, `None` when it does not exist.
-    pub fn head(&self, name: &str) -> Result<Option<RemoteBlob>> {
+    pub fn head(&self, name: &str) -> Result<Option<Object>> {
         let b = self.blob_client(name)?;
         self.rt.block_on(async {
             let resp = match b.get_properties(None).await {
@@ -279,7 +224,7 @@ impl BlobStore {
                 Err(e) => return Err(az_error(name, e)),
             };
             let h = |e| az_error(name, e);
-            Ok(Some(RemoteBlob {
+            Ok(Some(Object {
                 name: name.to_string(),
                 size: resp.content_length().map_err(h)?.unwrap_or(0),
                 metadata: resp.metadata().map_err(h)?.into_iter().collect(),
@@ -303,10 +248,10 @@ impl BlobStore {
         &self,
         path: &Path,
         name: &str,
-        spec: &BlobSpec,
+        spec: &WriteSpec,
         cancel: &AtomicBool,
         bar: &Bar,
-    ) -> Result<UploadStats> {
+    ) -> Result<WriteStats> {
         let file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
         let len = file.metadata().map_or(0, |m| m.len());
         let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
@@ -319,7 +264,7 @@ impl BlobStore {
     }
 
     /// Uploads a small file (a manifest) the same way, never overwriting.
-    pub fn upload_bytes(&self, name: &str, bytes: &[u8], spec: &BlobSpec) -> Result<()> {
+    pub fn upload_bytes(&self, name: &str, bytes: &[u8], spec: &WriteSpec) -> Result<()> {
         let mut reader = bytes;
         let source = Source {
             reader: &mut reader,
@@ -334,10 +279,10 @@ impl BlobStore {
         &self,
         source: Source,
         name: &str,
-        spec: &BlobSpec,
+        spec: &WriteSpec,
         cancel: &AtomicBool,
         bar: &Bar,
-    ) -> Result<UploadStats> {
+    ) -> Result<WriteStats> {
         let client = Arc::new(self.block_client(name)?);
         self.rt.block_on(async {
             let staged = uncommitted_blocks(&client, name).await?;
@@ -345,7 +290,7 @@ impl BlobStore {
             let mut tasks: JoinSet<Result<usize>> = JoinSet::new();
             let (mut sha, mut md5_all) = (Sha256::new(), Md5::new());
             let mut ids: Vec<Vec<u8>> = Vec::new();
-            let mut stats = UploadStats {
+            let mut stats = WriteStats {
                 bytes: 0,
                 blocks: 0,
                 resumed_blocks: 0,

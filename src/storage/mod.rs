@@ -4,7 +4,8 @@
 //!
 //! Drivers:
 //! - [`azure::AzureStore`]: an Azure Blob Storage container, through the
-//!   blob client in [`crate::offsite::store`] (the SDK stays there);
+//!   blob client in [`crate::offsite::store`] (the SDK stays there), which
+//!   speaks these types;
 //! - [`dir::DirStore`]: a directory, metadata and tags in a hidden sidecar;
 //! - [`memory::MemoryStore`]: in memory, for the unit tests of the rules.
 //!
@@ -21,16 +22,75 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use chrono::{DateTime, Utc};
+
+use crate::config::AccessTierName;
 use crate::error::{Error, Result};
+use crate::offsite::{SUPERSEDED_TAG, SUPERSEDED_VALUE};
+use crate::pipeline::hash::check_sha256;
 use crate::ui::Bar;
 
 pub use crate::offsite::MAX_MANIFEST_BYTES;
-/// One stored object as listed: name, size, metadata, tags, access tier,
-/// creation time and ETag. (Defined beside the blob client for now; it
-/// holds no SDK type.)
-pub use crate::offsite::store::RemoteBlob as Object;
-/// What a new object carries besides its content, and what a write did.
-pub use crate::offsite::store::{BlobSpec as WriteSpec, UploadStats as WriteStats};
+
+/// One stored object as listed: what the audit and restore need to judge
+/// it. `access_tier` and `etag` are what the store reports, when it has
+/// them (Azure does; the directory driver keeps them beside the file).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Object {
+    pub name: String,
+    pub size: u64,
+    pub metadata: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub access_tier: Option<String>,
+    pub created: Option<DateTime<Utc>>,
+    pub etag: Option<String>,
+}
+
+impl Object {
+    /// Its `sha256` metadata, checked: an error naming the object when it
+    /// is missing or not a SHA-256.
+    pub fn sha256(&self) -> Result<String> {
+        self.metadata_sha256().map_err(|reason| Error::Corrupt {
+            file: self.name.clone(),
+            reason,
+        })
+    }
+
+    /// As [`Object::sha256`], the reason alone (for audit findings).
+    pub fn metadata_sha256(&self) -> std::result::Result<String, String> {
+        let value = self
+            .metadata
+            .get("sha256")
+            .ok_or_else(|| "no sha256 in its metadata".to_string())?;
+        check_sha256("its metadata sha256", value)
+    }
+
+    /// Whether it carries the tag that lets the lifecycle policy delete it.
+    pub fn is_superseded(&self) -> bool {
+        self.tags.get(SUPERSEDED_TAG).map(String::as_str) == Some(SUPERSEDED_VALUE)
+    }
+}
+
+/// What a new object carries besides its content.
+#[derive(Debug, Clone, Default)]
+pub struct WriteSpec {
+    pub metadata: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub tier: Option<AccessTierName>,
+    /// The SHA-256 (hex) the content must have: checked while writing,
+    /// before the object gets its name, so a file that changed is never
+    /// stored.
+    pub expect_sha256: Option<String>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct WriteStats {
+    pub bytes: u64,
+    pub blocks: usize,
+    /// Blocks already staged by an earlier, interrupted run (Azure).
+    pub resumed_blocks: usize,
+}
 
 /// A place holding named, write-once objects with metadata and tags.
 pub trait Store {
