@@ -10,6 +10,14 @@
 //! ```
 //! A backup file counts as this tool's own only when its manifest exists;
 //! retention never touches anything else.
+//!
+//! The backups are listed and removed through the [`Store`] trait, over the
+//! directory driver's flat view ([`DirStore::flat`]), as the offsite copies
+//! are over the Azure driver: one repository, two stores. The lock,
+//! `.partial` files and journals are the directory's (hidden, so never
+//! objects) and stay file-system code here and in [`fsutil`]. Writes stay
+//! [`fsutil`]'s atomic files, 0600 in the 0700 directory; the manifests are
+//! the metadata, so the driver's sidecar is never needed.
 
 pub mod copies;
 pub mod fsutil;
@@ -25,6 +33,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::{Config, Database};
 use crate::error::{Error, IoContext, Result};
+use crate::storage::Store;
+use crate::storage::dir::DirStore;
 
 pub use lock::Lock;
 pub use manifest::Manifest;
@@ -104,21 +114,22 @@ impl std::fmt::Display for BackupState {
 
 pub struct Catalog {
     dir: PathBuf,
+    /// The backups themselves: the directory's own visible files.
+    store: DirStore,
 }
 
 impl Catalog {
     /// Opens the backup directory, creating it 0700 when missing.
     pub fn open(cfg: &Config) -> Result<Catalog> {
         fsutil::create_private_dir(&cfg.backup_dir)?;
-        Ok(Catalog {
-            dir: cfg.backup_dir.clone(),
-        })
+        Ok(Catalog::open_existing(cfg))
     }
 
     /// Opens the directory for reading only; a missing one holds no backups.
     pub fn open_existing(cfg: &Config) -> Catalog {
         Catalog {
             dir: cfg.backup_dir.clone(),
+            store: DirStore::flat(&cfg.backup_dir),
         }
     }
 
@@ -132,19 +143,11 @@ impl Catalog {
 
     /// Every backup of the given databases, oldest first.
     pub fn list(&self, dbs: &[&Database]) -> Result<Vec<LocalBackup>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("reading {}", self.dir.display()), e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.ctx(|| format!("reading {}", self.dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((db, stamp)) = naming::parse_dump_name(&name, dbs) else {
+        for object in self.store.list("")? {
+            let Some((db, stamp)) = naming::parse_dump_name(&object.name, dbs) else {
                 continue;
             };
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let mpath = self.dir.join(manifest_name(&db.dbname, &stamp));
             let (manifest, manifest_error) = match Manifest::read(&mpath) {
                 Ok(m) => (m, None),
@@ -154,8 +157,8 @@ impl Catalog {
                 database: db.name.clone(),
                 dbname: db.dbname.clone(),
                 stamp,
-                path: entry.path(),
-                size,
+                path: self.dir.join(&object.name),
+                size: object.size,
                 manifest,
                 manifest_error,
             });
@@ -262,14 +265,8 @@ impl Catalog {
     /// Deletes a backup: its manifest last, so a crash in between leaves a
     /// manifest without data (reported by `list`), never the reverse.
     pub fn remove(&self, b: &LocalBackup) -> Result<()> {
-        std::fs::remove_file(&b.path).ctx(|| format!("removing {}", b.path.display()))?;
-        let m = self.dir.join(manifest_name(&b.dbname, &b.stamp));
-        match std::fs::remove_file(&m) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io(format!("removing {}", m.display()), e))
-            }
-            _ => Ok(()),
-        }
+        self.store.delete(&b.file_name())?;
+        self.store.delete(&manifest_name(&b.dbname, &b.stamp))
     }
 }
 

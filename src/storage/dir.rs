@@ -2,6 +2,12 @@
 //! metadata, tags and tier are in `<root>/.meta/a/b/c.json`. Writes go to a
 //! hidden temporary file that is hard-linked to its name, so an existing
 //! object is never replaced and a crash never leaves half an object.
+//!
+//! Hidden files (names starting with `.`) are never objects: the sidecars,
+//! and in the backup directory the lock, journals and `.partial` files,
+//! which belong to the directory, not to the store. [`DirStore::flat`] is
+//! the backup directory's view: its own files only, no subdirectories, so
+//! the seed's layout (`backups/order_db_<ts>.dump.gz`) is the store's.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,6 +26,8 @@ const META_DIR: &str = ".meta";
 
 pub struct DirStore {
     root: PathBuf,
+    /// Objects are the root's own files only (names without `/`).
+    flat: bool,
 }
 
 /// What the sidecar keeps of an object besides its content.
@@ -33,9 +41,21 @@ struct Sidecar {
 }
 
 impl DirStore {
+    /// A store whose object names may hold `/` (folders under the root).
     pub fn new(root: &Path) -> DirStore {
         DirStore {
             root: root.to_path_buf(),
+            flat: false,
+        }
+    }
+
+    /// A store of the root's own files: subdirectories are not listed and a
+    /// name with `/` is refused. Nothing depends on the sidecar: a file
+    /// written by other means (a backup) is an object with empty metadata.
+    pub fn flat(root: &Path) -> DirStore {
+        DirStore {
+            root: root.to_path_buf(),
+            flat: true,
         }
     }
 
@@ -45,7 +65,8 @@ impl DirStore {
         let bad = name.is_empty()
             || name
                 .split('/')
-                .any(|s| s.is_empty() || s == "." || s == ".." || s.starts_with('.'));
+                .any(|s| s.is_empty() || s == "." || s == ".." || s.starts_with('.'))
+            || (self.flat && name.contains('/'));
         match bad {
             true => Err(Error::Refused(format!("{name:?} is not an object name"))),
             false => Ok(self.root.join(name)),
@@ -85,7 +106,9 @@ impl DirStore {
         }
     }
 
-    /// Files under `dir`, as object names relative to the root.
+    /// Files under `dir` (in a flat store, in `dir` itself), as object
+    /// names relative to the root. A missing root holds none; a file removed
+    /// while listing is skipped.
     fn walk(&self, dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
@@ -97,11 +120,15 @@ impl DirStore {
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            let meta = entry
-                .metadata()
-                .ctx(|| format!("reading {:?}", entry.path()))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("reading {:?}", entry.path()), e)),
+            };
             if meta.is_dir() {
-                self.walk(&entry.path(), out)?;
+                if !self.flat {
+                    self.walk(&entry.path(), out)?;
+                }
             } else if let Ok(rel) = entry.path().strip_prefix(&self.root) {
                 out.push((rel.to_string_lossy().into_owned(), meta.len()));
             }
@@ -322,5 +349,31 @@ mod tests {
         assert_eq!(s.list("").unwrap().len(), 1);
         s.delete("daily/o/a.dump.gz").unwrap();
         assert!(s.list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_flat_store_is_the_directorys_own_visible_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "a.dump.gz",
+            ".lock",
+            ".a.dump.gz.1.partial",
+            "sub/b.dump.gz",
+        ] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), b"xy").unwrap();
+        }
+        let s = DirStore::flat(root);
+        let l = s.list("").unwrap();
+        let names: Vec<&str> = l.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["a.dump.gz"]);
+        assert_eq!((l[0].size, l[0].metadata.is_empty()), (2, true));
+        assert!(s.path("sub/b.dump.gz").is_err() && s.path(".lock").is_err());
+        assert_eq!(DirStore::new(root).list("").unwrap().len(), 2);
+        s.delete("a.dump.gz").unwrap();
+        assert!(s.list("").unwrap().is_empty() && root.join(".lock").exists());
+        let gone = DirStore::flat(&root.join("missing"));
+        assert!(gone.list("").unwrap().is_empty());
     }
 }
