@@ -6,7 +6,7 @@
 //! Hidden files (names starting with `.`) are never objects: the sidecars,
 //! and in the backup directory the lock, journals and `.partial` files,
 //! which belong to the directory, not to the store. [`DirStore::flat`] is
-//! the backup directory's view: its own files only, no subdirectories, so
+//! the backup directory's view: its own entries only, nothing below, so
 //! the seed's layout (`backups/order_db_<ts>.dump.gz`) is the store's.
 
 use std::collections::BTreeMap;
@@ -49,8 +49,8 @@ impl DirStore {
         }
     }
 
-    /// A store of the root's own files: subdirectories are not listed and a
-    /// name with `/` is refused. Nothing depends on the sidecar: a file
+    /// A store of the root's own entries: nothing below a subdirectory is
+    /// listed and a name with `/` is refused. Nothing depends on the sidecar: a file
     /// written by other means (a backup) is an object with empty metadata.
     pub fn flat(root: &Path) -> DirStore {
         DirStore {
@@ -106,9 +106,11 @@ impl DirStore {
         }
     }
 
-    /// Files under `dir` (in a flat store, in `dir` itself), as object
-    /// names relative to the root. A missing root holds none; a file removed
-    /// while listing is skipped.
+    /// Files under `dir`, as object names relative to the root; in a flat
+    /// store every visible entry of the root, a directory too: one where a
+    /// backup should be is listed (and its removal fails, named), never
+    /// silently skipped. A missing root holds none; a file removed while
+    /// listing is skipped.
     fn walk(&self, dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
@@ -123,12 +125,10 @@ impl DirStore {
             let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("reading {:?}", entry.path()), e)),
+                Err(e) => return Err(Error::io(format!("reading {}", entry.path().display()), e)),
             };
-            if meta.is_dir() {
-                if !self.flat {
-                    self.walk(&entry.path(), out)?;
-                }
+            if meta.is_dir() && !self.flat {
+                self.walk(&entry.path(), out)?;
             } else if let Ok(rel) = entry.path().strip_prefix(&self.root) {
                 out.push((rel.to_string_lossy().into_owned(), meta.len()));
             }
@@ -367,12 +367,17 @@ mod tests {
         let s = DirStore::flat(root);
         let l = s.list("").unwrap();
         let names: Vec<&str> = l.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(names, ["a.dump.gz"]);
+        assert_eq!(names, ["a.dump.gz", "sub"]);
         assert_eq!((l[0].size, l[0].metadata.is_empty()), (2, true));
         assert!(s.path("sub/b.dump.gz").is_err() && s.path(".lock").is_err());
-        assert_eq!(DirStore::new(root).list("").unwrap().len(), 2);
+        assert_eq!(
+            DirStore::new(root).list("").unwrap()[1].name,
+            "sub/b.dump.gz"
+        );
         s.delete("a.dump.gz").unwrap();
-        assert!(s.list("").unwrap().is_empty() && root.join(".lock").exists());
+        assert!(s.delete("sub").is_err(), "a directory is never removed");
+        assert_eq!(s.list("").unwrap().len(), 1);
+        assert!(root.join(".lock").exists());
         let gone = DirStore::flat(&root.join("missing"));
         assert!(gone.list("").unwrap().is_empty());
     }

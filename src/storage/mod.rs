@@ -6,7 +6,8 @@
 //! - [`azure::AzureStore`]: an Azure Blob Storage container, through the
 //!   blob client in [`crate::offsite::store`] (the SDK stays there), which
 //!   speaks these types;
-//! - [`dir::DirStore`]: a directory, metadata and tags in a hidden sidecar;
+//! - [`dir::DirStore`]: a directory, metadata and tags in a hidden sidecar
+//!   (its flat view is the local backup directory of `catalog::Catalog`);
 //! - [`memory::MemoryStore`]: in memory, for the unit tests of the rules.
 //!
 //! Behaviour that cuts across drivers is a wrapper around the trait, as in
