@@ -121,7 +121,7 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             ..
         } => {
             let sel = Selection::parse(selection.as_deref())?;
-            let report = upload::upload(&ctx, sel, tier.into(), &targets)?;
+            let report = upload::upload(&ctx, sel, tier.into(), &targets, &ctx.progress)?;
             print::emit(json, &report, print::upload)?;
             report.outcome()
         }
@@ -138,13 +138,13 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
                 targets: dbs,
                 as_of,
             };
-            let report = audit::audit(&ctx, &opts)?;
+            let report = audit::audit(&ctx, &opts, &ctx.progress)?;
             print::emit(json, &report, print::audit)?;
             report.outcome()
         }
         Command::Verify { args, deep, .. } => {
             let (stamp, targets) = split_selector(&args)?;
-            let report = verify::verify(&ctx, stamp, &targets, deep)?;
+            let report = verify::verify(&ctx, stamp, &targets, deep, &ctx.progress)?;
             print::emit(json, &report, print::verify)?;
             report.outcome()
         }
@@ -160,7 +160,7 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
         } => {
             let mut stamp = Stamp::parse_selector(Some(&timestamp))?;
             if from_azure {
-                stamp = Some(fetch::fetch(&ctx, &targets, stamp)?);
+                stamp = Some(fetch::fetch(&ctx, &targets, stamp, &ctx.progress)?);
             }
             let req = restore::RestoreRequest {
                 stamp,
@@ -171,7 +171,7 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             };
             let plan = restore::plan(&ctx, &req)?;
             confirm(&plan, yes)?;
-            let report = restore::execute(&ctx, &plan)?;
+            let report = restore::execute(&ctx, &plan, &ctx.progress)?;
             print::emit(json, &report, print::restore)?;
             report.outcome()
         }
@@ -263,7 +263,7 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
         let sub = subscription.unwrap_or_else(|| arm.cfg.subscription_id.clone());
         let id = geo::server_id(&sub, &rg, &target_name);
         let url = (!url.is_empty()).then_some(url);
-        let report = geo::watch(ctx, &arm, &id, url.as_deref())?;
+        let report = geo::watch(ctx, &arm, &id, url.as_deref(), &ctx.progress)?;
         (
             report,
             ctx.cfg.databases.iter().map(|d| d.name.clone()).collect(),
@@ -284,7 +284,7 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
             return print::emit(json, &plan, print::geo_plan);
         }
         confirm_geo(&plan, yes)?;
-        let report = geo::execute(ctx, &arm, &plan, no_wait)?;
+        let report = geo::execute(ctx, &arm, &plan, no_wait, &ctx.progress)?;
         (report, plan.databases)
     };
     let mut report = report;

@@ -163,17 +163,14 @@ fn run_upload(
         info!("no [azure] section: nothing to upload");
         return Ok(());
     }
-    let report = upload::upload(ctx, sel, tier, &[])?;
     let obs = Recorder { shared, job };
-    for r in &report.results {
-        obs.uploaded(r);
-    }
-    report.outcome()
+    upload::upload(ctx, sel, tier, &[], &obs)?.outcome()
 }
 
 fn run_verify(ctx: &Context, shared: &Shared, deep: bool) -> Result<()> {
     let job = if deep { Job::Drill } else { Job::Verify };
-    let report = verify::verify(ctx, None, &[], deep)?;
+    let obs = Recorder { shared, job };
+    let report = verify::verify(ctx, None, &[], deep, &obs)?;
     let now = Utc::now().timestamp() as f64;
     for r in &report.results {
         mark(shared, job, &r.database, r.error.as_deref());
@@ -196,7 +193,11 @@ fn run_audit(ctx: &Context, shared: &Shared) -> Result<()> {
         info!("no [azure] section: nothing to audit");
         return Ok(());
     }
-    let report = audit::audit(ctx, &audit::AuditOptions::default())?;
+    let obs = Recorder {
+        shared,
+        job: Job::Audit,
+    };
+    let report = audit::audit(ctx, &audit::AuditOptions::default(), &obs)?;
     let mut counts: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
     for f in &report.findings {
         let kind = serde_json::to_value(f.kind).expect("kinds serialize");

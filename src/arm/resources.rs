@@ -1,12 +1,13 @@
 //! The Resource Manager resources valerix-backup reads, typed: a PostgreSQL
-//! flexible server and the subscription's locations (for paired regions).
+//! flexible server, the subscription's locations (for paired regions) and a
+//! storage account's lifecycle management policy.
 //! Only the fields used are declared; every one is optional, as the service
 //! leaves out what does not apply (a server being created has no FQDN).
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tracing::warn;
 
 use crate::arm::{Arm, LOCATIONS_API};
@@ -155,10 +156,234 @@ pub fn paired_region(arm: &Arm, sub: &str, location: &str) -> Result<Option<Stri
         .map(|n| region(&n)))
 }
 
+/// `Microsoft.Storage/storageAccounts/<account>/managementPolicies/default`:
+/// the body of its GET and PUT, `{"properties": {"policy": {...}}}`.
+///
+/// The policy is written back whole, with the rules of other teams in it, so
+/// every level keeps the fields it does not declare (`other`): a merge
+/// changes our rules and nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ManagementPolicy {
+    pub properties: ManagementPolicyProperties,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ManagementPolicyProperties {
+    pub policy: PolicyDocument,
+}
+
+/// `{"rules": [...]}`: what `az storage account management-policy create
+/// --policy @FILE` takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyDocument {
+    pub rules: Vec<PolicyRule>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyRule {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition: Option<RuleDefinition>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuleDefinition {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filters: Option<RuleFilters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actions: Option<RuleActions>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RuleFilters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_match: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_index_match: Option<Vec<TagMatch>>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// One `blobIndexMatch` entry: `name op value`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TagMatch {
+    pub name: String,
+    pub op: String,
+    pub value: String,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RuleActions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_blob: Option<BlobActions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<BlobActions>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The actions on a base blob or a version; only `delete` is ours (tiering
+/// actions of other rules stay in `other`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlobActions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete: Option<DeleteAction>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DeleteAction {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days_after_creation_greater_than: Option<u32>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl ManagementPolicy {
+    /// The policy in a GET answer's body. A body that does not read as a
+    /// policy is an error, not an empty policy: writing back an empty one
+    /// would delete every other rule.
+    pub fn from_body(body: Value) -> std::result::Result<ManagementPolicy, serde_json::Error> {
+        serde_json::from_value(body)
+    }
+
+    /// The PUT body for `policy`.
+    pub fn of(policy: PolicyDocument) -> ManagementPolicy {
+        ManagementPolicy {
+            properties: ManagementPolicyProperties { policy },
+        }
+    }
+}
+
+impl PolicyRule {
+    /// Whether the rule deletes base blobs.
+    pub fn deletes_base_blobs(&self) -> bool {
+        self.actions()
+            .and_then(|a| a.base_blob.as_ref())
+            .is_some_and(|b| b.delete.is_some())
+    }
+
+    /// Whether the rule filters on at least one blob index tag.
+    pub fn matches_tags(&self) -> bool {
+        self.filters()
+            .and_then(|f| f.blob_index_match.as_ref())
+            .is_some_and(|m| !m.is_empty())
+    }
+
+    /// `blobTypes` (empty: none given).
+    pub fn blob_types(&self) -> &[String] {
+        self.filters()
+            .and_then(|f| f.blob_types.as_deref())
+            .unwrap_or(&[])
+    }
+
+    /// `prefixMatch` (empty: every blob).
+    pub fn prefixes(&self) -> &[String] {
+        self.filters()
+            .and_then(|f| f.prefix_match.as_deref())
+            .unwrap_or(&[])
+    }
+
+    fn filters(&self) -> Option<&RuleFilters> {
+        self.definition.as_ref()?.filters.as_ref()
+    }
+
+    fn actions(&self) -> Option<&RuleActions> {
+        self.definition.as_ref()?.actions.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A merge writes other teams' rules back: every field they had, known
+    /// here or not, survives a read and a write.
+    #[test]
+    fn a_foreign_rule_round_trips_whole() {
+        let body = json!({
+            "id": "/subscriptions/s/.../managementPolicies/default",
+            "name": "DefaultManagementPolicy",
+            "properties": {
+                "lastModifiedTime": "2026-11-30T00:00:00Z",
+                "policy": {
+                    "rules": [{
+                        "name": "logsTier", "enabled": false, "type": "Lifecycle",
+                        "futureRuleField": { "x": 1 },
+                        "definition": {
+                            "filters": {
+                                "blobTypes": ["blockBlob", "appendBlob"],
+                                "prefixMatch": ["logs/"],
+                                "blobIndexMatch": [{ "name": "team", "op": "==", "value": "ops", "extra": 2 }],
+                                "futureFilter": true
+                            },
+                            "actions": {
+                                "baseBlob": {
+                                    "tierToCool": { "daysAfterModificationGreaterThan": 30 },
+                                    "enableAutoTierToHotFromCool": true,
+                                    "delete": { "daysAfterLastAccessTimeGreaterThan": 365, "daysAfterCreationGreaterThan": 400 }
+                                },
+                                "snapshot": { "delete": { "daysAfterCreationGreaterThan": 90 } },
+                                "version": { "tierToArchive": { "daysAfterCreationGreaterThan": 9 } }
+                            },
+                            "futureDefinition": "y"
+                        }
+                    }, {
+                        "name": "bare"
+                    }],
+                    "futurePolicyField": []
+                }
+            }
+        });
+        let policy = ManagementPolicy::from_body(body.clone()).unwrap();
+        let rules = &policy.properties.policy.rules;
+        assert_eq!(rules[0].name, "logsTier");
+        assert!(rules[0].deletes_base_blobs());
+        assert!(rules[0].matches_tags());
+        assert_eq!(rules[0].prefixes(), ["logs/"]);
+        assert!(!rules[1].deletes_base_blobs());
+        assert!(rules[1].blob_types().is_empty());
+        // The policy, rule by rule, comes back as it was sent.
+        let back = serde_json::to_value(&policy.properties.policy).unwrap();
+        assert_eq!(back, body["properties"]["policy"]);
+        // The resource's own read-only fields are not sent back.
+        let put = serde_json::to_value(ManagementPolicy::of(policy.properties.policy)).unwrap();
+        assert_eq!(
+            put,
+            json!({ "properties": { "policy": body["properties"]["policy"] } })
+        );
+        // A body that is not a policy is refused, not read as an empty one.
+        assert!(
+            ManagementPolicy::from_body(json!({ "properties": { "policy": { "rules": 3 } } }))
+                .is_err()
+        );
+    }
 
     #[test]
     fn a_server_reads_from_its_document() {

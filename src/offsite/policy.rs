@@ -27,6 +27,10 @@
 //! previous versions too, or expired copies would be kept (and billed)
 //! forever.
 
+use crate::arm::resources::{
+    BlobActions, DeleteAction, ManagementPolicy, PolicyDocument, PolicyRule, RuleActions,
+    RuleDefinition, RuleFilters, TagMatch,
+};
 use crate::config::{AccessTierName, Azure};
 use crate::offsite::{SUPERSEDED_TAG, SUPERSEDED_VALUE};
 
@@ -88,36 +92,51 @@ fn policy_rules(az: &Azure) -> [Rule; 2] {
 /// tier, matching block blobs under `<container>/<prefix>daily/` and
 /// `<container>/<prefix>weekly/`.
 pub fn lifecycle_policy(az: &Azure) -> serde_json::Value {
-    let rules: Vec<serde_json::Value> = policy_rules(az)
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "enabled": true,
-                "name": r.name,
-                "type": "Lifecycle",
-                "definition": {
-                    "filters": {
-                        "blobTypes": ["blockBlob"],
-                        "prefixMatch": [r.prefix_match],
-                        "blobIndexMatch": [{
-                            "name": SUPERSEDED_TAG,
-                            "op": "==",
-                            "value": SUPERSEDED_VALUE,
-                        }],
-                    },
-                    "actions": {
-                        "baseBlob": {
-                            "delete": { "daysAfterCreationGreaterThan": r.days },
-                        },
-                        "version": {
-                            "delete": { "daysAfterCreationGreaterThan": r.days },
-                        },
-                    },
-                },
-            })
-        })
-        .collect();
-    serde_json::json!({ "rules": rules })
+    serde_json::to_value(our_policy(az)).expect("a policy serialises")
+}
+
+/// [`lifecycle_policy`], typed.
+fn our_policy(az: &Azure) -> PolicyDocument {
+    let rules = policy_rules(az).iter().map(our_rule).collect();
+    PolicyDocument {
+        rules,
+        other: Default::default(),
+    }
+}
+
+fn our_rule(r: &Rule) -> PolicyRule {
+    let delete = || BlobActions {
+        delete: Some(DeleteAction {
+            days_after_creation_greater_than: Some(r.days),
+            other: Default::default(),
+        }),
+        other: Default::default(),
+    };
+    PolicyRule {
+        name: r.name.to_string(),
+        enabled: Some(true),
+        kind: Some("Lifecycle".to_string()),
+        definition: Some(RuleDefinition {
+            filters: Some(RuleFilters {
+                blob_types: Some(vec!["blockBlob".to_string()]),
+                prefix_match: Some(vec![r.prefix_match.clone()]),
+                blob_index_match: Some(vec![TagMatch {
+                    name: SUPERSEDED_TAG.to_string(),
+                    op: "==".to_string(),
+                    value: SUPERSEDED_VALUE.to_string(),
+                    other: Default::default(),
+                }]),
+                other: Default::default(),
+            }),
+            actions: Some(RuleActions {
+                base_blob: Some(delete()),
+                version: Some(delete()),
+                other: Default::default(),
+            }),
+            other: Default::default(),
+        }),
+        other: Default::default(),
+    }
 }
 
 /// Retention settings that cost money: a tier kept fewer days than its access
@@ -404,9 +423,10 @@ fn hcl_str(s: &str) -> String {
 /// our rules added or replaced, every other rule kept as it is.
 #[derive(Debug, Clone)]
 pub struct PolicyMerge {
-    /// `{"rules": [...]}` to PUT: the account's rules that are not ours, in
-    /// their order, with ours in place of their old versions or after them.
-    pub merged: serde_json::Value,
+    /// The policy to PUT: the account's rules that are not ours, in their
+    /// order and with every field they had, with ours in place of their old
+    /// versions or after them.
+    pub merged: PolicyDocument,
     /// One line per change (`add rule ...`, `replace rule ...: path: old ->
     /// new`); empty when the account already has our rules as they are.
     pub changes: Vec<String>,
@@ -416,43 +436,31 @@ pub struct PolicyMerge {
     pub warnings: Vec<String>,
 }
 
-/// Merges our rules (`ours`, as [`lifecycle_policy`] makes them) into the
-/// account's current policy (`current`: `{"rules": [...]}`, `None` when it
-/// has none). A rule is ours by its name.
+/// Merges our rules (`ours`, as [`our_policy`] makes them) into the
+/// account's current policy (`current`, `None` when it has none). A rule is
+/// ours by its name.
 pub fn merge_policy(
     az: &Azure,
-    current: Option<&serde_json::Value>,
-    ours: &serde_json::Value,
+    current: Option<&PolicyDocument>,
+    ours: &PolicyDocument,
 ) -> PolicyMerge {
-    use serde_json::Value;
-    let empty = Vec::new();
-    let old: &Vec<Value> = current
-        .and_then(|p| p.get("rules"))
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    let new: &Vec<Value> = ours["rules"].as_array().unwrap_or(&empty);
-    let name = |r: &Value| {
-        r.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let ours_named = |n: &str| new.iter().find(|r| name(r) == n);
+    let old: &[PolicyRule] = current.map_or(&[], |p| &p.rules);
+    let ours_named = |n: &str| ours.rules.iter().find(|r| r.name == n);
     let mut out = PolicyMerge {
-        merged: Value::Null,
+        merged: current.cloned().unwrap_or_default(),
         changes: Vec::new(),
         kept: Vec::new(),
         warnings: Vec::new(),
     };
-    let mut rules: Vec<Value> = Vec::new();
+    let mut rules = Vec::new();
     for r in old {
-        match ours_named(&name(r)) {
+        match ours_named(&r.name) {
             Some(mine) => {
                 let mut diffs = Vec::new();
-                diff_json("", r, mine, &mut diffs);
+                diff_json("", &as_json(r), &as_json(mine), &mut diffs);
                 if !diffs.is_empty() {
                     out.changes
-                        .push(format!("replace rule {}: {}", name(r), diffs.join("; ")));
+                        .push(format!("replace rule {}: {}", r.name, diffs.join("; ")));
                 }
                 rules.push(mine.clone());
             }
@@ -460,61 +468,45 @@ pub fn merge_policy(
                 if let Some(w) = deletes_our_copies(az, r) {
                     out.warnings.push(w);
                 }
-                out.kept.push(name(r));
+                out.kept.push(r.name.clone());
                 rules.push(r.clone());
             }
         }
     }
-    for mine in new {
-        if !old.iter().any(|r| name(r) == name(mine)) {
-            out.changes.push(format!("add rule {}", name(mine)));
+    for mine in &ours.rules {
+        if !old.iter().any(|r| r.name == mine.name) {
+            out.changes.push(format!("add rule {}", mine.name));
             rules.push(mine.clone());
         }
     }
-    out.merged = serde_json::json!({ "rules": rules });
+    out.merged.rules = rules;
     out
+}
+
+fn as_json(r: &PolicyRule) -> serde_json::Value {
+    serde_json::to_value(r).expect("a rule serialises")
 }
 
 /// A rule that is not ours and deletes block blobs under our daily/ or
 /// weekly/ folders by age alone (no index tag filter): it can delete the
 /// newest copy, whatever our rules say.
-fn deletes_our_copies(az: &Azure, rule: &serde_json::Value) -> Option<String> {
-    let def = rule.get("definition")?;
-    let filters = def.get("filters");
-    let list = |key: &str| -> Vec<String> {
-        filters
-            .and_then(|f| f.get(key))
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let deletes = def.pointer("/actions/baseBlob/delete").is_some();
-    let tagged = filters
-        .and_then(|f| f.get("blobIndexMatch"))
-        .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()));
-    let types = list("blobTypes");
+fn deletes_our_copies(az: &Azure, rule: &PolicyRule) -> Option<String> {
+    rule.definition.as_ref()?;
+    let types = rule.blob_types();
     let block = types.is_empty() || types.iter().any(|t| t == "blockBlob");
-    let prefixes = list("prefixMatch");
+    let prefixes = rule.prefixes();
     let covered = policy_rules(az).into_iter().find(|r| {
         prefixes.is_empty()
             || prefixes
                 .iter()
                 .any(|p| r.prefix_match.starts_with(p.as_str()) || p.starts_with(&r.prefix_match))
     })?;
-    let enabled = rule
-        .get("enabled")
-        .and_then(|e| e.as_bool())
-        .unwrap_or(true);
-    (enabled && deletes && block && !tagged).then(|| {
+    let enabled = rule.enabled.unwrap_or(true);
+    (enabled && rule.deletes_base_blobs() && block && !rule.matches_tags()).then(|| {
         format!(
             "rule {} (not ours, kept) deletes blobs under {} by age alone: it can delete the \
              newest copy of a database; narrow its prefixMatch or remove it",
-            rule.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
-            covered.prefix_match
+            rule.name, covered.prefix_match
         )
     })
 }
@@ -575,10 +567,14 @@ pub fn plan_apply(az: &Azure) -> crate::error::Result<ApplyPlan> {
     let got = arm.get(&url)?;
     let current = match got.status {
         200..=299 => Some(
-            got.body
-                .pointer("/properties/policy")
-                .cloned()
-                .unwrap_or_default(),
+            ManagementPolicy::from_body(got.body)
+                .map_err(|e| {
+                    Error::Check(format!(
+                        "reading the lifecycle policy of {account}: unexpected document: {e}"
+                    ))
+                })?
+                .properties
+                .policy,
         ),
         404 => None,
         _ => {
@@ -588,7 +584,7 @@ pub fn plan_apply(az: &Azure) -> crate::error::Result<ApplyPlan> {
             )));
         }
     };
-    let merge = merge_policy(az, current.as_ref(), &lifecycle_policy(az));
+    let merge = merge_policy(az, current.as_ref(), &our_policy(az));
     Ok(ApplyPlan {
         arm,
         url,
@@ -600,10 +596,9 @@ pub fn plan_apply(az: &Azure) -> crate::error::Result<ApplyPlan> {
 
 /// `lifecycle-policy --apply`, write side: PUT the merged policy.
 pub fn apply(plan: &ApplyPlan) -> crate::error::Result<()> {
-    let a = plan.arm.put(
-        &plan.url,
-        &serde_json::json!({ "properties": { "policy": plan.merge.merged } }),
-    )?;
+    let body = serde_json::to_value(ManagementPolicy::of(plan.merge.merged.clone()))
+        .expect("a policy serialises");
+    let a = plan.arm.put(&plan.url, &body)?;
     if !a.ok() {
         return Err(crate::error::Error::Check(format!(
             "applying the lifecycle policy to {}: {}",
@@ -876,9 +871,10 @@ mod tests {
             .unwrap()
             .remove("blobIndexMatch");
         let current = json!({ "rules": [foreign.clone(), old_daily] });
-        let m = merge_policy(&az, Some(&current), &ours);
-        let rules = m.merged["rules"].as_array().unwrap();
-        assert_eq!(rules.len(), 3, "{:#}", m.merged);
+        let m = merge_policy(&az, Some(&doc(current)), &our_policy(&az));
+        let merged = serde_json::to_value(&m.merged).unwrap();
+        let rules = merged["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 3, "{merged:#}");
         assert_eq!(rules[0], foreign);
         assert_eq!(rules[1], ours["rules"][0]);
         assert_eq!(rules[2], ours["rules"][1]);
@@ -894,11 +890,12 @@ mod tests {
         assert_eq!(m.changes[1], "add rule valerixWeeklyDelete");
         assert!(m.warnings.is_empty(), "{:?}", m.warnings);
         // Applied again: nothing to change.
-        let again = merge_policy(&az, Some(&m.merged), &ours);
+        let again = merge_policy(&az, Some(&m.merged), &our_policy(&az));
         assert!(again.changes.is_empty(), "{:?}", again.changes);
         assert_eq!(again.merged, m.merged);
         // No policy at all: ours alone.
-        assert_eq!(merge_policy(&az, None, &ours).merged, ours);
+        let alone = merge_policy(&az, None, &our_policy(&az)).merged;
+        assert_eq!(serde_json::to_value(alone).unwrap(), ours);
     }
 
     #[test]
@@ -911,7 +908,7 @@ mod tests {
                 "actions": { "baseBlob": { "delete": { "daysAfterModificationGreaterThan": 60 } } }
             }
         }]});
-        let m = merge_policy(&az, Some(&wide), &lifecycle_policy(&az));
+        let m = merge_policy(&az, Some(&doc(wide)), &our_policy(&az));
         assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
         assert!(
             m.warnings[0].contains("everythingAfter60"),
@@ -923,5 +920,42 @@ mod tests {
             "{}",
             m.warnings[0]
         );
+    }
+
+    fn doc(v: serde_json::Value) -> PolicyDocument {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Replacing our rules leaves every field of another team's rule as it
+    /// was, those this crate knows nothing of included.
+    #[test]
+    fn merge_never_drops_a_field_of_a_foreign_rule() {
+        let az = azure("");
+        let foreign = json!({
+            "name": "archiveAudit", "enabled": true, "type": "Lifecycle",
+            "teamOwner": "audit",
+            "definition": {
+                "filters": {
+                    "blobTypes": ["blockBlob"],
+                    "prefixMatch": ["audit/"],
+                    "blobIndexMatch": [{ "name": "keep", "op": "==", "value": "no" }],
+                    "someNewFilter": ["x"]
+                },
+                "actions": {
+                    "baseBlob": {
+                        "tierToArchive": { "daysAfterModificationGreaterThan": 90 },
+                        "delete": { "daysAfterModificationGreaterThan": 2555 }
+                    },
+                    "snapshot": { "delete": { "daysAfterCreationGreaterThan": 30 } }
+                }
+            }
+        });
+        let current = json!({ "rules": [foreign.clone()], "policyLevelField": 1 });
+        let m = merge_policy(&az, Some(&doc(current)), &our_policy(&az));
+        let merged = serde_json::to_value(&m.merged).unwrap();
+        assert_eq!(merged["rules"][0], foreign);
+        assert_eq!(merged["policyLevelField"], 1);
+        assert_eq!(m.kept, ["archiveAudit"]);
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     }
 }

@@ -28,7 +28,7 @@ use crate::config::{Azure, Database};
 use crate::error::{Error, Result};
 use crate::offsite::{BlobPath, Tier, short};
 use crate::ops::upload::azure;
-use crate::ops::{Context, anomaly};
+use crate::ops::{Context, Observer, anomaly};
 use crate::pipeline::HashingWriter;
 use crate::storage::azure::AzureStore;
 use crate::storage::dry_run::DryRun;
@@ -132,14 +132,19 @@ impl AuditReport {
     }
 }
 
-pub fn audit(ctx: &Context, opts: &AuditOptions) -> Result<AuditReport> {
+pub fn audit(ctx: &Context, opts: &AuditOptions, obs: &dyn Observer) -> Result<AuditReport> {
     let store = AzureStore::connect(azure(ctx)?)?;
-    audit_store(ctx, &store, opts)
+    audit_store(ctx, &store, opts, obs)
 }
 
 /// The audit of the copies in `store` (any driver: the unit tests use the
 /// in-memory one).
-pub fn audit_store(ctx: &Context, store: &dyn Store, opts: &AuditOptions) -> Result<AuditReport> {
+pub fn audit_store(
+    ctx: &Context,
+    store: &dyn Store,
+    opts: &AuditOptions,
+    obs: &dyn Observer,
+) -> Result<AuditReport> {
     let az = azure(ctx)?;
     let dbs = ctx.cfg.select(&opts.targets)?;
     let now = opts.as_of.unwrap_or_else(Utc::now);
@@ -192,6 +197,7 @@ pub fn audit_store(ctx: &Context, store: &dyn Store, opts: &AuditOptions) -> Res
             opts.recheck,
             &mut state,
             &mut report,
+            obs,
         )?;
     }
     let tags = repair_tags(store, az, &blobs, &dbs, &state);
@@ -525,6 +531,7 @@ fn deep(
     recheck: bool,
     state: &mut DeepState,
     report: &mut AuditReport,
+    obs: &dyn Observer,
 ) -> Result<()> {
     for db in dbs {
         for c in copies_of(az, blobs, db) {
@@ -537,7 +544,7 @@ fn deep(
                 report.deep_skipped += 1;
                 continue;
             }
-            let got = rehash(ctx, store, &c.blob.name)?;
+            let got = rehash(ctx, store, &c.blob.name, obs)?;
             report.deep_checked += 1;
             let found = |kind, detail: String| Finding {
                 kind,
@@ -582,9 +589,9 @@ fn deep(
 }
 
 /// Downloads a blob into a hasher, never to disk.
-fn rehash(ctx: &Context, store: &dyn Store, name: &str) -> Result<String> {
+fn rehash(ctx: &Context, store: &dyn Store, name: &str, obs: &dyn Observer) -> Result<String> {
     let mut sink = HashingWriter::new(std::io::sink());
-    let bar = ctx.progress.bytes(format!("{name}: re-hashing"));
+    let bar = obs.bytes(format!("{name}: re-hashing"));
     store.read(name, &mut sink, &ctx.cancel, &bar)?;
     Ok(sink.finish().1)
 }

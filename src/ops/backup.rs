@@ -159,13 +159,8 @@ fn send_offsite(
         return UploadStep::Skipped;
     }
     let sel = Selection::At(report.timestamp);
-    match upload::upload(ctx, sel, TierChoice::Auto, targets) {
-        Ok(r) => {
-            for b in &r.results {
-                obs.uploaded(b);
-            }
-            UploadStep::Done(r)
-        }
+    match upload::upload(ctx, sel, TierChoice::Auto, targets, obs) {
+        Ok(r) => UploadStep::Done(r),
         Err(e) => UploadStep::Failed(e),
     }
 }

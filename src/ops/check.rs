@@ -6,11 +6,12 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::offsite::BlobStore;
 use crate::ops::Context;
 use crate::pg::db::MIN_SERVER_VERSION;
 use crate::pg::tools::run;
 use crate::schedule::Schedule;
+use crate::storage::Store;
+use crate::storage::azure::AzureStore;
 
 #[derive(Debug, Serialize)]
 pub struct CheckItem {
@@ -113,7 +114,7 @@ pub fn check(ctx: &Context) -> ConfigCheck {
         items.push(item(format!("database {}", db.describe()), r));
     }
     if let Some(az) = &ctx.cfg.azure {
-        let r = BlobStore::connect(az)
+        let r = AzureStore::connect(az)
             .and_then(|s| s.list(&format!("{}daily/", az.prefix)).map(|b| (s, b)))
             .map(|(s, b)| format!("{} reachable ({} daily blobs)", s.describe(), b.len()))
             .map_err(|e| e.to_string());

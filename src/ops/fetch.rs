@@ -20,17 +20,22 @@ use crate::catalog::{Catalog, Stamp, dump_name, manifest_name};
 use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::offsite::{Tier, blob_name, short};
-use crate::ops::Context;
 use crate::ops::upload::azure;
+use crate::ops::{Context, Observer};
 use crate::pipeline::HashingWriter;
 use crate::storage::azure::AzureStore;
 use crate::storage::{Object, Store};
 
 /// Fetches the backups of `targets` at `stamp` (newest common one when
 /// `None`) and returns the timestamp fetched.
-pub fn fetch(ctx: &Context, targets: &[String], stamp: Option<Stamp>) -> Result<Stamp> {
+pub fn fetch(
+    ctx: &Context,
+    targets: &[String],
+    stamp: Option<Stamp>,
+    obs: &dyn Observer,
+) -> Result<Stamp> {
     let store = AzureStore::connect(azure(ctx)?)?;
-    fetch_from(ctx, &store, targets, stamp)
+    fetch_from(ctx, &store, targets, stamp, obs)
 }
 
 /// [`fetch`] from `store`.
@@ -39,6 +44,7 @@ pub fn fetch_from(
     store: &dyn Store,
     targets: &[String],
     stamp: Option<Stamp>,
+    obs: &dyn Observer,
 ) -> Result<Stamp> {
     let az = azure(ctx)?;
     let dbs = ctx.cfg.select(targets)?;
@@ -75,7 +81,7 @@ pub fn fetch_from(
                 ),
             });
         }
-        fetch_one(ctx, store, &catalog, db, stamp, &here)?;
+        fetch_one(ctx, store, &catalog, db, stamp, &here, obs)?;
     }
     Ok(stamp)
 }
@@ -87,6 +93,7 @@ fn fetch_one(
     db: &Database,
     stamp: Stamp,
     copies: &[OffsiteCopy],
+    obs: &dyn Observer,
 ) -> Result<()> {
     let az = azure(ctx)?;
     let file = dump_name(&db.dbname, &stamp);
@@ -96,7 +103,7 @@ fn fetch_one(
     }
     let mut failures = Vec::new();
     for &OffsiteCopy { tier, blob, .. } in copies {
-        match fetch_copy(ctx, store, catalog, az, db, stamp, tier, blob) {
+        match fetch_copy(ctx, store, catalog, az, db, stamp, tier, blob, obs) {
             Ok(()) => {
                 info!(
                     "{file}: restored from the {tier} offsite copy {}",
@@ -155,6 +162,7 @@ fn fetch_copy(
     stamp: Stamp,
     tier: Tier,
     blob: &Object,
+    obs: &dyn Observer,
 ) -> Result<()> {
     let want = blob.sha256()?;
     let mname = manifest_name(&db.dbname, &stamp);
@@ -163,7 +171,7 @@ fn fetch_copy(
     let target = catalog.dir().join(dump_name(&db.dbname, &stamp));
     let mut out = AtomicFile::create(&target)?;
     let mut hashing = HashingWriter::new(out.file());
-    let bar = ctx.progress.bytes(format!("{}: downloading", db.dbname));
+    let bar = obs.bytes(format!("{}: downloading", db.dbname));
     info!(
         "{}: downloading {} ({} bytes)",
         db.dbname, blob.name, blob.size

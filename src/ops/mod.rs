@@ -40,6 +40,13 @@ pub trait Observer {
         Bar::hidden()
     }
 
+    /// A spinner with a message that changes, for a long wait
+    /// (`operation InProgress (40 s)`).
+    fn spinner(&self, msg: &str) -> Bar {
+        let _ = msg;
+        Bar::hidden()
+    }
+
     /// One database's backup finished, well or not.
     fn backed_up(&self, db: &backup::DbBackup) {
         let _ = db;
@@ -66,6 +73,10 @@ pub trait Observer {
 impl Observer for Progress {
     fn bytes(&self, msg: String) -> Bar {
         Progress::bytes(self, msg)
+    }
+
+    fn spinner(&self, msg: &str) -> Bar {
+        Progress::spinner(self, msg)
     }
 }
 

@@ -12,7 +12,7 @@ use flate2::read::MultiGzDecoder;
 
 use crate::catalog::LocalBackup;
 use crate::error::{Error, IoContext, Result};
-use crate::ops::Context;
+use crate::ops::{Context, Observer};
 use crate::pg::archive::{ArchiveScanner, ArchiveSummary, TableRows};
 use crate::pg::tools::{StderrTail, spawn, tool_error};
 use crate::pipeline::HashingReader;
@@ -32,6 +32,7 @@ pub fn read_backup(
     ctx: &Context,
     b: &LocalBackup,
     mut plain: Option<&mut File>,
+    obs: &dyn Observer,
 ) -> Result<ReadResult> {
     let name = b.file_name();
     let corrupt = |reason: String| Error::Corrupt {
@@ -42,7 +43,7 @@ pub fn read_backup(
     let mut hashed = HashingReader::new(BufReader::with_capacity(1 << 20, file));
     let mut list = ListCheck::start(ctx)?;
     let mut scanner = ArchiveScanner::new();
-    let bar = ctx.progress.bytes(format!("{}: reading", b.dbname));
+    let bar = obs.bytes(format!("{}: reading", b.dbname));
     let mut plain_bytes = 0u64;
     {
         let mut gz = MultiGzDecoder::new(&mut hashed);

@@ -27,7 +27,7 @@ use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::ops::journal::{Journal, Kind, Record, Settled, Step, settle};
 use crate::ops::read::{check_manifest, expected_tables, read_backup};
-use crate::ops::{Context, lock_catalog, outcome};
+use crate::ops::{Context, Observer, lock_catalog, outcome};
 use crate::pg::archive::TableRows;
 use crate::pg::db::Server;
 use crate::pg::tools::{StderrTail, spawn, tool_error};
@@ -181,7 +181,7 @@ pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
     })
 }
 
-pub fn execute(ctx: &Context, plan: &RestorePlan) -> Result<RestoreReport> {
+pub fn execute(ctx: &Context, plan: &RestorePlan, obs: &dyn Observer) -> Result<RestoreReport> {
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = lock_catalog(ctx, &catalog)?;
     let mut results = Vec::new();
@@ -193,7 +193,7 @@ pub fn execute(ctx: &Context, plan: &RestorePlan) -> Result<RestoreReport> {
             target: item.target.clone(),
             ..Default::default()
         };
-        match restore_one(ctx, &catalog, item, &plan.request, &mut r) {
+        match restore_one(ctx, &catalog, item, &plan.request, &mut r, obs) {
             Ok(()) => {
                 r.ok = true;
                 info!(
@@ -234,12 +234,13 @@ fn restore_one(
     item: &PlanItem,
     req: &RestoreRequest,
     r: &mut DbRestore,
+    obs: &dyn Observer,
 ) -> Result<()> {
     let b = &item.backup;
     let t = Instant::now();
     let (scratch, mut file) =
         ScratchFile::create(catalog.dir(), &format!("restore-{}", b.file_name()))?;
-    let read = read_backup(ctx, b, Some(&mut file))?;
+    let read = read_backup(ctx, b, Some(&mut file), obs)?;
     drop(file);
     check_manifest(b, &read)?;
     if b.manifest.is_none() {

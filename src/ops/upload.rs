@@ -18,7 +18,7 @@ use crate::catalog::{Catalog, LocalBackup, Manifest, Stamp, manifest_name};
 use crate::config::Azure;
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::{Tier, blob_name};
-use crate::ops::{Context, outcome};
+use crate::ops::{Context, Observer, outcome};
 use crate::storage::azure::AzureStore;
 use crate::storage::{Store, WriteSpec};
 
@@ -127,6 +127,7 @@ pub fn upload(
     selection: Selection,
     tier: TierChoice,
     targets: &[String],
+    obs: &dyn Observer,
 ) -> Result<UploadReport> {
     let az = azure(ctx)?;
     let dbs = ctx.cfg.select(targets)?;
@@ -157,7 +158,7 @@ pub fn upload(
             ..Default::default()
         };
         let start = Instant::now();
-        match upload_one(ctx, &store, az, &b, t, &mut r) {
+        match upload_one(ctx, &store, az, &b, t, &mut r, obs) {
             Ok(()) => {}
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {
@@ -167,6 +168,7 @@ pub fn upload(
             }
         }
         r.secs = start.elapsed().as_secs_f64();
+        obs.uploaded(&r);
         results.push(r);
     }
     tag_superseded(ctx, &store, az, &dbs, &results);
@@ -246,6 +248,7 @@ fn upload_one(
     b: &LocalBackup,
     tier: Tier,
     r: &mut BlobUpload,
+    obs: &dyn Observer,
 ) -> Result<()> {
     let m = b.manifest.as_ref().expect("chosen backups have a manifest");
     let spec = blob_spec(az, m, tier);
@@ -264,7 +267,7 @@ fn upload_one(
             )));
         }
         None => {
-            let bar = ctx.progress.bytes(format!("{}: uploading", b.dbname));
+            let bar = obs.bytes(format!("{}: uploading", b.dbname));
             let stats = store.write_file(&b.path, &r.blob, &spec, &ctx.cancel, &bar)?;
             if stats.resumed_blocks > 0 {
                 info!(

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::ops::journal::{self, Journal, Kind, Record};
 use crate::ops::read::{check_manifest, expected_tables, read_backup};
 use crate::ops::restore::load_fresh;
-use crate::ops::{Context, outcome};
+use crate::ops::{Context, Observer, outcome};
 use crate::pg::db::Server;
 
 #[derive(Debug, Serialize)]
@@ -54,6 +54,7 @@ pub fn verify(
     stamp: Option<Stamp>,
     targets: &[String],
     deep: bool,
+    obs: &dyn Observer,
 ) -> Result<VerifyReport> {
     let dbs = ctx.cfg.select(targets)?;
     let catalog = Catalog::open_existing(&ctx.cfg);
@@ -73,7 +74,7 @@ pub fn verify(
             r.timestamp = Some(b.stamp);
             r.file = Some(b.file_name());
             r.has_manifest = b.manifest.is_some();
-            verify_one(ctx, &catalog, db, &b, deep, &mut r)
+            verify_one(ctx, &catalog, db, &b, deep, &mut r, obs)
         });
         match res {
             Ok(()) => {
@@ -104,6 +105,7 @@ fn verify_one(
     b: &LocalBackup,
     deep: bool,
     r: &mut DbVerify,
+    obs: &dyn Observer,
 ) -> Result<()> {
     let t = Instant::now();
     let scratch = if deep {
@@ -118,7 +120,7 @@ fn verify_one(
         Some((s, f)) => (Some(s), Some(f)),
         None => (None, None),
     };
-    let read = read_backup(ctx, b, file.as_mut())?;
+    let read = read_backup(ctx, b, file.as_mut(), obs)?;
     drop(file);
     r.sha256 = Some(read.sha256.clone());
     check_manifest(b, &read)?;

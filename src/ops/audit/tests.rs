@@ -141,7 +141,7 @@ impl Fixture {
             as_of: Some(now()),
             ..Default::default()
         };
-        audit_store(&self.ctx, &self.store, &opts).unwrap()
+        audit_store(&self.ctx, &self.store, &opts, &Progress::hidden()).unwrap()
     }
 
     fn kinds(&self, deep: bool) -> Vec<FindingKind> {
@@ -399,7 +399,8 @@ fn a_dry_run_prune_names_the_same_copies_and_deletes_nothing() {
 #[test]
 fn fetch_takes_the_newest_copy_and_proves_it() {
     let f = Fixture::healthy();
-    let got = crate::ops::fetch::fetch_from(&f.ctx, &f.store, &[], None).unwrap();
+    let got =
+        crate::ops::fetch::fetch_from(&f.ctx, &f.store, &[], None, &Progress::hidden()).unwrap();
     assert_eq!(got, stamp("24"));
     let db = f.ctx.cfg.select(&[]).unwrap();
     let local = Catalog::open_existing(&f.ctx.cfg).list(&db).unwrap();
@@ -411,7 +412,14 @@ fn fetch_takes_the_newest_copy_and_proves_it() {
 fn fetch_writes_nothing_when_no_copy_verifies() {
     let f = Fixture::healthy();
     f.store.tamper(&f.dump("24"), b"changed".to_vec());
-    let e = crate::ops::fetch::fetch_from(&f.ctx, &f.store, &[], Some(stamp("24"))).unwrap_err();
+    let e = crate::ops::fetch::fetch_from(
+        &f.ctx,
+        &f.store,
+        &[],
+        Some(stamp("24")),
+        &Progress::hidden(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("no offsite copy verifies"), "{e}");
     let db = f.ctx.cfg.select(&[]).unwrap();
     assert!(

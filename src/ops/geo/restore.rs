@@ -32,8 +32,8 @@ use crate::arm::{Answer, Arm, Sent};
 use crate::azure::{kind_of_status, of_kind};
 use crate::config::{Azure, PostgresServer};
 use crate::error::{Error, Result};
-use crate::ops::Context;
 use crate::ops::upload::azure;
+use crate::ops::{Context, Observer};
 
 /// Tags on the new server: the source it is a geo-restore of, and the
 /// request that made it. GET never shows a geo-restore's source (the spec
@@ -224,6 +224,7 @@ pub fn execute(
     arm: &Arm,
     plan: &GeoRestorePlan,
     no_wait: bool,
+    obs: &dyn Observer,
 ) -> Result<GeoRestoreReport> {
     let t0 = Instant::now();
     info!(
@@ -254,7 +255,7 @@ pub fn execute(
         return Ok(report);
     }
     let first_delay = accepted.and_then(|a| a.retry_after);
-    follow(ctx, arm, &mut report, first_delay, t0)?;
+    follow(ctx, arm, &mut report, first_delay, t0, obs)?;
     Ok(report)
 }
 

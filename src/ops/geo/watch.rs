@@ -10,7 +10,7 @@ use crate::arm::Arm;
 use crate::arm::lro::{self, Operation};
 use crate::arm::resources::FlexibleServer;
 use crate::error::{Error, Result};
-use crate::ops::Context;
+use crate::ops::{Context, Observer};
 
 /// Resumes watching: an operation URL, or only the target server.
 pub fn watch(
@@ -18,6 +18,7 @@ pub fn watch(
     arm: &Arm,
     target_id: &str,
     operation_url: Option<&str>,
+    obs: &dyn Observer,
 ) -> Result<GeoRestoreReport> {
     if let Some(url) = operation_url {
         // Before anything is sent: the token goes to the configured
@@ -32,7 +33,7 @@ pub fn watch(
         }),
         ..Default::default()
     };
-    follow(ctx, arm, &mut report, Some(0), Instant::now())?;
+    follow(ctx, arm, &mut report, Some(0), Instant::now(), obs)?;
     Ok(report)
 }
 
@@ -42,6 +43,7 @@ pub(super) fn follow(
     report: &mut GeoRestoreReport,
     first_delay: Option<u64>,
     t0: Instant,
+    obs: &dyn Observer,
 ) -> Result<()> {
     let deadline = Duration::from_secs(arm.cfg.timeout_minutes * 60);
     let resume = |op: Option<&Operation>| resume_command(&report.target_id, op);
@@ -55,7 +57,7 @@ pub(super) fn follow(
         ))),
         e => Err(e),
     };
-    let spinner = ctx.progress.spinner("waiting for the geo-restore");
+    let spinner = obs.spinner("waiting for the geo-restore");
     if let Some(op) = report.operation.clone() {
         let t1 = Instant::now();
         let waited = lro::wait(arm, &op, first_delay, deadline, &ctx.cancel, |s| {
