@@ -132,6 +132,24 @@ impl Journal {
     pub fn finish(self) -> Result<()> {
         self.file.remove()
     }
+
+    /// Drops this run's fresh database and closes the journal. When the drop
+    /// fails (the server went away), the journal stays for the next run to
+    /// settle and the failure is a warning: the caller's own error, the
+    /// cause of the clean-up, is the one worth reporting.
+    pub fn abandon(self, server: &Server) {
+        match server.drop_database(&self.record.fresh) {
+            Ok(()) => {
+                if let Err(e) = self.finish() {
+                    warn!("{e}");
+                }
+            }
+            Err(e) => warn!(
+                "could not drop {}; the next run drops it: {e}",
+                self.record.fresh
+            ),
+        }
+    }
 }
 
 fn to_json(r: &Record) -> Vec<u8> {

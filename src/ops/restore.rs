@@ -292,8 +292,7 @@ fn restore_one(
     );
     if let Err(e) = restored {
         // Ours alone (created by this run, named in its journal).
-        server.drop_database(&fresh)?;
-        journal.finish()?;
+        journal.abandon(&server);
         return Err(e);
     }
     drop(scratch);

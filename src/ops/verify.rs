@@ -155,9 +155,12 @@ fn verify_one(
         &[],
         &expected,
     );
+    if let Err(e) = loaded {
+        journal.abandon(&server);
+        return Err(e);
+    }
     server.drop_database(&name)?;
     journal.finish()?;
-    loaded?;
     r.restore_secs = Some(t.elapsed().as_secs_f64());
     Ok(())
 }
