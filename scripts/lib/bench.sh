@@ -1,15 +1,18 @@
 # The benchmark harness that scripts/bench.sh and scripts/bench-offsite.sh
 # source: options, the work directory and its cleanup, the release build,
-# timing under GNU time, best-of-runs, JSON through jq, the report's common
+# timing under GNU time, alternating runs and their medians, JSON through jq, the report's common
 # lines and the rewrite of one section of docs/benchmarks.md.
 #
 # Timings are kept in associative arrays keyed by step name, not in
 # variables named at run time: wall[NAME] (s), rss[NAME] (peak RSS, KiB),
 # cpu[NAME] (user + system s), probe[NAME] (the probe's delta, if any) and,
-# after best, runs[NAME] (every run's wall time).
+# after median, runs[NAME] (every run's wall time) and median_run[NAME]
+# (the run whose figures NAME shows). parts[STEP] names the parts of a
+# step (timed separately in every run) that get medians of their own.
 #
 # A script sets bench_name (the log prefix) and opt (its options with a
-# whole-number value and their defaults) before sourcing this file, and may
+# value and their defaults; whole numbers unless choices[NAME] lists the
+# words allowed) before sourcing this file, and may
 # define on_cleanup (stops its services) and timed_probe (a command printing
 # a cumulative figure, e.g. a server's CPU seconds, read around every timed
 # step). The sandboxes themselves are the test harness's:
@@ -23,11 +26,12 @@ tool="$root/target/release/valerix-backup"
 docs="$root/docs/benchmarks.md"
 
 : "${bench_name:?set bench_name before sourcing lib/bench.sh}"
-declare -gA opt # the script's, with its defaults
+declare -gA opt     # the script's, with its defaults
+declare -gA choices # for an option of opt that is a word: its allowed values
 write_docs=0
 keep=0
 work=""
-declare -gA wall=() rss=() cpu=() probe=() runs=()
+declare -gA wall=() rss=() cpu=() probe=() runs=() median_run=() parts=()
 
 log() { printf '%s: %s\n' "$bench_name" "$*" >&2; }
 die() { printf '%s: FAILED: %s\n' "$bench_name" "$*" >&2; exit 1; }
@@ -57,7 +61,7 @@ parse_args() {
       --*=*) set_opt "${1%%=*}" "${1#*=}" ;;
       --*)
         [ -n "${opt[${1#--}]+set}" ] || usage_error "unknown argument $1 (try --help)"
-        [ $# -ge 2 ] || usage_error "$1 needs a number"
+        [ $# -ge 2 ] || usage_error "$1 needs a value"
         set_opt "$1" "$2"; shift ;;
       *) usage_error "unknown argument $1 (try --help)" ;;
     esac
@@ -66,8 +70,14 @@ parse_args() {
 }
 
 set_opt() {
-  local name=${1#--}
+  local name=${1#--} choice
   [ -n "${opt[$name]+set}" ] || usage_error "unknown argument $1 (try --help)"
+  if [ -n "${choices[$name]+set}" ]; then
+    for choice in ${choices[$name]}; do
+      [ "$2" != "$choice" ] || { opt[$name]=$2; return 0; }
+    done
+    usage_error "$1 wants one of: ${choices[$name]}"
+  fi
   case "$2" in ''|*[!0-9]*) usage_error "$1 wants a whole number" ;; esac
   opt[$name]=$2
 }
@@ -131,38 +141,48 @@ in_sequence() {
   rss[$name]=$top
 }
 
-# best NAME RUN...: wall[NAME] the smallest wall time of the runs, with that
-# run's CPU and probe figures; rss[NAME] the largest peak RSS of all runs;
-# runs[NAME] every run's wall time, in order.
-best() {
-  local name=$1 r top=0 fastest="" all=(); shift
+# median NAME RUN...: wall[NAME] the median wall time of the runs (of an
+# even number, the lower of the middle two: always a run that happened),
+# with that run's CPU and probe figures and median_run[NAME] its name;
+# rss[NAME] the largest peak RSS of all runs; runs[NAME] every run's wall
+# time, in order. Medians, not the best run: one lucky run says nothing
+# about what an engineer waits for.
+median() {
+  local name=$1 r top=0 all=() mid; shift
   for r in "$@"; do
     all+=("${wall[$r]}")
     [ "${rss[$r]}" -le "$top" ] || top=${rss[$r]}
-    if [ -z "$fastest" ] || awk "BEGIN { exit !(${wall[$r]} < ${wall[$fastest]}) }"; then
-      fastest=$r
-    fi
   done
-  wall[$name]=${wall[$fastest]}
-  cpu[$name]=${cpu[$fastest]}
-  probe[$name]=${probe[$fastest]-}
+  mid=$(for r in "$@"; do printf '%s %s\n' "${wall[$r]}" "$r"; done \
+    | sort -g | sed -n "$(( ($# + 1) / 2 ))p" | cut -d' ' -f2)
+  wall[$name]=${wall[$mid]}
+  cpu[$name]=${cpu[$mid]}
+  probe[$name]=${probe[$mid]-}
   rss[$name]=$top
-  # shellcheck disable=SC2034 # read by the scripts' reports
+  # shellcheck disable=SC2034 # median_run and runs are read by the reports
+  median_run[$name]=$mid
+  # shellcheck disable=SC2034
   runs[$name]="${all[*]}"
 }
 
 # alternate N STEP...: runs step_STEP 1, for every STEP in turn, then the
 # same with 2, ... N, so that no tool always runs on a cache the other one
-# warmed; then best STEP over STEP1 ... STEPN.
+# warmed; then median STEP over STEP1 ... STEPN, and the same for every
+# part PART of a step that timed PART1 ... PARTN (listed in parts[STEP]).
 alternate() {
-  local n=$1 r step names; shift
+  local n=$1 r step part names; shift
   for r in $(seq 1 "$n"); do
-    for step in "$@"; do "step_$step" "$r"; done
+    for step in "$@"; do
+      log "round $r of $n: $step"
+      "step_$step" "$r"
+    done
   done
   for step in "$@"; do
-    names=()
-    for r in $(seq 1 "$n"); do names+=("$step$r"); done
-    best "$step" "${names[@]}"
+    for part in $step ${parts[$step]-}; do
+      names=()
+      for r in $(seq 1 "$n"); do names+=("$part$r"); done
+      median "$part" "${names[@]}"
+    done
   done
 }
 
