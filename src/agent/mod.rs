@@ -171,10 +171,7 @@ pub fn once(cfg: Config, job: Job, cancel: Arc<AtomicBool>) -> Result<()> {
 /// The long-running agent. Returns when `cancel` is set (SIGTERM, Ctrl-C)
 /// and the job in flight has stopped.
 pub fn run(cfg: Config, cancel: Arc<AtomicBool>) -> Result<()> {
-    let schedule = Schedule::from_config(&cfg.agent).map_err(|msg| Error::Config {
-        path: cfg.path.clone(),
-        msg,
-    })?;
+    let schedule = cfg.agent.schedule.clone();
     let shared = Arc::new(Shared::new(Alerter::start(cfg.alert.webhook.clone())));
     if let Some(addr) = &cfg.agent.listen {
         http::serve(addr, shared.clone())?;
