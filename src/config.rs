@@ -840,7 +840,7 @@ impl Database {
         };
         match std::env::var(var) {
             Ok(v) => Ok(Some(v)),
-            Err(_) => Err(Error::Check(format!(
+            Err(_) => Err(Error::Missing(format!(
                 "environment variable {var} (password_env of database '{}') is not set",
                 self.name
             ))),

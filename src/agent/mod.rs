@@ -64,40 +64,50 @@ impl Shared {
         }
     }
 
-    /// Records the outcome of a job for one database (or overall, `None`):
-    /// a failure alerts every time; a success after a failure alerts once
-    /// as a recovery.
+    /// Records the outcome of a job for one database (or overall, `None`),
+    /// as [`Shared::record`] does; an interrupted job has none.
     pub fn outcome(&self, job: Job, db: Option<&str>, result: &Result<()>) {
+        match result {
+            Err(Error::Interrupted) if db.is_some() => self.per_db.store(true, Ordering::Relaxed),
+            Err(Error::Interrupted) => {}
+            Ok(()) => self.record(job, db, None),
+            Err(e) => self.record(job, db, Some(&e.to_string())),
+        }
+    }
+
+    /// Records how a job went for one database (or overall, `None`; unless
+    /// each database already said): a failure alerts every time; a success
+    /// after a failure alerts once as a recovery.
+    pub fn record(&self, job: Job, db: Option<&str>, failure: Option<&str>) {
         if db.is_some() {
             self.per_db.store(true, Ordering::Relaxed);
         } else if self.per_db.load(Ordering::Relaxed) {
             return; // each database already said how it went
-        }
-        if matches!(result, Err(Error::Interrupted)) {
-            return;
         }
         let kind = match job {
             Job::Verify | Job::Drill => AlertKind::VerifyFailed,
             Job::Audit => AlertKind::AuditFailed,
             Job::Backup | Job::WeeklyUpload => AlertKind::JobFailed,
         };
-        self.transition(job.as_str(), db, result, kind);
+        self.transition(job.as_str(), db, failure, kind);
     }
 
-    pub fn transition(&self, what: &str, db: Option<&str>, result: &Result<()>, kind: AlertKind) {
+    /// `what` of `db` failed (`failure`, the message) or went well: alerts on
+    /// a failure and on the first success after one.
+    pub fn transition(&self, what: &str, db: Option<&str>, failure: Option<&str>, kind: AlertKind) {
         let key = format!("{what}/{}", db.unwrap_or("all"));
         let was_failing = self
             .failing
             .lock()
             .expect("not poisoned")
-            .insert(key, result.is_err())
+            .insert(key, failure.is_some())
             .unwrap_or(false);
         let target = db.map(|d| format!(" of {d}")).unwrap_or_default();
-        match result {
-            Err(e) if kind != AlertKind::BackupMissing || !was_failing => self.alerts.send(
+        match failure {
+            Some(e) if kind != AlertKind::BackupMissing || !was_failing => self.alerts.send(
                 Alert::new(kind, what, db, format!("{what}{target} failed: {e}")),
             ),
-            Ok(()) if was_failing => self.alerts.send(Alert::new(
+            None if was_failing => self.alerts.send(Alert::new(
                 AlertKind::Recovered,
                 what,
                 db,

@@ -21,7 +21,9 @@ use azure_core::http::{
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
-use crate::azure::{az_error, credential, innermost, redact, retry_options};
+use crate::azure::{
+    az_error, credential, innermost, kind_of_status, of_kind, redact, retry_options,
+};
 use crate::config::{Azure, AzureAuth, ResourceManager};
 use crate::error::{Error, IoContext, Result};
 
@@ -64,6 +66,16 @@ impl Answer {
         let code = e.get("code").and_then(Value::as_str).unwrap_or("");
         let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
         redact(&format!("HTTP {} {code}: {msg}", self.status).replace('\n', " "))
+    }
+
+    /// The error of a refused request: `{context}: {error_text}`, of the
+    /// kind its status says (404 not found, 403 authentication, 429
+    /// throttled, else offsite).
+    pub fn refused(&self, context: &str) -> Error {
+        of_kind(
+            kind_of_status(self.status),
+            format!("{context}: {}", self.error_text()),
+        )
     }
 }
 

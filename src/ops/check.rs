@@ -36,7 +36,7 @@ impl ConfigCheck {
         if bad.is_empty() {
             Ok(())
         } else {
-            Err(Error::Check(format!(
+            Err(Error::Unsound(format!(
                 "config check: {} problem(s): {}",
                 bad.len(),
                 bad.join(", ")
