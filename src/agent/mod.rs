@@ -181,7 +181,7 @@ pub fn once(cfg: Config, job: Job, cancel: Arc<AtomicBool>) -> Result<()> {
 /// The long-running agent. Returns when `cancel` is set (SIGTERM, Ctrl-C)
 /// and the job in flight has stopped.
 pub fn run(cfg: Config, cancel: Arc<AtomicBool>) -> Result<()> {
-    let schedule = cfg.agent.schedule.clone();
+    let schedule = &cfg.agent.schedule;
     let shared = Arc::new(Shared::new(Alerter::start(cfg.alert.webhook.clone())));
     if let Some(addr) = &cfg.agent.listen {
         http::serve(addr, shared.clone())?;
@@ -210,7 +210,7 @@ pub fn run(cfg: Config, cancel: Arc<AtomicBool>) -> Result<()> {
             })
             .expect("spawning the job thread")
     };
-    catch_up(&cfg, &schedule, &shared, &tx);
+    catch_up(&cfg, schedule, &shared, &tx);
     let mut next: BTreeMap<Job, DateTime<Utc>> = Job::ALL
         .iter()
         .filter_map(|j| schedule.next(*j, Utc::now()).map(|t| (*j, t)))
