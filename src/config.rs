@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::schedule::{Job, Schedule};
 
 pub const ENV_CONFIG: &str = "VALERIX_BACKUP_CONFIG";
 pub const DEFAULT_CONFIG: &str = "valerix-backup.toml";
@@ -26,6 +27,7 @@ pub struct Config {
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
     /// Directory holding pg_dump, pg_restore and psql; PATH when absent.
+    /// Relative to the config file's directory, as `backup_dir`.
     #[serde(default)]
     pub pg_bin_dir: Option<PathBuf>,
     /// gzip level 1-9 of the backup files.
@@ -152,6 +154,10 @@ pub struct ResourceManager {
     /// against its own fixed audiences).
     #[serde(default)]
     pub audience: Option<String>,
+    /// The token scope, resolved at load from `audience` or `endpoint`
+    /// ([`ResourceManager::resolve`]); not part of the TOML.
+    #[serde(skip)]
+    pub scope: String,
     /// When absent, chosen from the `AZURE_*` variables present.
     #[serde(default)]
     pub auth: Option<AzureAuth>,
@@ -266,40 +272,86 @@ impl AccessTierName {
     }
 }
 
-/// `[agent]`.
+/// `[agent]`, resolved: the schedule is parsed at load, so a wrong
+/// expression or time zone is a config error before any command runs.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "AgentToml")]
 pub struct AgentConfig {
-    /// IANA zone the schedule is read in (`Europe/Berlin`); UTC by default.
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
     /// `127.0.0.1:9187`: /healthz, /readyz, /metrics. Absent: no HTTP.
-    #[serde(default)]
     pub listen: Option<String>,
     /// A slot missed while the agent was down runs once at start-up when it
     /// is younger than this (`6h`).
-    #[serde(default = "default_grace", with = "humantime_serde_lite")]
     pub catch_up_grace: std::time::Duration,
     /// Alert when a database's newest backup is older than this (`25h`).
-    #[serde(default = "default_max_age", with = "humantime_serde_lite")]
     pub max_backup_age: std::time::Duration,
     /// `text` (default) or `json` lines on stderr, for log shipping.
-    #[serde(default)]
     pub log_format: LogFormat,
-    #[serde(default)]
-    pub schedule: ScheduleConfig,
+    /// `[agent.schedule]` read in `agent.timezone` (UTC by default).
+    pub schedule: Schedule,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig {
+        AgentToml::default()
+            .try_into()
+            .expect("the default schedule parses")
+    }
+}
+
+/// `[agent]` as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentToml {
+    /// IANA zone the schedule is read in (`Europe/Berlin`).
+    #[serde(default = "default_timezone")]
+    timezone: String,
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default = "default_grace", with = "humantime_serde_lite")]
+    catch_up_grace: std::time::Duration,
+    #[serde(default = "default_max_age", with = "humantime_serde_lite")]
+    max_backup_age: std::time::Duration,
+    #[serde(default)]
+    log_format: LogFormat,
+    #[serde(default)]
+    schedule: ScheduleToml,
+}
+
+impl Default for AgentToml {
+    fn default() -> Self {
+        AgentToml {
             timezone: default_timezone(),
             listen: None,
             catch_up_grace: default_grace(),
             max_backup_age: default_max_age(),
             log_format: LogFormat::Text,
-            schedule: ScheduleConfig::default(),
+            schedule: ScheduleToml::default(),
         }
+    }
+}
+
+impl TryFrom<AgentToml> for AgentConfig {
+    type Error = String;
+
+    fn try_from(t: AgentToml) -> std::result::Result<Self, String> {
+        let s = &t.schedule;
+        let schedule = Schedule::parse(
+            &t.timezone,
+            [
+                (Job::Backup, s.backup.as_str()),
+                (Job::Verify, &s.verify),
+                (Job::WeeklyUpload, &s.weekly_upload),
+                (Job::Audit, &s.audit),
+                (Job::Drill, &s.drill),
+            ],
+        )?;
+        Ok(AgentConfig {
+            listen: t.listen,
+            catch_up_grace: t.catch_up_grace,
+            max_backup_age: t.max_backup_age,
+            log_format: t.log_format,
+            schedule,
+        })
     }
 }
 
@@ -313,24 +365,24 @@ pub enum LogFormat {
 
 /// `[agent.schedule]`: cron expressions (5 fields, or 6 with seconds
 /// first); `SUN#1` is the first Sunday of the month.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScheduleConfig {
+struct ScheduleToml {
     #[serde(default = "default_backup_cron")]
-    pub backup: String,
+    backup: String,
     #[serde(default = "default_verify_cron")]
-    pub verify: String,
+    verify: String,
     #[serde(default = "default_weekly_cron")]
-    pub weekly_upload: String,
+    weekly_upload: String,
     #[serde(default = "default_audit_cron")]
-    pub audit: String,
+    audit: String,
     #[serde(default = "default_drill_cron")]
-    pub drill: String,
+    drill: String,
 }
 
-impl Default for ScheduleConfig {
+impl Default for ScheduleToml {
     fn default() -> Self {
-        ScheduleConfig {
+        ScheduleToml {
             backup: default_backup_cron(),
             verify: default_verify_cron(),
             weekly_upload: default_weekly_cron(),
@@ -532,11 +584,15 @@ impl Config {
         };
         let mut cfg: Config = toml::from_str(text).map_err(|e| bad(one_line_toml_error(&e)))?;
         cfg.path = path.to_path_buf();
-        if cfg.backup_dir.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            cfg.backup_dir = base.join(&cfg.backup_dir);
-        }
+        // Relative paths are the config file's, so cron's working directory
+        // does not matter.
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.backup_dir = base.join(&cfg.backup_dir);
+        cfg.pg_bin_dir = cfg.pg_bin_dir.map(|d| base.join(d));
         cfg.validate().map_err(bad)?;
+        if let Some(az) = &mut cfg.azure {
+            az.resolve().map_err(bad)?;
+        }
         Ok(cfg)
     }
 
@@ -552,9 +608,6 @@ impl Config {
         }
         if self.retention_days == 0 {
             return Err("retention_days must be at least 1".into());
-        }
-        if let Some(az) = &self.azure {
-            az.validate()?;
         }
         for w in &self.alert.webhook {
             match (&w.url, &w.url_env) {
@@ -628,6 +681,14 @@ impl Config {
 }
 
 impl Azure {
+    fn resolve(&mut self) -> std::result::Result<(), String> {
+        self.validate()?;
+        if let Some(rm) = &mut self.resource_manager {
+            rm.resolve()?;
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> std::result::Result<(), String> {
         let c = &self.container;
         let ok = (3..=63).contains(&c.len())
@@ -666,9 +727,6 @@ impl Azure {
                 self.upload_concurrency
             ));
         }
-        if let Some(rm) = &self.resource_manager {
-            rm.validate()?;
-        }
         for s in &self.postgres_servers {
             check_arm_name("azure.postgres_server name", &s.name)?;
         }
@@ -688,7 +746,44 @@ impl Azure {
     }
 }
 
+/// The public cloud's Resource Manager audience: what a token must be for,
+/// whatever URL the requests go to (a proxy, a stand-in).
+pub const PUBLIC_AUDIENCE: &str = "https://management.azure.com";
+
+/// Sovereign clouds' Resource Manager endpoints (hosts) and audiences, as
+/// the Azure SDKs' cloud configurations pair them.
+const SOVEREIGN_AUDIENCES: &[(&str, &str)] = &[
+    (
+        "management.chinacloudapi.cn",
+        "https://management.chinacloudapi.cn",
+    ),
+    (
+        "management.usgovcloudapi.net",
+        "https://management.usgovcloudapi.net",
+    ),
+];
+
 impl ResourceManager {
+    /// Validates the section and resolves its token scope: `audience` when
+    /// configured, else the known cloud's audience by endpoint host, else
+    /// the public one; never the endpoint URL (Resource Manager refuses a
+    /// token for any other audience).
+    pub(crate) fn resolve(&mut self) -> std::result::Result<(), String> {
+        self.validate()?;
+        let audience = self.audience.clone().unwrap_or_else(|| {
+            let host = url::Url::parse(&self.endpoint)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+            SOVEREIGN_AUDIENCES
+                .iter()
+                .find(|(h, _)| host.as_deref() == Some(*h))
+                .map_or(PUBLIC_AUDIENCE, |(_, a)| *a)
+                .to_string()
+        });
+        self.scope = format!("{}/.default", audience.trim_end_matches('/'));
+        Ok(())
+    }
+
     fn validate(&self) -> std::result::Result<(), String> {
         check_arm_name(
             "azure.resource_manager.subscription_id",
@@ -745,7 +840,7 @@ impl Database {
         };
         match std::env::var(var) {
             Ok(v) => Ok(Some(v)),
-            Err(_) => Err(Error::Check(format!(
+            Err(_) => Err(Error::Missing(format!(
                 "environment variable {var} (password_env of database '{}') is not set",
                 self.name
             ))),
@@ -821,7 +916,7 @@ user = "inventory_user"
         assert_eq!(c.databases.len(), 2);
         let s = &c.agent.schedule;
         assert_eq!(
-            [&s.backup, &s.verify, &s.weekly_upload, &s.audit, &s.drill],
+            Job::ALL.map(|j| s.expr(j).unwrap()),
             [
                 "0 2 * * *",
                 "0 3 * * *",
@@ -839,6 +934,24 @@ user = "inventory_user"
         assert_eq!(c.backup_dir, Path::new("/etc/vx/./backups"));
         assert_eq!(c.databases[1].port, 5433);
         assert_eq!(c.databases[0].host, "localhost");
+    }
+
+    #[test]
+    fn schedules_and_paths_are_resolved_at_load() {
+        let text = format!("pg_bin_dir = \"bin\"\n{GOOD}");
+        let c = Config::parse(&text, Path::new("/etc/vx/valerix-backup.toml")).unwrap();
+        assert_eq!(c.pg_bin_dir.as_deref(), Some(Path::new("/etc/vx/bin")));
+        assert_eq!(c.agent.schedule.expr(Job::Backup), Some("0 2 * * *"));
+        assert_eq!(c.agent.schedule.tz, chrono_tz::UTC);
+        let bad = format!("{GOOD}[agent.schedule]\nverify = \"61 3 * * *\"\n");
+        let e = Config::parse(&bad, Path::new("c")).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{e}");
+        let e = e.to_string();
+        assert!(e.contains("agent.schedule.verify '61 3 * * *'"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let bad = format!("{GOOD}[agent]\ntimezone = \"Mars/Olympus\"\n");
+        let e = Config::parse(&bad, Path::new("c")).unwrap_err().to_string();
+        assert!(e.contains("agent.timezone 'Mars/Olympus'"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The seed's schedule table as cron expressions, read in the configured
-//! time zone. Below `ops` and `agent`: the agent runs it, `config check`
-//! (in `ops`) validates it.
+//! time zone. Below `config`, which parses it at load (an invalid expression
+//! is a config error naming its key); the agent runs it and `config check`
+//! reports it.
 //!
 //! Cron semantics (croner, POSIX/Vixie): when both day-of-month and
 //! day-of-week are restricted, a day matching either fires (`0 4 1-7 * SUN`
@@ -12,8 +13,6 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-
-use crate::config::AgentConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -77,23 +76,18 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Parses every expression and the time zone; the error names the one
-    /// that is wrong.
-    pub fn from_config(cfg: &AgentConfig) -> Result<Schedule, String> {
-        let tz: Tz = cfg
-            .timezone
+    /// Parses the time zone and every job's expression; the error names the
+    /// key (`agent.schedule.verify`) that is wrong.
+    pub fn parse<'a>(
+        timezone: &str,
+        exprs: impl IntoIterator<Item = (Job, &'a str)>,
+    ) -> Result<Schedule, String> {
+        let tz: Tz = timezone
             .parse()
-            .map_err(|_| format!("agent.timezone '{}' is not an IANA time zone", cfg.timezone))?;
-        let s = &cfg.schedule;
+            .map_err(|_| format!("agent.timezone '{timezone}' is not an IANA time zone"))?;
         let parser = CronParser::builder().seconds(Seconds::Optional).build();
         let mut entries = Vec::new();
-        for (job, expr) in [
-            (Job::Backup, &s.backup),
-            (Job::Verify, &s.verify),
-            (Job::WeeklyUpload, &s.weekly_upload),
-            (Job::Audit, &s.audit),
-            (Job::Drill, &s.drill),
-        ] {
+        for (job, expr) in exprs {
             let cron = parser.parse(expr).map_err(|e| {
                 format!(
                     "agent.schedule.{} '{expr}': {e}",
@@ -102,11 +96,17 @@ impl Schedule {
             })?;
             entries.push(Entry {
                 job,
-                expr: expr.clone(),
+                expr: expr.to_string(),
                 cron,
             });
         }
         Ok(Schedule { tz, entries })
+    }
+
+    /// The expression of `job` as configured.
+    pub fn expr(&self, job: Job) -> Option<&str> {
+        let e = self.entries.iter().find(|e| e.job == job)?;
+        Some(&e.expr)
     }
 
     /// The next slot of `job` strictly after `t`.
@@ -136,9 +136,21 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    /// The seed's table (the config's defaults) in `tz`, `job` set to `expr`.
+    fn seed(tz: &str, job: Job, expr: &str) -> Result<Schedule, String> {
+        let table = [
+            (Job::Backup, "0 2 * * *"),
+            (Job::Verify, "0 3 * * *"),
+            (Job::WeeklyUpload, "0 1 * * SUN"),
+            (Job::Audit, "30 3 * * *"),
+            (Job::Drill, "0 4 * * SUN#1"),
+        ];
+        Schedule::parse(tz, table.map(|(j, e)| (j, if j == job { expr } else { e })))
+    }
+
     #[test]
     fn the_seeds_schedule() {
-        let s = Schedule::from_config(&AgentConfig::default()).unwrap();
+        let s = seed("UTC", Job::Backup, "0 2 * * *").unwrap();
         // Tuesday 2026-11-24 at noon.
         let t = at("2026-11-24T12:00:00Z");
         assert_eq!(s.next(Job::Backup, t), Some(at("2026-11-25T02:00:00Z")));
@@ -158,26 +170,19 @@ mod tests {
 
     #[test]
     fn time_zones_and_errors() {
-        let mut cfg = AgentConfig {
-            timezone: "Europe/Berlin".into(),
-            ..Default::default()
-        };
-        let s = Schedule::from_config(&cfg).unwrap();
+        let s = seed("Europe/Berlin", Job::Backup, "0 2 * * *").unwrap();
         // 02:00 in Berlin is 01:00 UTC in winter.
         assert_eq!(
             s.next(Job::Backup, at("2026-11-24T12:00:00Z")),
             Some(at("2026-11-25T01:00:00Z"))
         );
-        cfg.timezone = "Mars/Olympus".into();
         assert!(
-            Schedule::from_config(&cfg)
+            seed("Mars/Olympus", Job::Backup, "0 2 * * *")
                 .unwrap_err()
                 .contains("Mars/Olympus")
         );
-        let mut cfg = AgentConfig::default();
-        cfg.schedule.verify = "61 3 * * *".into();
         assert!(
-            Schedule::from_config(&cfg)
+            seed("UTC", Job::Verify, "61 3 * * *")
                 .unwrap_err()
                 .contains("agent.schedule.verify")
         );

@@ -70,11 +70,7 @@ fn mark(shared: &Shared, job: Job, db: &str, error: Option<&str>) {
         Some(_) => &shared.metrics.last_failure,
     };
     gauge.get_or_create(&series).set(now);
-    let result = match error {
-        None => Ok(()),
-        Some(e) => Err(Error::Check(e.to_string())),
-    };
-    shared.outcome(job, Some(db), &result);
+    shared.record(job, Some(db), error);
 }
 
 /// The agent's observer: what a job reports while it runs becomes metrics
@@ -230,14 +226,10 @@ pub fn check_freshness(ctx: &Context, shared: &Shared) {
                 .get_or_create(&labels(&[("database", &d.dbname)]))
                 .set(age as f64);
         }
-        let result = match &d.problem {
-            None => Ok(()),
-            Some(p) => Err(Error::Check(p.clone())),
-        };
         shared.transition(
             "freshness",
             Some(&d.dbname),
-            &result,
+            d.problem.as_deref(),
             AlertKind::BackupMissing,
         );
     }

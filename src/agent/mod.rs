@@ -64,40 +64,50 @@ impl Shared {
         }
     }
 
-    /// Records the outcome of a job for one database (or overall, `None`):
-    /// a failure alerts every time; a success after a failure alerts once
-    /// as a recovery.
+    /// Records the outcome of a job for one database (or overall, `None`),
+    /// as [`Shared::record`] does; an interrupted job has none.
     pub fn outcome(&self, job: Job, db: Option<&str>, result: &Result<()>) {
+        match result {
+            Err(Error::Interrupted) if db.is_some() => self.per_db.store(true, Ordering::Relaxed),
+            Err(Error::Interrupted) => {}
+            Ok(()) => self.record(job, db, None),
+            Err(e) => self.record(job, db, Some(&e.to_string())),
+        }
+    }
+
+    /// Records how a job went for one database (or overall, `None`; unless
+    /// each database already said): a failure alerts every time; a success
+    /// after a failure alerts once as a recovery.
+    pub fn record(&self, job: Job, db: Option<&str>, failure: Option<&str>) {
         if db.is_some() {
             self.per_db.store(true, Ordering::Relaxed);
         } else if self.per_db.load(Ordering::Relaxed) {
             return; // each database already said how it went
-        }
-        if matches!(result, Err(Error::Interrupted)) {
-            return;
         }
         let kind = match job {
             Job::Verify | Job::Drill => AlertKind::VerifyFailed,
             Job::Audit => AlertKind::AuditFailed,
             Job::Backup | Job::WeeklyUpload => AlertKind::JobFailed,
         };
-        self.transition(job.as_str(), db, result, kind);
+        self.transition(job.as_str(), db, failure, kind);
     }
 
-    pub fn transition(&self, what: &str, db: Option<&str>, result: &Result<()>, kind: AlertKind) {
+    /// `what` of `db` failed (`failure`, the message) or went well: alerts on
+    /// a failure and on the first success after one.
+    pub fn transition(&self, what: &str, db: Option<&str>, failure: Option<&str>, kind: AlertKind) {
         let key = format!("{what}/{}", db.unwrap_or("all"));
         let was_failing = self
             .failing
             .lock()
             .expect("not poisoned")
-            .insert(key, result.is_err())
+            .insert(key, failure.is_some())
             .unwrap_or(false);
         let target = db.map(|d| format!(" of {d}")).unwrap_or_default();
-        match result {
-            Err(e) if kind != AlertKind::BackupMissing || !was_failing => self.alerts.send(
+        match failure {
+            Some(e) if kind != AlertKind::BackupMissing || !was_failing => self.alerts.send(
                 Alert::new(kind, what, db, format!("{what}{target} failed: {e}")),
             ),
-            Ok(()) if was_failing => self.alerts.send(Alert::new(
+            None if was_failing => self.alerts.send(Alert::new(
                 AlertKind::Recovered,
                 what,
                 db,
@@ -171,10 +181,7 @@ pub fn once(cfg: Config, job: Job, cancel: Arc<AtomicBool>) -> Result<()> {
 /// The long-running agent. Returns when `cancel` is set (SIGTERM, Ctrl-C)
 /// and the job in flight has stopped.
 pub fn run(cfg: Config, cancel: Arc<AtomicBool>) -> Result<()> {
-    let schedule = Schedule::from_config(&cfg.agent).map_err(|msg| Error::Config {
-        path: cfg.path.clone(),
-        msg,
-    })?;
+    let schedule = &cfg.agent.schedule;
     let shared = Arc::new(Shared::new(Alerter::start(cfg.alert.webhook.clone())));
     if let Some(addr) = &cfg.agent.listen {
         http::serve(addr, shared.clone())?;
@@ -203,7 +210,7 @@ pub fn run(cfg: Config, cancel: Arc<AtomicBool>) -> Result<()> {
             })
             .expect("spawning the job thread")
     };
-    catch_up(&cfg, &schedule, &shared, &tx);
+    catch_up(&cfg, schedule, &shared, &tx);
     let mut next: BTreeMap<Job, DateTime<Utc>> = Job::ALL
         .iter()
         .filter_map(|j| schedule.next(*j, Utc::now()).map(|t| (*j, t)))

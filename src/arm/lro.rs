@@ -87,7 +87,9 @@ pub fn wait(
         match status {
             Status::Succeeded => return Ok(polls),
             Status::Failed(why) => {
-                return Err(Error::Check(format!("the operation failed: {why}")));
+                return Err(Error::OperationFailed(format!(
+                    "the operation failed: {why}"
+                )));
             }
             Status::Running(s) => tick(&s),
         }
@@ -101,10 +103,7 @@ pub fn poll(arm: &Arm, op: &Operation) -> Result<(Status, Option<u64>)> {
     if let Some(url) = &op.async_operation {
         let a = arm.get(url)?;
         if !a.ok() {
-            return Err(Error::Check(format!(
-                "polling the operation: {}",
-                a.error_text()
-            )));
+            return Err(a.refused("polling the operation"));
         }
         return Ok((status_of(&a.body), a.retry_after));
     }

@@ -21,50 +21,18 @@ use azure_core::http::{
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
-use crate::azure::{az_error, credential, innermost, redact, retry_options};
+use crate::azure::{
+    az_error, credential, innermost, kind_of_status, of_kind, redact, retry_options,
+};
 use crate::config::{Azure, AzureAuth, ResourceManager};
 use crate::error::{Error, IoContext, Result};
 
 pub const LOCATIONS_API: &str = "2022-12-01";
 pub const STORAGE_API: &str = "2023-05-01";
 
-/// The public cloud's Resource Manager audience: what a token must be for,
-/// whatever URL the requests go to (a proxy, a stand-in).
-pub const PUBLIC_AUDIENCE: &str = "https://management.azure.com";
-
-/// Sovereign clouds' Resource Manager endpoints (hosts) and audiences, as
-/// the Azure SDKs' cloud configurations pair them.
-const SOVEREIGN_AUDIENCES: &[(&str, &str)] = &[
-    (
-        "management.chinacloudapi.cn",
-        "https://management.chinacloudapi.cn",
-    ),
-    (
-        "management.usgovcloudapi.net",
-        "https://management.usgovcloudapi.net",
-    ),
-];
-
 /// Longest wait for the answer to the creating PUT. Resource Manager answers
 /// a write within about a minute (else 504): past that, the answer is lost.
 const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// The token scope for Resource Manager: `audience` when configured, else
-/// the known cloud's audience, else the public one; never the endpoint URL
-/// (Resource Manager refuses a token for any other audience).
-pub fn scope(cfg: &ResourceManager) -> String {
-    let audience = cfg.audience.clone().unwrap_or_else(|| {
-        let host = Url::parse(&cfg.endpoint)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-        SOVEREIGN_AUDIENCES
-            .iter()
-            .find(|(h, _)| host.as_deref() == Some(*h))
-            .map_or(PUBLIC_AUDIENCE, |(_, a)| *a)
-            .to_string()
-    });
-    format!("{}/.default", audience.trim_end_matches('/'))
-}
 
 /// What a request that may have been carried out came to.
 #[derive(Debug)]
@@ -99,6 +67,16 @@ impl Answer {
         let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
         redact(&format!("HTTP {} {code}: {msg}", self.status).replace('\n', " "))
     }
+
+    /// The error of a refused request: `{context}: {error_text}`, of the
+    /// kind its status says (404 not found, 403 authentication, 429
+    /// throttled, else offsite).
+    pub fn refused(&self, context: &str) -> Error {
+        of_kind(
+            kind_of_status(self.status),
+            format!("{context}: {}", self.error_text()),
+        )
+    }
 }
 
 pub struct Arm {
@@ -132,8 +110,9 @@ impl Arm {
             .map_err(|e| Error::Setup(format!("azure.resource_manager.endpoint {endpoint}: {e}")))?
             .origin();
         // One policy (one token cache) for both pipelines.
-        let policy: Arc<dyn azure_core::http::policies::Policy> =
-            Arc::new(BearerTokenAuthorizationPolicy::new(cred, vec![scope(&cfg)]));
+        let policy: Arc<dyn azure_core::http::policies::Policy> = Arc::new(
+            BearerTokenAuthorizationPolicy::new(cred, vec![cfg.scope.clone()]),
+        );
         let pipeline_with = |retry| {
             Pipeline::new(
                 Some("valerix-backup"),
@@ -345,40 +324,44 @@ pub fn auth_from_env() -> AzureAuth {
 mod tests {
     use super::*;
 
-    fn rm(endpoint: &str, audience: Option<&str>) -> ResourceManager {
+    /// The token scope of a section with `endpoint` and `audience`, as the
+    /// config resolves it at load.
+    fn scope(endpoint: &str, audience: Option<&str>) -> String {
         let text = format!(
             "subscription_id = \"s\"\nresource_group = \"rg\"\nendpoint = \"{endpoint}\"\n{}",
             audience.map_or(String::new(), |a| format!("audience = \"{a}\"\n"))
         );
-        toml::from_str(&text).unwrap()
+        let mut rm: ResourceManager = toml::from_str(&text).unwrap();
+        rm.resolve().unwrap();
+        rm.scope
     }
 
     #[test]
     fn the_scope_is_the_clouds_audience_never_the_endpoint() {
         let public = "https://management.azure.com/.default";
-        assert_eq!(scope(&rm("https://management.azure.com", None)), public);
-        assert_eq!(scope(&rm("https://127.0.0.1:8443", None)), public);
-        assert_eq!(scope(&rm("https://arm-proxy.corp.example/", None)), public);
+        assert_eq!(scope("https://management.azure.com", None), public);
+        assert_eq!(scope("https://127.0.0.1:8443", None), public);
+        assert_eq!(scope("https://arm-proxy.corp.example/", None), public);
         assert_eq!(
-            scope(&rm("https://management.chinacloudapi.cn/", None)),
+            scope("https://management.chinacloudapi.cn/", None),
             "https://management.chinacloudapi.cn/.default"
         );
         assert_eq!(
-            scope(&rm("https://Management.UsGovCloudApi.net", None)),
+            scope("https://Management.UsGovCloudApi.net", None),
             "https://management.usgovcloudapi.net/.default"
         );
         assert_eq!(
-            scope(&rm(
+            scope(
                 "https://management.local.azurestack.external",
                 Some("https://management.azurestack.example/4f5b1c0e")
-            )),
+            ),
             "https://management.azurestack.example/4f5b1c0e/.default"
         );
         assert_eq!(
-            scope(&rm(
+            scope(
                 "https://127.0.0.1:1",
                 Some("https://management.core.windows.net/")
-            )),
+            ),
             "https://management.core.windows.net/.default"
         );
     }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use tracing::warn;
 
 use crate::arm::{Arm, LOCATIONS_API};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// `Microsoft.DBforPostgreSQL/flexibleServers/<name>`, as GET returns it.
 #[derive(Debug, Default, Deserialize)]
@@ -141,10 +141,7 @@ pub fn region(s: &str) -> String {
 pub fn paired_region(arm: &Arm, sub: &str, location: &str) -> Result<Option<String>> {
     let a = arm.get(&arm.url(&format!("/subscriptions/{sub}/locations"), LOCATIONS_API))?;
     if !a.ok() {
-        return Err(Error::Check(format!(
-            "listing locations: {}",
-            a.error_text()
-        )));
+        return Err(a.refused("listing locations"));
     }
     let locations: Locations = serde_json::from_value(a.body).unwrap_or_default();
     let want = region(location);

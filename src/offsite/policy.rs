@@ -569,7 +569,7 @@ pub fn plan_apply(az: &Azure) -> crate::error::Result<ApplyPlan> {
         200..=299 => Some(
             ManagementPolicy::from_body(got.body)
                 .map_err(|e| {
-                    Error::Check(format!(
+                    Error::Unexpected(format!(
                         "reading the lifecycle policy of {account}: unexpected document: {e}"
                     ))
                 })?
@@ -578,10 +578,7 @@ pub fn plan_apply(az: &Azure) -> crate::error::Result<ApplyPlan> {
         ),
         404 => None,
         _ => {
-            return Err(Error::Check(format!(
-                "reading the lifecycle policy of {account}: {}",
-                got.error_text()
-            )));
+            return Err(got.refused(&format!("reading the lifecycle policy of {account}")));
         }
     };
     let merge = merge_policy(az, current.as_ref(), &our_policy(az));
@@ -600,10 +597,9 @@ pub fn apply(plan: &ApplyPlan) -> crate::error::Result<()> {
         .expect("a policy serialises");
     let a = plan.arm.put(&plan.url, &body)?;
     if !a.ok() {
-        return Err(crate::error::Error::Check(format!(
-            "applying the lifecycle policy to {}: {}",
-            plan.account,
-            a.error_text()
+        return Err(a.refused(&format!(
+            "applying the lifecycle policy to {}",
+            plan.account
         )));
     }
     tracing::info!(

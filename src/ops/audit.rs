@@ -124,7 +124,7 @@ impl AuditReport {
             .iter()
             .map(|(k, n)| format!("{n} {}", serde_json::to_value(k).unwrap().as_str().unwrap()))
             .collect();
-        Err(Error::Check(format!(
+        Err(Error::Unsound(format!(
             "audit found {} problem(s): {}",
             self.findings.len(),
             summary.join(", ")

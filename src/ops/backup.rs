@@ -390,7 +390,9 @@ fn backup_one(
             });
         }
         _ if !status.success() => return Err(tool_error("pg_dump", status, &stderr)),
-        Err(e) => return Err(Error::Check(format!("pg_dump output: {e}"))),
+        Err(CompressError::Read(e)) => {
+            return Err(Error::io("pg_dump output: reading the input", e));
+        }
         Ok(stats) => stats,
     };
     let archive = scanner.finish().map_err(|e| Error::Corrupt {

@@ -127,7 +127,7 @@ impl StatusReport {
         if self.ok {
             Ok(())
         } else {
-            Err(Error::Check(self.summary()))
+            Err(Error::Unsound(self.summary()))
         }
     }
 

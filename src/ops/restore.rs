@@ -371,7 +371,7 @@ pub(crate) fn load_fresh(
         .zip(&counted)
         .find(|(w, g)| w.rows != g.rows)
     {
-        return Err(Error::Check(format!(
+        return Err(Error::Unsound(format!(
             "restored table {}.{} has {} rows, the dump has {}",
             want.schema, want.name, got.rows, want.rows
         )));

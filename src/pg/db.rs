@@ -99,7 +99,7 @@ impl<'a> Server<'a> {
                 r.first().and_then(|s| s.parse::<usize>().ok()),
                 r.get(1).and_then(|s| s.parse::<u64>().ok()),
             ) else {
-                return Err(Error::Check(format!("unexpected psql output {r:?}")));
+                return Err(Error::Unexpected(format!("unexpected psql output {r:?}")));
             };
             if let Some(t) = out.get_mut(i) {
                 t.rows = n;
@@ -169,7 +169,8 @@ impl<'a> Server<'a> {
             Some([num, version]) => (num.parse::<u32>().ok(), version.clone()),
             _ => (None, String::new()),
         };
-        let num = num.ok_or_else(|| Error::Check(format!("unexpected server version {rows:?}")))?;
+        let num =
+            num.ok_or_else(|| Error::Unexpected(format!("unexpected server version {rows:?}")))?;
         if num < MIN_SERVER_VERSION {
             return Err(Error::Refused(format!(
                 "{}:{} runs PostgreSQL {version}; restore and verify --deep need 14 or newer \

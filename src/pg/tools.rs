@@ -129,7 +129,7 @@ pub fn spawn(cmd: &mut Command, name: &str) -> Result<Child> {
     cmd.spawn().map_err(|e| {
         let prog = cmd.get_program().to_string_lossy().into_owned();
         match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Check(format!(
+            std::io::ErrorKind::NotFound => Error::Missing(format!(
                 "{name}: program '{prog}' not found (install the PostgreSQL client tools \
                  or set pg_bin_dir in the config)"
             )),

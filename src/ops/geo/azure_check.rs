@@ -45,7 +45,7 @@ impl CheckReport {
             .filter(|s| !s.problems.is_empty())
             .map(|s| format!("{} ({})", s.name, s.problems.join("; ")))
             .collect();
-        Err(Error::Check(format!(
+        Err(Error::Unsound(format!(
             "geo-restore would not be possible for {}",
             bad.join(", ")
         )))

@@ -143,22 +143,26 @@ pub fn plan(ctx: &Context, arm: &Arm, req: &GeoRestoreRequest) -> Result<GeoRest
             None
         }
         _ => {
-            return Err(Error::Check(format!(
-                "cannot read the source server ({}); name the target region with --location",
-                source.error_text()
-            )));
+            return Err(of_kind(
+                kind_of_status(source.status),
+                format!(
+                    "cannot read the source server ({}); name the target region with \
+                     --location",
+                    source.error_text()
+                ),
+            ));
         }
     };
     let location = match (&req.location, &source_location) {
         (Some(l), _) => region(l),
         (None, Some(src)) => paired_region(arm, &sub, src)?.ok_or_else(|| {
-            Error::Check(format!(
+            Error::NotFound(format!(
                 "{src} has no paired region in this subscription's locations; name one with \
                  --location"
             ))
         })?,
         (None, None) => {
-            return Err(Error::Check(
+            return Err(Error::NotFound(
                 "the source server has no location: name the target region with --location".into(),
             ));
         }
@@ -321,29 +325,29 @@ fn settle(arm: &Arm, plan: &GeoRestorePlan, why: &str) -> Result<String> {
     let (_, rg, name) = split_id(&plan.target_id).unwrap_or_default();
     let src = name_of(&plan.source_id);
     let a = arm.get(&plan.url).map_err(|e| {
-        Error::Check(format!(
-            "geo-restore of {name}: {why}; reading {name} failed too ({e}): check with `{}` \
-             before sending it again",
-            resume_command(&plan.target_id, None)
-        ))
+        of_kind(
+            e.kind(),
+            format!(
+                "geo-restore of {name}: {why}; reading {name} failed too ({e}): check with \
+                 `{}` before sending it again",
+                resume_command(&plan.target_id, None)
+            ),
+        )
     })?;
     if a.status == 404 && why.starts_with("HTTP 409") {
-        return Err(Error::Check(format!(
+        return Err(Error::Conflict(format!(
             "geo-restore of {name} refused: {why} (there is no {name} in resource group {rg}; \
              server names are unique across Azure: choose another --target-name)"
         )));
     }
     if a.status == 404 {
-        return Err(Error::Check(format!(
+        return Err(Error::OperationFailed(format!(
             "geo-restore of {name} failed: {why}; {name} does not exist, so nothing is being \
              created: run the same command again"
         )));
     }
     if !a.ok() {
-        return Err(Error::Check(format!(
-            "geo-restore of {name}: {why}; reading {name}: {}",
-            a.error_text()
-        )));
+        return Err(a.refused(&format!("geo-restore of {name}: {why}; reading {name}")));
     }
     let server = FlexibleServer::from_body(&a.body);
     let state = server.state().unwrap_or("Unknown");
@@ -364,7 +368,7 @@ fn settle(arm: &Arm, plan: &GeoRestorePlan, why: &str) -> Result<String> {
     } else {
         format!("not a geo-restore of {src} by valerix-backup")
     };
-    Err(Error::Check(format!(
+    Err(Error::Conflict(format!(
         "geo-restore of {name} refused: {why}: {name} already exists in resource group {rg} \
          (state {state}, {what}): choose another --target-name"
     )))

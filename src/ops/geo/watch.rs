@@ -85,10 +85,7 @@ pub(super) fn follow(
     loop {
         let a = arm.get(&url)?;
         if !a.ok() {
-            return Err(Error::Check(format!(
-                "reading the new server: {}",
-                a.error_text()
-            )));
+            return Err(a.refused("reading the new server"));
         }
         let server = FlexibleServer::from_body(&a.body);
         let state = server.state().unwrap_or("Unknown").to_string();
