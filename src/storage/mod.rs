@@ -3,9 +3,8 @@
 //! metadata and tag maps, write-once objects), with no SDK type in it.
 //!
 //! Drivers:
-//! - [`azure::AzureStore`]: an Azure Blob Storage container, through the
-//!   blob client in [`crate::offsite::store`] (the SDK stays there), which
-//!   speaks these types;
+//! - [`azure::AzureStore`]: an Azure Blob Storage container; the blob
+//!   client, its login and every SDK type are private to `storage::azure`;
 //! - [`dir::DirStore`]: a directory, metadata and tags in a hidden sidecar
 //!   (its flat view is the local backup directory of `catalog::Catalog`);
 //! - [`memory::MemoryStore`]: in memory, for the unit tests of the rules.
