@@ -10,12 +10,15 @@
 //! - [`memory::MemoryStore`]: in memory, for the unit tests of the rules.
 //!
 //! Behaviour that cuts across drivers is a wrapper around the trait, as in
-//! rustic: [`dry_run::DryRun`] reads through and writes nothing.
+//! rustic: [`dry_run::DryRun`] reads through and writes nothing;
+//! [`retry::Retry`] tries a transient failure again, a few times, settling
+//! a write-once whose answer was lost by looking at the object.
 
 pub mod azure;
 pub mod dir;
 pub mod dry_run;
 pub mod memory;
+pub mod retry;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use super::retry::Retry;
 use super::{Object, Store, WriteSpec, WriteStats};
 use crate::config::Azure;
 use crate::error::Result;
@@ -22,9 +23,12 @@ mod blob;
 pub struct AzureStore(BlobStore);
 
 impl AzureStore {
-    /// Logs in (lazily, as the credential does) to the configured container.
-    pub fn connect(az: &Azure) -> Result<AzureStore> {
-        BlobStore::connect(az).map(AzureStore)
+    /// The configured container as every operation uses it: behind
+    /// [`Retry`], a few whole-operation attempts over the SDK's retries of
+    /// each request (see [`super::retry`] for why both). Logs in lazily, as
+    /// the credential does.
+    pub fn open(az: &Azure) -> Result<Retry<AzureStore>> {
+        BlobStore::connect(az).map(|b| Retry::new(AzureStore(b)))
     }
 }
 
