@@ -5,9 +5,11 @@
 //! The SDK is async; the rest of the program is not. The store owns a small
 //! tokio runtime and its methods block, so callers stay simple.
 //!
-//! Retries are the SDK's own policy (exponential backoff on connection
-//! errors, 408, 429 and 5xx, honouring `Retry-After`), bounded by the
-//! config's `max_retries` and `retry_max_secs`.
+//! Each request is retried by the SDK's own policy (exponential backoff on
+//! connection errors, 408, 429 and 5xx, honouring `Retry-After`), bounded by
+//! the config's `max_retries` and `retry_max_secs`; whole operations by the
+//! [`crate::storage::retry::Retry`] wrapper `AzureStore::open` puts around
+//! the driver.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
