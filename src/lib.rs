@@ -19,8 +19,9 @@
 //!    - [`pg`]: PostgreSQL tools as processes, the custom archive format,
 //!      database operations.
 //!    - [`pipeline`]: stream adapters (parallel gzip, hashing).
-//!    - [`offsite`]: Azure Blob Storage: blob names, tiers, the blob
-//!      client, the lifecycle policy. Knows nothing of the local catalog.
+//!    - [`offsite`]: Azure Blob Storage: blob names, tiers, the lifecycle
+//!      policy. Knows nothing of the local catalog; the blob client is
+//!      [`storage`]'s Azure driver.
 //!    - [`arm`]: Azure Resource Manager: a JSON client on azure_core's
 //!      pipeline, long-running operations, typed resources. Never imports
 //!      `catalog` or `offsite`.

@@ -6,7 +6,10 @@
 //!
 //! Nothing below `ops` imports `ops` or `agent`; `ops` does not import
 //! `agent`; `offsite` and `arm` never import `catalog`; `arm` speaks to Azure
-//! through `azure`, not `offsite`; `azure` uses only the bottom layer.
+//! through `azure`, not `offsite`; `azure` uses only the bottom layer. The
+//! blob client is the storage layer's Azure driver: `storage` may use
+//! `offsite`'s names and tags, never the reverse, and `storage` never
+//! imports `catalog` (the repository is built on the seam, not in it).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,9 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("offsite", "catalog"),
     ("arm", "catalog"),
     ("arm", "offsite"),
+    ("arm", "storage"),
+    ("offsite", "storage"),
+    ("storage", "catalog"),
     ("azure", "offsite"),
     ("azure", "arm"),
     ("azure", "catalog"),

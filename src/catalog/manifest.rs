@@ -2,8 +2,6 @@
 //! trusting it (SHA-256, sizes) and to check a restore without trusting it
 //! (row counts per table, taken from the dump stream itself).
 
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -42,24 +40,20 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// `Ok(None)` when there is no manifest; an error when it is unreadable.
-    pub fn read(path: &Path) -> Result<Option<Manifest>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
+    /// A manifest's bytes, read from `file` (named in errors): an error when
+    /// they are not a manifest, or its hash is not one.
+    pub fn from_json(file: &str, bytes: &[u8]) -> Result<Manifest> {
         let corrupt = |reason: String| Error::Corrupt {
-            file: path.display().to_string(),
+            file: file.to_string(),
             reason,
         };
-        let mut m: Manifest = serde_json::from_str(&text)
+        let mut m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
         // Checked here once, so that no reader of a hand-edited or damaged
         // manifest trips over a hash that is not one.
         m.sha256 = check_sha256("its sha256", &m.sha256)
             .map_err(|reason| corrupt(format!("unusable manifest: {reason}")))?;
-        Ok(Some(m))
+        Ok(m)
     }
 
     pub fn total_rows(&self) -> u64 {

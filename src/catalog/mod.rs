@@ -28,11 +28,12 @@ pub mod sets;
 pub mod stamp;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::{Config, Database};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Kind, Result};
 use crate::storage::Store;
 use crate::storage::dir::DirStore;
 
@@ -148,8 +149,8 @@ impl Catalog {
             let Some((db, stamp)) = naming::parse_dump_name(&object.name, dbs) else {
                 continue;
             };
-            let mpath = self.dir.join(manifest_name(&db.dbname, &stamp));
-            let (manifest, manifest_error) = match Manifest::read(&mpath) {
+            let (manifest, manifest_error) = match self.manifest(&manifest_name(&db.dbname, &stamp))
+            {
                 Ok(m) => (m, None),
                 Err(e) => (None, Some(e.to_string())),
             };
@@ -165,6 +166,20 @@ impl Catalog {
         }
         out.sort_by(|a, b| (a.stamp, &a.database).cmp(&(b.stamp, &b.database)));
         Ok(out)
+    }
+
+    /// Manifest `name`, `None` when there is none; read through the store
+    /// as the offsite manifests are (with the same 1 MiB bound), and named
+    /// in errors by its path, as every local file is.
+    fn manifest(&self, name: &str) -> Result<Option<Manifest>> {
+        let file = self.dir.join(name).display().to_string();
+        let bytes = match self.store.read_small(name, &AtomicBool::new(false)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == Kind::NotFound => return Ok(None),
+            Err(Error::Corrupt { reason, .. }) => return Err(Error::Corrupt { file, reason }),
+            Err(e) => return Err(e),
+        };
+        Manifest::from_json(&file, &bytes).map(Some)
     }
 
     /// The backup of `db` at `stamp`, or its newest one for `None`.
@@ -313,4 +328,47 @@ fn check_clock(backups: &[&LocalBackup], now: DateTime<Utc>) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backup directory with one dump per manifest case, listed.
+    #[test]
+    fn manifests_read_through_the_store_keep_their_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "backup_dir = {:?}\n[[database]]\nname = \"o\"\ndbname = \"o\"\nuser = \"u\"\n",
+            dir.path()
+        );
+        let cfg = Config::parse(&text, Path::new("x.toml")).unwrap();
+        let write =
+            |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).unwrap();
+        for ts in ["20261101_020000", "20261102_020000", "20261103_020000"] {
+            write(&format!("o_{ts}.dump.gz"), b"dump");
+        }
+        write("o_20261102_020000.manifest.json", b"{not json");
+        let huge = vec![b' '; (crate::storage::MAX_MANIFEST_BYTES + 1) as usize];
+        write("o_20261103_020000.manifest.json", &huge);
+        let catalog = Catalog::open_existing(&cfg);
+        let db = &cfg.databases[0];
+        let all = catalog.list(&[db]).unwrap();
+        let states: Vec<BackupState> = all.iter().map(LocalBackup::state).collect();
+        use BackupState::*;
+        assert_eq!(states, [NoManifest, BadManifest, BadManifest]);
+        let path = |ts: &str| dir.path().join(format!("o_{ts}.manifest.json"));
+        let bad = all[1].manifest_error.as_deref().unwrap();
+        let want = format!(
+            "{}: unreadable manifest: ",
+            path("20261102_020000").display()
+        );
+        assert!(bad.starts_with(&want), "{bad}");
+        let big = all[2].manifest_error.as_deref().unwrap();
+        let want = format!(
+            "{}: larger than 1024 KiB",
+            path("20261103_020000").display()
+        );
+        assert!(big.starts_with(&want), "{big}");
+    }
 }

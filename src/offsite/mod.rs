@@ -1,5 +1,7 @@
 //! Offsite copies in Azure Blob Storage: blob names, the daily and weekly
-//! tiers, the blob client, and the lifecycle policy that deletes old copies.
+//! tiers, and the lifecycle policy that deletes old copies. The blob client
+//! and its login are the storage layer's Azure driver
+//! ([`crate::storage::azure`]); nothing here speaks to the container.
 //!
 //! Layout in the container (`<prefix>` is optional, e.g. `prod/`):
 //! ```text
@@ -28,16 +30,12 @@
 //! are sound, superseded or expired) are [`crate::catalog::copies`], over
 //! the [`crate::storage::Store`] seam.
 
-pub mod auth;
 pub mod policy;
-pub mod store;
 
 use chrono::{DateTime, Datelike, Utc};
 
 use crate::config::Azure;
 use crate::error::{Error, Result};
-
-pub use store::BlobStore;
 
 /// The index tag that marks a copy the lifecycle policy may delete: set only
 /// once a newer sound copy of the same database and tier exists.

@@ -133,7 +133,7 @@ impl AuditReport {
 }
 
 pub fn audit(ctx: &Context, opts: &AuditOptions, obs: &dyn Observer) -> Result<AuditReport> {
-    let store = AzureStore::connect(azure(ctx)?)?;
+    let store = AzureStore::open(azure(ctx)?)?;
     audit_store(ctx, &store, opts, obs)
 }
 
@@ -607,7 +607,7 @@ pub fn prune_offsite(
     dry_run: bool,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Vec<String>> {
-    let store = AzureStore::connect(azure(ctx)?)?;
+    let store = AzureStore::open(azure(ctx)?)?;
     match dry_run {
         true => prune_store(ctx, &DryRun(&store), as_of),
         false => prune_store(ctx, &store, as_of).and_then(|removed| {

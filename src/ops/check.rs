@@ -113,7 +113,7 @@ pub fn check(ctx: &Context) -> ConfigCheck {
         items.push(item(format!("database {}", db.describe()), r));
     }
     if let Some(az) = &ctx.cfg.azure {
-        let r = AzureStore::connect(az)
+        let r = AzureStore::open(az)
             .and_then(|s| s.list(&format!("{}daily/", az.prefix)).map(|b| (s, b)))
             .map(|(s, b)| format!("{} reachable ({} daily blobs)", s.describe(), b.len()))
             .map_err(|e| e.to_string());

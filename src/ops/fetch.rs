@@ -34,7 +34,7 @@ pub fn fetch(
     stamp: Option<Stamp>,
     obs: &dyn Observer,
 ) -> Result<Stamp> {
-    let store = AzureStore::connect(azure(ctx)?)?;
+    let store = AzureStore::open(azure(ctx)?)?;
     fetch_from(ctx, &store, targets, stamp, obs)
 }
 

@@ -38,7 +38,7 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
     if let (true, Some(az)) = (offsite, ctx.cfg.azure.as_ref()) {
         // During an outage the local list matters most: show it even when
         // Azure cannot be reached.
-        let blobs = match AzureStore::connect(az).and_then(|s| s.list(&az.prefix)) {
+        let blobs = match AzureStore::open(az).and_then(|s| s.list(&az.prefix)) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("offsite copies not shown: {e}");

@@ -135,7 +135,7 @@ pub fn upload(
     // Retention must not delete a file while it is being sent.
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let chosen = choose(&catalog.list(&dbs)?, selection)?;
-    let store = AzureStore::connect(az)?;
+    let store = AzureStore::open(az)?;
     store.prepare()?;
     info!(
         "uploading {} backup(s) to {}",

@@ -204,6 +204,15 @@ fn create_parent(path: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))
 }
 
+/// The file of an object, to read it: a missing one is `NotFound`, as a
+/// missing blob is in the Azure driver.
+fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(format!("reading {}: {e}", path.display())),
+        _ => Error::io(format!("reading {}", path.display()), e),
+    })
+}
+
 fn temp_beside(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
@@ -244,7 +253,7 @@ impl Store for DirStore {
 
     fn read(&self, name: &str, out: &mut dyn Write, cancel: &AtomicBool, bar: &Bar) -> Result<u64> {
         let path = self.path(name)?;
-        let mut f = File::open(&path).ctx(|| format!("reading {}", path.display()))?;
+        let mut f = open(&path)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut n = 0u64;
         loop {
@@ -261,7 +270,7 @@ impl Store for DirStore {
 
     fn read_small(&self, name: &str, _cancel: &AtomicBool) -> Result<Vec<u8>> {
         let path = self.path(name)?;
-        let f = File::open(&path).ctx(|| format!("reading {}", path.display()))?;
+        let f = open(&path)?;
         let mut out = Vec::new();
         f.take(super::MAX_MANIFEST_BYTES + 1)
             .read_to_end(&mut out)
@@ -349,6 +358,8 @@ mod tests {
         assert_eq!(s.list("").unwrap().len(), 1);
         s.delete("daily/o/a.dump.gz").unwrap();
         assert!(s.list("").unwrap().is_empty());
+        let gone = s.read_small("daily/o/a.dump.gz", &no).unwrap_err();
+        assert_eq!(gone.kind(), crate::error::Kind::NotFound, "{gone}");
     }
 
     #[test]

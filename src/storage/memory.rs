@@ -61,7 +61,8 @@ impl MemoryStore {
 
     fn check(&self, op: &'static str, name: &str) -> Result<()> {
         match self.failing.lock().unwrap().contains(&op) {
-            true => Err(Error::Offsite(format!(
+            // As the Azure driver reports a credential without the permission.
+            true => Err(Error::Authentication(format!(
                 "{name}: {op}: HTTP 403 AuthorizationPermissionMismatch"
             ))),
             false => Ok(()),
@@ -75,7 +76,7 @@ impl MemoryStore {
             .unwrap()
             .get(name)
             .map(|(_, b)| b.clone())
-            .ok_or_else(|| Error::Offsite(format!("{name}: HTTP 404 BlobNotFound")))
+            .ok_or_else(|| Error::NotFound(format!("{name}: HTTP 404 BlobNotFound")))
     }
 }
 
@@ -140,7 +141,7 @@ impl Store for MemoryStore {
                 o.tags = tags.clone();
                 Ok(())
             }
-            None => Err(Error::Offsite(format!("{name}: HTTP 404 BlobNotFound"))),
+            None => Err(Error::NotFound(format!("{name}: HTTP 404 BlobNotFound"))),
         }
     }
 }

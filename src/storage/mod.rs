@@ -3,20 +3,22 @@
 //! metadata and tag maps, write-once objects), with no SDK type in it.
 //!
 //! Drivers:
-//! - [`azure::AzureStore`]: an Azure Blob Storage container, through the
-//!   blob client in [`crate::offsite::store`] (the SDK stays there), which
-//!   speaks these types;
+//! - [`azure::AzureStore`]: an Azure Blob Storage container; the blob
+//!   client, its login and every SDK type are private to `storage::azure`;
 //! - [`dir::DirStore`]: a directory, metadata and tags in a hidden sidecar
 //!   (its flat view is the local backup directory of `catalog::Catalog`);
 //! - [`memory::MemoryStore`]: in memory, for the unit tests of the rules.
 //!
 //! Behaviour that cuts across drivers is a wrapper around the trait, as in
-//! rustic: [`dry_run::DryRun`] reads through and writes nothing.
+//! rustic: [`dry_run::DryRun`] reads through and writes nothing;
+//! [`retry::Retry`] tries a transient failure again, a few times, settling
+//! a write-once whose answer was lost by looking at the object.
 
 pub mod azure;
 pub mod dir;
 pub mod dry_run;
 pub mod memory;
+pub mod retry;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,13 +1,15 @@
-//! The blob store: the few container operations valerix-backup needs, in
-//! its own terms (names, files, metadata maps), over the official
-//! `azure_storage_blob` 1.x client.
+//! The blob client of the Azure driver: the few container operations
+//! valerix-backup needs, in the storage seam's terms (names, files, metadata
+//! maps), over the official `azure_storage_blob` 1.x client.
 //!
 //! The SDK is async; the rest of the program is not. The store owns a small
 //! tokio runtime and its methods block, so callers stay simple.
 //!
-//! Retries are the SDK's own policy (exponential backoff on connection
-//! errors, 408, 429 and 5xx, honouring `Retry-After`), bounded by the
-//! config's `max_retries` and `retry_max_secs`.
+//! Each request is retried by the SDK's own policy (exponential backoff on
+//! connection errors, 408, 429 and 5xx, honouring `Retry-After`), bounded by
+//! the config's `max_retries` and `retry_max_secs`; whole operations by the
+//! [`crate::storage::retry::Retry`] wrapper `AzureStore::open` puts around
+//! the driver.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -35,12 +37,12 @@ use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::auth::{self, Access};
 use crate::azure::{az_error, redact, retry_options};
 use crate::config::{AccessTierName, Azure};
 use crate::error::{Error, IoContext, Result};
-use crate::offsite::auth::{self, Access};
-use crate::offsite::{MAX_MANIFEST_BYTES, short};
-use crate::storage::{Object, WriteSpec, WriteStats};
+use crate::offsite::short;
+use crate::storage::{MAX_MANIFEST_BYTES, Object, WriteSpec, WriteStats};
 use crate::ui::Bar;
 
 pub struct BlobStore {
@@ -55,6 +57,7 @@ pub struct BlobStore {
 impl BlobStore {
     pub fn connect(az: &Azure) -> Result<BlobStore> {
         let access = auth::access(az)?;
+        tracing::debug!("container {}: {}", az.container, access.method);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -95,7 +98,9 @@ impl BlobStore {
             s.push('?');
             s.push_str(&self.access.sas);
         }
-        Url::parse(&s).map_err(|e| Error::Check(redact(&format!("bad blob URL {s}: {e}"))))
+        // The endpoint comes from the connection string or azure.account_url:
+        // a URL that does not parse is a setting to fix, not a failure here.
+        Url::parse(&s).map_err(|e| Error::Setup(redact(&format!("bad blob URL {s}: {e}"))))
     }
 
     fn cred(&self) -> Option<Arc<dyn TokenCredential>> {
@@ -487,8 +492,15 @@ fn read_block(r: &mut dyn Read, size: usize) -> std::io::Result<Vec<u8>> {
     Ok(block)
 }
 
+/// A staging task's result. A task that panicked is a bug: its panic goes
+/// on, as it would have in code that is not async; one that was cancelled
+/// was stopped by an interrupt.
 fn joined(done: std::result::Result<Result<usize>, tokio::task::JoinError>) -> Result<usize> {
-    done.map_err(|e| Error::Check(format!("upload task failed: {e}")))?
+    match done {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Interrupted),
+    }
 }
 
 /// Block IDs the service holds uncommitted for `name` (none for a new blob).

@@ -1,24 +1,34 @@
-//! The Azure Blob Storage driver: the [`Store`] operations on one container,
-//! through [`BlobStore`] (the blob client, which holds the SDK, the login and
-//! the retry policy).
+//! The Azure Blob Storage driver: the [`Store`] operations on one container.
+//! The SDK stays in here, in private modules: [`blob`] is the blob client
+//! (the SDK's clients, its async runtime and retry policy, uploads in
+//! blocks), [`auth`] how it logs in (connection string, SAS, Entra ID).
+//! Nothing outside `storage::azure` sees them; the rest of the program
+//! speaks [`Store`]. What a blob name or tier means is `crate::offsite`'s.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use super::retry::Retry;
 use super::{Object, Store, WriteSpec, WriteStats};
 use crate::config::Azure;
 use crate::error::Result;
-use crate::offsite::BlobStore;
 use crate::ui::Bar;
+use blob::BlobStore;
+
+mod auth;
+mod blob;
 
 pub struct AzureStore(BlobStore);
 
 impl AzureStore {
-    /// Logs in (lazily, as the credential does) to the configured container.
-    pub fn connect(az: &Azure) -> Result<AzureStore> {
-        BlobStore::connect(az).map(AzureStore)
+    /// The configured container as every operation uses it: behind
+    /// [`Retry`], a few whole-operation attempts over the SDK's retries of
+    /// each request (see [`super::retry`] for why both). Logs in lazily, as
+    /// the credential does.
+    pub fn open(az: &Azure) -> Result<Retry<AzureStore>> {
+        BlobStore::connect(az).map(|b| Retry::new(AzureStore(b)))
     }
 }
 
