@@ -53,12 +53,6 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
-    /// Not yet classified: the two uses left are in the blob store (a
-    /// malformed blob URL, an upload task that died), which the storage
-    /// refactor owns. No new code returns it.
-    #[error("{0}")]
-    Check(String),
-
     /// The one target of a command failed; its report holds the cause as
     /// text (a command over several targets fails with `Partial`).
     #[error("{target}: {error}")]
@@ -153,7 +147,6 @@ impl Error {
             Error::Tool { .. } => Kind::Tool,
             Error::Corrupt { .. } => Kind::Corrupt,
             Error::Refused(_) => Kind::Refused,
-            Error::Check(_) => Kind::Check,
             Error::Failed { .. } => Kind::Failed,
             Error::Unsound(_) => Kind::Unsound,
             Error::Unexpected(_) => Kind::Unexpected,
@@ -222,7 +215,6 @@ kinds! {
     Tool            "tool"             1   "";
     Corrupt         "corrupt"          1   "";
     Refused         "refused"          2   "";
-    Check           "check"            1   "";
     Failed          "failed"           1   "";
     Unsound         "unsound"          1   "";
     Unexpected      "unexpected"       1   "";
@@ -320,7 +312,7 @@ mod tests {
         assert_eq!(code(Error::Timeout("x".into())), 1);
         assert_eq!(code(Error::Authentication("x".into())), 1);
         assert_eq!(code(Error::Interrupted), 130);
-        // Once all `Check`, and exit 1 as it was.
+        // Once one stringly `Check` kind, and exit 1 as it was.
         for e in [
             Error::Unsound("x".into()),
             Error::Unexpected("x".into()),

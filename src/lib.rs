@@ -28,7 +28,7 @@
 //!    - [`azure`]: what `offsite` and `arm` share: the credential, retry
 //!      options, error translation, redaction.
 //! 4. [`config`], [`error`] (the error kinds and their exit statuses),
-//!    [`schedule`] (the agent's cron table, also checked by `config check`),
+//!    [`schedule`] (the agent's cron table, parsed once when the config loads),
 //!    [`ui`].
 
 pub mod agent;

@@ -424,7 +424,7 @@ fn an_untrusted_storage_certificate_fails_fast_naming_it() {
 /// SSL_CERT_FILE unset: the token endpoint's certificate is refused before
 /// any request, so the secret is never sent.
 ///
-/// Ignored until src/offsite/auth.rs gives the credential the configured
+/// Ignored until src/storage/azure/auth.rs gives the credential the configured
 /// retries: azure_identity's token requests otherwise retry with the SDK's
 /// default (8 retries, about 80 s), and ensure_container asks twice (create,
 /// then exists), so this takes about 165 s instead of a few.

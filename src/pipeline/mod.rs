@@ -3,6 +3,7 @@
 
 pub mod compress;
 pub mod hash;
+pub mod member;
 
 pub use compress::{CompressOptions, CompressStats, compress_parallel};
 pub use hash::{HashingReader, HashingWriter};
