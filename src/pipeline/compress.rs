@@ -1,6 +1,7 @@
 //! Parallel gzip: the input is cut into fixed-size chunks, each compressed on
 //! a worker thread into a complete gzip member, and the members are written
-//! in input order.
+//! in input order. Each member says its length in its header
+//! ([`super::member`]), which lets a restore inflate them on every core.
 //!
 //! A concatenation of gzip members is one valid gzip file (RFC 1952 section
 //! 2.2): `gunzip`, `zcat | pg_restore` and flate2's `MultiGzDecoder` read it
@@ -15,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::bounded;
 use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::write::DeflateEncoder;
+
+use super::member;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CompressOptions {
@@ -115,10 +118,12 @@ where
     })
 }
 
+/// One chunk as a gzip member that carries its own length (see
+/// [`super::member`]), so that a restore can inflate members in parallel.
 fn gzip_member(chunk: &[u8], level: Compression) -> io::Result<Vec<u8>> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(chunk.len() / 2), level);
+    let mut enc = DeflateEncoder::new(Vec::with_capacity(chunk.len() / 2), level);
     enc.write_all(chunk)?;
-    enc.finish()
+    member::encode(&enc.finish()?, chunk)
 }
 
 /// Writes members as they arrive, in sequence order.
@@ -174,6 +179,36 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert!(back == data);
+    }
+
+    #[test]
+    fn the_output_is_indexed_member_by_member() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 97) as u8).collect();
+        let mut out = Vec::new();
+        let opts = CompressOptions {
+            chunk_size: 64 * 1024,
+            ..Default::default()
+        };
+        let stats = compress_parallel(&data[..], &mut out, opts, &AtomicBool::new(false), |_| {
+            Ok(())
+        })
+        .unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&out).unwrap();
+        let index = member::index(&file, out.len() as u64)
+            .unwrap()
+            .expect("indexed");
+        assert_eq!(index.len() as u64, stats.members);
+        assert!(
+            index
+                .iter()
+                .all(|m| m.plain_len as usize <= opts.chunk_size)
+        );
+        let last = index.last().unwrap();
+        assert_eq!(
+            last.plain_offset + u64::from(last.plain_len),
+            data.len() as u64
+        );
     }
 
     #[test]
