@@ -1,14 +1,25 @@
-//! The one read pass over a backup file that everything downstream trusts:
-//! SHA-256 of the file, a full gzip decode (CRC and length of every member),
-//! the archive scan (completeness, row counts), `pg_restore --list` fed from
-//! the same stream, and optionally the decompressed dump written to a
-//! seekable scratch file for a parallel `pg_restore --jobs`.
+//! The checks that everything downstream trusts: SHA-256 of the file, a
+//! full gzip decode (CRC and length of every member), the archive scan
+//! (completeness, row counts) and `pg_restore --list`, made in one of two
+//! ways:
+//!
+//! - [`read_backup`]: one serial read pass, every check fed from the same
+//!   stream, optionally writing the decompressed dump to a seekable scratch
+//!   file for a parallel `pg_restore --jobs`. Any gzip file.
+//! - an indexed file (its members carry their length, see
+//!   [`crate::pipeline::member`]): [`inflate_backup`] inflates the members on
+//!   every core into the scratch file, checking each member's CRC and size;
+//!   [`check_inflated`] then makes the other checks from the file and the
+//!   inflated dump, beside the load of a restore.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
+use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::read::MultiGzDecoder;
+use sha2::{Digest, Sha256};
 
 use crate::catalog::LocalBackup;
 use crate::error::{Error, IoContext, Result};
@@ -17,6 +28,7 @@ use crate::pg::archive::{ArchiveScanner, ArchiveSummary, TableRows};
 use crate::pg::tools::{StderrTail, spawn, tool_error};
 use crate::pipeline::HashingReader;
 use crate::pipeline::hash::short;
+use crate::pipeline::member::{self, IndexError, InflateError, Member};
 
 #[derive(Debug, Clone)]
 pub struct ReadResult {
@@ -35,10 +47,7 @@ pub fn read_backup(
     obs: &dyn Observer,
 ) -> Result<ReadResult> {
     let name = b.file_name();
-    let corrupt = |reason: String| Error::Corrupt {
-        file: name.clone(),
-        reason,
-    };
+    let corrupt = |reason: String| corrupt(b, reason);
     let file = File::open(&b.path).ctx(|| format!("opening {}", b.path.display()))?;
     let mut hashed = HashingReader::new(BufReader::with_capacity(1 << 20, file));
     let mut list = ListCheck::start(ctx)?;
@@ -53,14 +62,12 @@ pub fn read_backup(
             let n = match gz.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) => return Err(corrupt(format!("gzip data is corrupt: {e}"))),
+                Err(e) => return Err(corrupt(gzip_corrupt(e))),
             };
             let chunk = &buf[..n];
             bar.inc(n);
             plain_bytes += n as u64;
-            scanner
-                .feed(chunk)
-                .map_err(|e| corrupt(format!("dump inside is damaged: {e}")))?;
+            scanner.feed(chunk).map_err(|e| corrupt(dump_damaged(e)))?;
             list.feed(chunk);
             if let Some(out) = plain.as_deref_mut() {
                 out.write_all(chunk)
@@ -69,9 +76,7 @@ pub fn read_backup(
         }
     }
     let (sha256, size_bytes) = hashed.finish().ctx(|| format!("reading {name}"))?;
-    let archive = scanner
-        .finish()
-        .map_err(|e| corrupt(format!("dump inside is damaged: {e}")))?;
+    let archive = scanner.finish().map_err(|e| corrupt(dump_damaged(e)))?;
     list.finish()?;
     if let Some(out) = plain {
         out.flush()
@@ -85,12 +90,141 @@ pub fn read_backup(
     })
 }
 
-/// Compares a read with the backup's manifest, when it has one.
-pub fn check_manifest(b: &LocalBackup, r: &ReadResult) -> Result<()> {
-    let corrupt = |reason: String| Error::Corrupt {
+fn corrupt(b: &LocalBackup, reason: String) -> Error {
+    Error::Corrupt {
         file: b.file_name(),
         reason,
+    }
+}
+
+fn gzip_corrupt(e: impl std::fmt::Display) -> String {
+    format!("gzip data is corrupt: {e}")
+}
+
+fn dump_damaged(e: impl std::fmt::Display) -> String {
+    format!("dump inside is damaged: {e}")
+}
+
+/// The open file and its members when `b` is indexed; `None` when it is
+/// not (written by gzip, the seed's scripts or a version before the index,
+/// or empty): read it with [`read_backup`]. An index that does not add up is
+/// damage, named as a serial read would name it.
+pub fn indexed(b: &LocalBackup) -> Result<Option<(File, Vec<Member>)>> {
+    let file = File::open(&b.path).ctx(|| format!("opening {}", b.path.display()))?;
+    let size = file
+        .metadata()
+        .ctx(|| format!("reading {}", b.path.display()))?
+        .len();
+    match member::index(&file, size) {
+        Ok(Some(index)) if !index.is_empty() => Ok(Some((file, index))),
+        Ok(_) => Ok(None),
+        Err(IndexError::Io(e)) => Err(Error::io(format!("reading {}", b.file_name()), e)),
+        Err(e) => Err(corrupt(b, gzip_corrupt(e))),
+    }
+}
+
+/// Inflates the members of an indexed backup on `threads` threads into
+/// `plain` (each member's CRC32 and size checked); returns the inflated size.
+pub fn inflate_backup(
+    ctx: &Context,
+    b: &LocalBackup,
+    (src, index): &(File, Vec<Member>),
+    plain: &File,
+    threads: usize,
+    obs: &dyn Observer,
+) -> Result<u64> {
+    let bar = obs.bytes(format!("{}: inflating", b.dbname));
+    let progress = |n: u64| bar.inc(n as usize);
+    member::inflate_into(src, index, plain, threads, &ctx.cancel, &progress).map_err(|e| match e {
+        InflateError::Read(e) => Error::io(format!("reading {}", b.file_name()), e),
+        InflateError::Corrupt { offset, reason } => corrupt(
+            b,
+            gzip_corrupt(format!("the member at byte {offset}: {reason}")),
+        ),
+        InflateError::Write(e) => Error::io(
+            format!("writing the decompressed copy of {}", b.file_name()),
+            e,
+        ),
+        InflateError::Cancelled => Error::Interrupted,
+    })
+}
+
+/// The checks of a backup that [`inflate_backup`] inflated to `plain`
+/// (`plain_bytes` long), each on its own thread: the SHA-256 of the file,
+/// the archive scan of the dump and `pg_restore --list` of it; then the
+/// comparison with the manifest, as after [`read_backup`]. `stop` (or an
+/// interrupt) ends the checks early with [`Error::Interrupted`].
+pub fn check_inflated(
+    ctx: &Context,
+    b: &LocalBackup,
+    plain: &Path,
+    plain_bytes: u64,
+    stop: &AtomicBool,
+) -> Result<ReadResult> {
+    let stopped = || stop.load(Ordering::Relaxed) || ctx.cancel.load(Ordering::Relaxed);
+    let (hashed, listed, archive) = std::thread::scope(|s| {
+        let hashed = s.spawn(|| {
+            let mut hasher = Sha256::new();
+            let size = each_chunk(&b.path, &stopped, |c| {
+                hasher.update(c);
+                Ok(())
+            })?;
+            Ok::<_, Error>((hex::encode(hasher.finalize()), size))
+        });
+        let listed = s.spawn(|| ctx.tools.restore_list(plain));
+        let mut scanner = ArchiveScanner::new();
+        let scanned = each_chunk(plain, &stopped, |c| {
+            scanner.feed(c).map_err(|e| corrupt(b, dump_damaged(e)))
+        });
+        let archive =
+            scanned.and_then(|_| scanner.finish().map_err(|e| corrupt(b, dump_damaged(e))));
+        let join = "a check thread panicked";
+        (
+            hashed.join().expect(join),
+            listed.join().expect(join),
+            archive,
+        )
+    });
+    // The order of a serial read: the file, the dump inside, the listing.
+    let (sha256, size_bytes) = hashed?;
+    let archive = archive?;
+    listed?;
+    let read = ReadResult {
+        sha256,
+        size_bytes,
+        plain_bytes,
+        archive,
     };
+    check_manifest(b, &read)?;
+    Ok(read)
+}
+
+/// Calls `each` with every 1 MiB of `path`, in order; returns its size.
+fn each_chunk(
+    path: &Path,
+    stopped: &dyn Fn() -> bool,
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let what = || format!("reading {}", path.display());
+    let mut file = File::open(path).ctx(what)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        if stopped() {
+            return Err(Error::Interrupted);
+        }
+        let n = file.read(&mut buf).ctx(what)?;
+        if n == 0 {
+            return Ok(size);
+        }
+        each(&buf[..n])?;
+        size += n as u64;
+    }
+}
+
+/// Compares a read with the backup's manifest, when it has one.
+pub fn check_manifest(b: &LocalBackup, r: &ReadResult) -> Result<()> {
+    let corrupt = |reason: String| corrupt(b, reason);
     if let Some(e) = &b.manifest_error {
         return Err(corrupt(e.clone()));
     }

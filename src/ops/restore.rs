@@ -15,22 +15,19 @@
 //! fresh one is created, so a run killed at any point is settled by the
 //! next one.
 
-use std::process::Stdio;
+pub(crate) mod load;
+
 use std::time::Instant;
 
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::catalog::fsutil::ScratchFile;
 use crate::catalog::{Catalog, LocalBackup, Stamp};
 use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::ops::journal::{Journal, Kind, Record, Settled, Step, settle};
-use crate::ops::read::{check_manifest, expected_tables, read_backup};
 use crate::ops::{Context, Observer, lock_catalog, outcome};
-use crate::pg::archive::TableRows;
 use crate::pg::db::Server;
-use crate::pg::tools::{StderrTail, spawn, tool_error};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreRequest {
@@ -237,23 +234,19 @@ fn restore_one(
     obs: &dyn Observer,
 ) -> Result<()> {
     let b = &item.backup;
-    let t = Instant::now();
-    let (scratch, mut file) =
-        ScratchFile::create(catalog.dir(), &format!("restore-{}", b.file_name()))?;
-    let read = read_backup(ctx, b, Some(&mut file), obs)?;
-    drop(file);
-    check_manifest(b, &read)?;
+    let prepared = load::prepare(ctx, catalog, b, "restore", b.manifest_error.is_none(), obs)?;
     if b.manifest.is_none() {
         warn!(
             "{}: no manifest, so no SHA-256 to check; gzip and dump structure verified",
             r.file
         );
     }
-    r.verify_secs = t.elapsed().as_secs_f64();
-    info!(
-        "{}: verified {} in {:.1} s",
-        item.db.dbname, r.file, r.verify_secs
-    );
+    if prepared.read.is_some() {
+        info!(
+            "{}: verified {} in {:.1} s",
+            item.db.dbname, r.file, prepared.secs
+        );
+    }
 
     let server = Server::new(&ctx.tools, &item.db);
     // Names unique to this restore: nothing of an earlier run is ever
@@ -272,33 +265,28 @@ fn restore_one(
         record.keep_old = req.keep_old;
     }
     let mut journal = Journal::begin(catalog, record)?;
-    let mut expected = expected_tables(b, &read);
-    if !req.tables.is_empty() {
-        expected.retain(|t| {
-            req.tables
-                .iter()
-                .any(|w| w == &t.name || *w == format!("{}.{}", t.schema, t.name))
-        });
-    }
-    let t = Instant::now();
-    let restored = load_fresh(
+    let loaded = load::load_fresh(
         ctx,
         &server,
         &fresh,
         &item.db.dbname,
-        &scratch.path,
+        b,
+        &prepared,
         &req.tables,
-        &expected,
     );
-    if let Err(e) = restored {
-        // Ours alone (created by this run, named in its journal).
-        journal.abandon(&server);
-        return Err(e);
-    }
-    drop(scratch);
-    r.restore_secs = t.elapsed().as_secs_f64();
-    r.tables = expected.len();
-    r.rows = expected.iter().map(|t| t.rows).sum();
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Ours alone (created by this run, named in its journal).
+            journal.abandon(&server);
+            return Err(e);
+        }
+    };
+    drop(prepared.scratch);
+    r.verify_secs = prepared.secs + loaded.check_wait_secs;
+    r.restore_secs = loaded.load_secs;
+    r.tables = loaded.tables.len();
+    r.rows = loaded.tables.iter().map(|t| t.rows).sum();
 
     let t = Instant::now();
     journal.step(Step::Swap)?;
@@ -330,53 +318,6 @@ fn restore_one(
         }
     }
     journal.finish()
-}
-
-/// Creates `fresh` like `like`, restores the plain dump into it in parallel
-/// and proves the row counts.
-pub(crate) fn load_fresh(
-    ctx: &Context,
-    server: &Server,
-    fresh: &str,
-    like: &str,
-    plain: &std::path::Path,
-    tables: &[String],
-    expected: &[TableRows],
-) -> Result<()> {
-    server.create_like(fresh, like)?;
-    let jobs = ctx.cfg.restore_jobs().to_string();
-    let mut cmd = ctx.tools.command("pg_restore", server.db, fresh)?;
-    cmd.args([
-        "--no-owner",
-        "--no-privileges",
-        "--exit-on-error",
-        "--jobs",
-        &jobs,
-        "--dbname",
-        fresh,
-    ]);
-    for t in tables {
-        cmd.args(["--table", t]);
-    }
-    cmd.arg(plain).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = spawn(&mut cmd, "pg_restore")?;
-    let stderr = StderrTail::start(&mut child);
-    let status = ctx.wait_child(&mut child, "pg_restore")?;
-    if !status.success() {
-        return Err(tool_error("pg_restore", status, &stderr.finish()));
-    }
-    let counted = server.count_rows(fresh, expected)?;
-    if let Some((want, got)) = expected
-        .iter()
-        .zip(&counted)
-        .find(|(w, g)| w.rows != g.rows)
-    {
-        return Err(Error::Unsound(format!(
-            "restored table {}.{} has {} rows, the dump has {}",
-            want.schema, want.name, got.rows, want.rows
-        )));
-    }
-    Ok(())
 }
 
 /// The newest sound backup of `db` (newer damaged ones are named and

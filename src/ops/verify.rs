@@ -8,14 +8,14 @@ use std::time::Instant;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::catalog::fsutil::ScratchFile;
 use crate::catalog::{Catalog, LocalBackup, Stamp};
 use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::ops::journal::{self, Journal, Kind, Record};
-use crate::ops::read::{check_manifest, expected_tables, read_backup};
-use crate::ops::restore::load_fresh;
+use crate::ops::read::{ReadResult, check_manifest, expected_tables, read_backup};
+use crate::ops::restore::load;
 use crate::ops::{Context, Observer, outcome};
+use crate::pg::archive::TableRows;
 use crate::pg::db::Server;
 
 #[derive(Debug, Serialize)]
@@ -107,38 +107,24 @@ fn verify_one(
     r: &mut DbVerify,
     obs: &dyn Observer,
 ) -> Result<()> {
-    let t = Instant::now();
-    let scratch = if deep {
-        Some(ScratchFile::create(
-            catalog.dir(),
-            &format!("verify-{}", b.file_name()),
-        )?)
-    } else {
-        None
-    };
-    let (scratch, mut file) = match scratch {
-        Some((s, f)) => (Some(s), Some(f)),
-        None => (None, None),
-    };
-    let read = read_backup(ctx, b, file.as_mut(), obs)?;
-    drop(file);
-    r.sha256 = Some(read.sha256.clone());
-    check_manifest(b, &read)?;
-    if b.manifest.is_none() {
-        return Err(Error::Corrupt {
-            file: b.file_name(),
-            reason: "no manifest: gzip and dump structure are fine, but there is no SHA-256 \
-                     to check it against"
-                .into(),
-        });
-    }
-    let expected = expected_tables(b, &read);
-    r.tables = expected.len();
-    r.rows = expected.iter().map(|t| t.rows).sum();
-    r.read_secs = t.elapsed().as_secs_f64();
-    let Some(scratch) = scratch else {
+    if !deep {
+        let t = Instant::now();
+        let read = read_backup(ctx, b, None, obs)?;
+        r.sha256 = Some(read.sha256.clone());
+        check_manifest(b, &read)?;
+        require_manifest(b)?;
+        found(r, &read, &expected_tables(b, &read));
+        r.read_secs = t.elapsed().as_secs_f64();
         return Ok(());
-    };
+    }
+    // Only a backup with a sound manifest is checked beside the load: any
+    // other fails, and the serial read says why before anything is loaded.
+    let parallel = b.manifest.is_some() && b.manifest_error.is_none();
+    let prepared = load::prepare(ctx, catalog, b, "verify", parallel, obs)?;
+    if let Some(read) = &prepared.read {
+        r.sha256 = Some(read.sha256.clone());
+        require_manifest(b)?;
+    }
     let t = Instant::now();
     let server = Server::new(&ctx.tools, db);
     server.check_version()?;
@@ -146,21 +132,37 @@ fn verify_one(
     let name = server.unused_name(&db.dbname, "verify", &run)?;
     let record = Record::new(Kind::Verify, db, &db.dbname, &name, b.file_name());
     let journal = Journal::begin(catalog, record)?;
-    let loaded = load_fresh(
-        ctx,
-        &server,
-        &name,
-        &db.dbname,
-        &scratch.path,
-        &[],
-        &expected,
-    );
-    if let Err(e) = loaded {
-        journal.abandon(&server);
-        return Err(e);
-    }
+    let loaded = load::load_fresh(ctx, &server, &name, &db.dbname, b, &prepared, &[]);
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            journal.abandon(&server);
+            return Err(e);
+        }
+    };
     server.drop_database(&name)?;
     journal.finish()?;
-    r.restore_secs = Some(t.elapsed().as_secs_f64());
+    r.sha256 = Some(loaded.read.sha256.clone());
+    found(r, &loaded.read, &loaded.tables);
+    r.read_secs = prepared.secs + loaded.check_wait_secs;
+    r.restore_secs = Some(t.elapsed().as_secs_f64() - loaded.check_wait_secs);
     Ok(())
+}
+
+fn require_manifest(b: &LocalBackup) -> Result<()> {
+    if b.manifest.is_some() {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        file: b.file_name(),
+        reason: "no manifest: gzip and dump structure are fine, but there is no SHA-256 \
+                 to check it against"
+            .into(),
+    })
+}
+
+fn found(r: &mut DbVerify, read: &ReadResult, tables: &[TableRows]) {
+    r.sha256 = Some(read.sha256.clone());
+    r.tables = tables.len();
+    r.rows = tables.iter().map(|t| t.rows).sum();
 }

@@ -74,15 +74,48 @@ impl<'a> Server<'a> {
     }
 
     /// Exact row counts (`count(*) FROM ONLY`, as pg_dump dumps each table of
-    /// an inheritance tree on its own) of the given tables in `dbname`.
-    pub fn count_rows(&self, dbname: &str, tables: &[TableRows]) -> Result<Vec<TableRows>> {
-        if tables.is_empty() {
-            return Ok(Vec::new());
+    /// an inheritance tree on its own) of the given tables in `dbname`, in
+    /// their order. The tables are shared out by their expected row counts
+    /// among up to `sessions` sessions counting at once, the largest tables
+    /// first, each to the session with the fewest rows so far.
+    pub fn count_rows(
+        &self,
+        dbname: &str,
+        tables: &[TableRows],
+        sessions: usize,
+    ) -> Result<Vec<TableRows>> {
+        let shares = share_out(tables, sessions);
+        let counted: Vec<Result<Vec<(usize, u64)>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = shares
+                .iter()
+                .map(|share| s.spawn(|| self.count_share(dbname, tables, share)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a counting thread panicked"))
+                .collect()
+        });
+        let mut out = tables.to_vec();
+        for (i, n) in counted.into_iter().collect::<Result<Vec<_>>>()?.concat() {
+            if let Some(t) = out.get_mut(i) {
+                t.rows = n;
+            }
         }
-        let parts: Vec<String> = tables
+        Ok(out)
+    }
+
+    /// `(index, rows)` of the tables at `share` (indices into `tables`), in
+    /// one query.
+    fn count_share(
+        &self,
+        dbname: &str,
+        tables: &[TableRows],
+        share: &[usize],
+    ) -> Result<Vec<(usize, u64)>> {
+        let parts: Vec<String> = share
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
+            .map(|&i| {
+                let t = &tables[i];
                 format!(
                     "SELECT {i}, count(*) FROM ONLY {}.{}",
                     ident(&t.schema),
@@ -93,19 +126,17 @@ impl<'a> Server<'a> {
         let rows = self
             .tools
             .query(self.db, dbname, &(parts.join(" UNION ALL ") + ";"))?;
-        let mut out = tables.to_vec();
-        for r in rows {
-            let (Some(i), Some(n)) = (
-                r.first().and_then(|s| s.parse::<usize>().ok()),
-                r.get(1).and_then(|s| s.parse::<u64>().ok()),
-            ) else {
-                return Err(Error::Unexpected(format!("unexpected psql output {r:?}")));
-            };
-            if let Some(t) = out.get_mut(i) {
-                t.rows = n;
-            }
-        }
-        Ok(out)
+        rows.iter()
+            .map(|r| {
+                match (
+                    r.first().and_then(|s| s.parse::<usize>().ok()),
+                    r.get(1).and_then(|s| s.parse::<u64>().ok()),
+                ) {
+                    (Some(i), Some(n)) => Ok((i, n)),
+                    _ => Err(Error::Unexpected(format!("unexpected psql output {r:?}"))),
+                }
+            })
+            .collect()
     }
 
     /// Puts `fresh` in the place of `live`, keeping the old database as
@@ -190,6 +221,27 @@ impl<'a> Server<'a> {
     }
 }
 
+/// Indices of `tables` in at most `n` non-empty shares of about equal
+/// expected rows (greedy, largest first: within 4/3 of the best split).
+fn share_out(tables: &[TableRows], n: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..tables.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tables[i].rows));
+    let mut shares: Vec<(u64, Vec<usize>)> = vec![(0, Vec::new()); n.clamp(1, tables.len().max(1))];
+    for i in order {
+        let least = shares
+            .iter_mut()
+            .min_by_key(|(rows, _)| *rows)
+            .expect("at least one share");
+        least.0 += tables[i].rows;
+        least.1.push(i);
+    }
+    shares
+        .into_iter()
+        .map(|(_, share)| share)
+        .filter(|share| !share.is_empty())
+        .collect()
+}
+
 /// A database name derived from `base` that fits PostgreSQL's 63 bytes.
 /// A base too long to fit is cut and given 8 hex digits of its SHA-256, so
 /// two long names that share a beginning never derive the same name.
@@ -213,7 +265,35 @@ pub const MIN_SERVER_VERSION: u32 = 140000;
 
 #[cfg(test)]
 mod tests {
-    use super::derived_name;
+    use super::{derived_name, share_out};
+    use crate::pg::archive::TableRows;
+
+    #[test]
+    fn tables_are_shared_out_by_rows_and_every_one_is_counted_once() {
+        let t = |rows| TableRows {
+            schema: "public".into(),
+            name: format!("t{rows}"),
+            rows,
+        };
+        let tables = [t(10), t(900), t(0), t(500), t(400), t(5)];
+        let shares = share_out(&tables, 2);
+        assert_eq!(shares.len(), 2);
+        let sum = |s: &Vec<usize>| s.iter().map(|&i| tables[i].rows).sum::<u64>();
+        assert_eq!(sums(&shares, sum), [910, 905]);
+        let mut all: Vec<usize> = shares.concat();
+        all.sort();
+        assert_eq!(all, [0, 1, 2, 3, 4, 5]);
+        // Never more sessions than tables, never an empty one, never none.
+        assert_eq!(share_out(&tables[..1], 4), [[0]]);
+        assert!(share_out(&[], 3).is_empty());
+        assert_eq!(share_out(&tables, 0).len(), 1);
+    }
+
+    fn sums(shares: &[Vec<usize>], sum: impl Fn(&Vec<usize>) -> u64) -> Vec<u64> {
+        let mut v: Vec<u64> = shares.iter().map(sum).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v
+    }
 
     #[test]
     fn derived_names_fit_and_keep_short_bases_readable() {
