@@ -75,16 +75,20 @@ impl<'a> Server<'a> {
 
     /// Exact row counts (`count(*) FROM ONLY`, as pg_dump dumps each table of
     /// an inheritance tree on its own) of the given tables in `dbname`, in
-    /// their order. The tables are shared out by their expected row counts
-    /// among up to `sessions` sessions counting at once, the largest tables
-    /// first, each to the session with the fewest rows so far.
+    /// their order. With more than one session, the tables are shared out
+    /// by their size on disk among up to `sessions` sessions counting at
+    /// once: the largest first, each to the session with the least so far.
     pub fn count_rows(
         &self,
         dbname: &str,
         tables: &[TableRows],
         sessions: usize,
     ) -> Result<Vec<TableRows>> {
-        let shares = share_out(tables, sessions);
+        let sizes = match sessions {
+            0 | 1 => vec![0; tables.len()],
+            _ => self.table_sizes(dbname, tables)?,
+        };
+        let shares = share_out(&sizes, sessions);
         let counted: Vec<Result<Vec<(usize, u64)>>> = std::thread::scope(|s| {
             let handles: Vec<_> = shares
                 .iter()
@@ -102,6 +106,32 @@ impl<'a> Server<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// The heap size in bytes of each of `tables` (0 for one that is not
+    /// there: its count then fails with the server's own words).
+    fn table_sizes(&self, dbname: &str, tables: &[TableRows]) -> Result<Vec<u64>> {
+        let parts: Vec<String> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let name = literal(&format!("{}.{}", ident(&t.schema), ident(&t.name)));
+                format!("SELECT {i}, coalesce(pg_relation_size(to_regclass({name})), 0)")
+            })
+            .collect();
+        let mut sizes = vec![0; tables.len()];
+        if parts.is_empty() {
+            return Ok(sizes);
+        }
+        let rows = self
+            .tools
+            .query(self.db, dbname, &(parts.join(" UNION ALL ") + ";"))?;
+        for (i, n) in index_and_number(&rows)? {
+            if let Some(s) = sizes.get_mut(i) {
+                *s = n;
+            }
+        }
+        Ok(sizes)
     }
 
     /// `(index, rows)` of the tables at `share` (indices into `tables`), in
@@ -221,18 +251,33 @@ impl<'a> Server<'a> {
     }
 }
 
-/// Indices of `tables` in at most `n` non-empty shares of about equal
-/// expected rows (greedy, largest first: within 4/3 of the best split).
-fn share_out(tables: &[TableRows], n: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..tables.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(tables[i].rows));
-    let mut shares: Vec<(u64, Vec<usize>)> = vec![(0, Vec::new()); n.clamp(1, tables.len().max(1))];
+/// Rows of psql output of the form `index, number`.
+fn index_and_number(rows: &[Vec<String>]) -> Result<Vec<(usize, u64)>> {
+    rows.iter()
+        .map(|r| {
+            match (
+                r.first().and_then(|s| s.parse::<usize>().ok()),
+                r.get(1).and_then(|s| s.parse::<u64>().ok()),
+            ) {
+                (Some(i), Some(n)) => Ok((i, n)),
+                _ => Err(Error::Unexpected(format!("unexpected psql output {r:?}"))),
+            }
+        })
+        .collect()
+}
+
+/// Indices of `sizes` in at most `n` non-empty shares of about equal total
+/// size (greedy, largest first: within 4/3 of the best split).
+fn share_out(sizes: &[u64], n: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let mut shares: Vec<(u64, Vec<usize>)> = vec![(0, Vec::new()); n.clamp(1, sizes.len().max(1))];
     for i in order {
         let least = shares
             .iter_mut()
-            .min_by_key(|(rows, _)| *rows)
+            .min_by_key(|(size, _)| *size)
             .expect("at least one share");
-        least.0 += tables[i].rows;
+        least.0 += sizes[i];
         least.1.push(i);
     }
     shares
@@ -266,33 +311,24 @@ pub const MIN_SERVER_VERSION: u32 = 140000;
 #[cfg(test)]
 mod tests {
     use super::{derived_name, share_out};
-    use crate::pg::archive::TableRows;
 
     #[test]
-    fn tables_are_shared_out_by_rows_and_every_one_is_counted_once() {
-        let t = |rows| TableRows {
-            schema: "public".into(),
-            name: format!("t{rows}"),
-            rows,
-        };
-        let tables = [t(10), t(900), t(0), t(500), t(400), t(5)];
-        let shares = share_out(&tables, 2);
-        assert_eq!(shares.len(), 2);
-        let sum = |s: &Vec<usize>| s.iter().map(|&i| tables[i].rows).sum::<u64>();
-        assert_eq!(sums(&shares, sum), [910, 905]);
+    fn tables_are_shared_out_by_size_and_every_one_is_counted_once() {
+        let sizes = [10, 900, 0, 500, 400, 5];
+        let shares = share_out(&sizes, 2);
+        let mut sums: Vec<u64> = shares
+            .iter()
+            .map(|s| s.iter().map(|&i| sizes[i]).sum())
+            .collect();
+        sums.sort();
+        assert_eq!(sums, [905, 910]);
         let mut all: Vec<usize> = shares.concat();
         all.sort();
         assert_eq!(all, [0, 1, 2, 3, 4, 5]);
         // Never more sessions than tables, never an empty one, never none.
-        assert_eq!(share_out(&tables[..1], 4), [[0]]);
+        assert_eq!(share_out(&sizes[..1], 4), [[0]]);
         assert!(share_out(&[], 3).is_empty());
-        assert_eq!(share_out(&tables, 0).len(), 1);
-    }
-
-    fn sums(shares: &[Vec<usize>], sum: impl Fn(&Vec<usize>) -> u64) -> Vec<u64> {
-        let mut v: Vec<u64> = shares.iter().map(sum).collect();
-        v.sort_by(|a, b| b.cmp(a));
-        v
+        assert_eq!(share_out(&sizes, 0).len(), 1);
     }
 
     #[test]
