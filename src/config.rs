@@ -36,15 +36,9 @@ pub struct Config {
     /// Compression threads (0 = one per core).
     #[serde(default)]
     pub compression_threads: usize,
-    /// `pg_restore --jobs` (0 = one per core); also the threads that
-    /// inflate an indexed backup and the sessions that count its rows.
+    /// `pg_restore --jobs` (0 = one per core).
     #[serde(default)]
     pub restore_jobs: usize,
-    /// `maintenance_work_mem` in MiB of the sessions that load a fresh
-    /// database (index builds sort in it; 0 = the server's setting). Each
-    /// of the `restore_jobs` sessions may use this much.
-    #[serde(default = "default_restore_maintenance_mib")]
-    pub restore_maintenance_work_mem_mib: u32,
     /// Database used to create, rename and drop the others.
     #[serde(default = "default_maintenance_db")]
     pub maintenance_db: String,
@@ -546,13 +540,6 @@ fn default_retention_days() -> u32 {
 fn default_level() -> u32 {
     6
 }
-/// PostgreSQL's largest `maintenance_work_mem`: 2^31 - 1 kB.
-const MAX_MAINTENANCE_MIB: u32 = 2_097_151;
-
-fn default_restore_maintenance_mib() -> u32 {
-    128
-}
-
 fn default_maintenance_db() -> String {
     "postgres".into()
 }
@@ -621,12 +608,6 @@ impl Config {
         }
         if self.retention_days == 0 {
             return Err("retention_days must be at least 1".into());
-        }
-        if self.restore_maintenance_work_mem_mib > MAX_MAINTENANCE_MIB {
-            return Err(format!(
-                "restore_maintenance_work_mem_mib {} is over PostgreSQL's {MAX_MAINTENANCE_MIB}",
-                self.restore_maintenance_work_mem_mib
-            ));
         }
         for w in &self.alert.webhook {
             match (&w.url, &w.url_env) {

@@ -192,9 +192,6 @@ fn run_pg_restore(
     for t in tables {
         cmd.args(["--table", t]);
     }
-    if let Some(options) = session_options(ctx) {
-        cmd.env("PGOPTIONS", options);
-    }
     cmd.arg(plain).stdout(Stdio::null()).stderr(Stdio::piped());
     if let Some(e) = checks.failure() {
         return Err(e); // no load to start
@@ -207,22 +204,6 @@ fn run_pg_restore(
     }
     checks.wait()?;
     Err(tool_error("pg_restore", status, &stderr.finish()))
-}
-
-/// Settings for the sessions that load the fresh database, which is not
-/// live, appended to any `PGOPTIONS` of the environment. Measured on the
-/// commerce data set (docs/design.md): a larger `maintenance_work_mem`
-/// speeds up its index builds (GIN and trigram above all).
-fn session_options(ctx: &Context) -> Option<String> {
-    let mib = ctx.cfg.restore_maintenance_work_mem_mib;
-    if mib == 0 {
-        return None;
-    }
-    let ours = format!("-c maintenance_work_mem={mib}MB");
-    Some(match std::env::var("PGOPTIONS") {
-        Ok(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
-        _ => ours,
-    })
 }
 
 /// Waits for the load; kills its process group on an interrupt or when a
