@@ -32,8 +32,9 @@ Configuration: --config FILE, else $VALERIX_BACKUP_CONFIG, else ./valerix-backup
     long_about = "Daily, verified, restorable backups of the Valerix PostgreSQL databases.\n\n\
         Backups are pg_dump custom-format archives, gzipped in one streaming pass with a \
         SHA-256 and per-table row counts recorded in a manifest beside each file. \
-        Restores check the file first, load a fresh database and swap it in only when \
-        every table's row count matches, so the live database is never left half-restored.",
+        Restores load a fresh database while they check the file, and swap it in only when \
+        every check passed and every table's row count matches, so the live database is never \
+        left half-restored.",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -276,8 +277,9 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
     #[command(
         after_help = "Without --deep, reads each file once: SHA-256, every gzip member's CRC, the\n\
         completeness of the pg_dump archive inside, and `pg_restore --list`. With --deep, also\n\
-        restores into a scratch database, compares every table's row count with the manifest,\n\
-        drops the scratch database and reports the restore time (the measured RTO)."
+        restores into a scratch database (the checks run beside the load, as in a restore),\n\
+        compares every table's row count with the manifest, drops the scratch database and\n\
+        reports the restore time (the measured RTO)."
     )]
     #[command(display_order = 2)]
     Verify {
@@ -290,12 +292,12 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         #[command(flatten)]
         out: Output,
     },
-    /// Restore a backup: verify, load a fresh database, then swap it in
+    /// Restore a backup: load a fresh database while verifying the file, then swap it in
     #[command(
         after_help = "TARGET is a config name (order, inventory), a dbname, or 'both' (the default).\n\
-        The live database is replaced only after the new one is fully loaded and its row\n\
-        counts match the dump; on any failure it is left untouched. Asks for confirmation on\n\
-        a terminal; elsewhere --yes is required.\n\n\
+        The live database is replaced only after the new one is fully loaded, the file's\n\
+        checks (run beside the load) passed and its row counts match the dump; on any failure\n\
+        it is left untouched. Asks for confirmation on a terminal; elsewhere --yes is required.\n\n\
         Scenario 3 of the runbook (recover a few rows):\n\
         \x20 valerix-backup restore 20260129_020000 order --into order_recovered --table orders"
     )]

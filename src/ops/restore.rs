@@ -1,12 +1,17 @@
 //! `restore`: the seed's interface, made safe.
 //!
-//! 1. read the backup once: SHA-256 against the manifest, full gzip decode,
-//!    archive completeness, `pg_restore --list`, decompressed into a private
-//!    scratch file so that `pg_restore --jobs` can work in parallel;
-//! 2. restore into a fresh database created from template0;
-//! 3. prove it: the row count of every table equals the count in the dump;
-//! 4. only then swap names in one transaction (or, with `--into`, give the
-//!    fresh database its own name beside the live one);
+//! 1. decompress the backup into a private scratch file, so that
+//!    `pg_restore --jobs` can work in parallel: an indexed file's gzip
+//!    members on every core, each member checked (see [`load`]); any other
+//!    file in one serial read pass that makes every check of step 3 first;
+//! 2. restore into a fresh database created from template0, at once;
+//! 3. beside the load: SHA-256 and sizes against the manifest, archive
+//!    completeness and row counts, `pg_restore --list`; a failure stops the
+//!    load. After it, prove it: the row count of every table equals the
+//!    count in the dump;
+//! 4. only when the load, the checks and the counts all agree, swap names
+//!    in one transaction (or, with `--into`, give the fresh database its own
+//!    name beside the live one);
 //! 5. drop the previous database (or keep it with `--keep-old`, under a
 //!    name unique to this restore: `<db>__old_<UTC time of the restore>`).
 //!
@@ -70,9 +75,15 @@ pub struct DbRestore {
     pub target: String,
     pub ok: bool,
     pub error: Option<String>,
+    /// Seconds of checking that the restore waited for: the serial read
+    /// pass, or the parallel inflation (gzip members checked) plus whatever
+    /// the checks beside the load took beyond the load and the row counts.
     pub verify_secs: f64,
+    /// Seconds from creating the fresh database to its last row count.
     pub restore_secs: f64,
+    /// Seconds of the swap (or rename, with `--into`).
     pub swap_secs: f64,
+    /// All of it, with the journal and dropping the replaced database.
     pub total_secs: f64,
     pub tables: usize,
     pub rows: u64,

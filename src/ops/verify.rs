@@ -1,7 +1,10 @@
 //! `verify`: the checks the seed's verify-backup.sh meant to make, made real.
 //! Reads each file whole (see `ops::read`) and compares it with its manifest;
 //! `--deep` also restores it into a scratch database, compares every table's
-//! row count and reports how long the restore took: the measured RTO.
+//! row count and reports how long the restore took: the measured RTO. A deep
+//! verify loads as a restore does (`ops::restore::load`): an indexed file
+//! with a manifest is inflated on every core and checked beside the load,
+//! and the verdict waits for the load, the checks and the counts.
 
 use std::time::Instant;
 
@@ -34,8 +37,12 @@ pub struct DbVerify {
     pub sha256: Option<String>,
     pub tables: usize,
     pub rows: u64,
+    /// Seconds of reading and checking that the verdict waited for: the
+    /// read pass; with `--deep` on an indexed file, the parallel inflation
+    /// plus what the checks beside the load took beyond it.
     pub read_secs: f64,
-    /// `--deep` only: seconds to restore into a scratch database and count.
+    /// `--deep` only: seconds to restore into a scratch database, count and
+    /// drop it.
     pub restore_secs: Option<f64>,
 }
 

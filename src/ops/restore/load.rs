@@ -135,6 +135,13 @@ pub(crate) fn load_fresh(
         let t = Instant::now();
         let read = checks.finish()?;
         let check_wait_secs = t.elapsed().as_secs_f64();
+        if prepared.read.is_none() {
+            info!(
+                "{}: checked beside the load (waited {check_wait_secs:.2} s for the checks \
+                 after the load and the counts)",
+                b.file_name()
+            );
+        }
         let counted = counted?;
         if let Some((want, got)) = expected
             .iter()
