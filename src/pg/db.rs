@@ -120,13 +120,7 @@ impl<'a> Server<'a> {
             })
             .collect();
         let mut sizes = vec![0; tables.len()];
-        if parts.is_empty() {
-            return Ok(sizes);
-        }
-        let rows = self
-            .tools
-            .query(self.db, dbname, &(parts.join(" UNION ALL ") + ";"))?;
-        for (i, n) in index_and_number(&rows)? {
+        for (i, n) in self.numbers(dbname, &parts)? {
             if let Some(s) = sizes.get_mut(i) {
                 *s = n;
             }
@@ -153,9 +147,17 @@ impl<'a> Server<'a> {
                 )
             })
             .collect();
+        self.numbers(dbname, &parts)
+    }
+
+    /// Runs `selects` (each giving an index and a number) as one query.
+    fn numbers(&self, dbname: &str, selects: &[String]) -> Result<Vec<(usize, u64)>> {
+        if selects.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows = self
             .tools
-            .query(self.db, dbname, &(parts.join(" UNION ALL ") + ";"))?;
+            .query(self.db, dbname, &(selects.join(" UNION ALL ") + ";"))?;
         rows.iter()
             .map(|r| {
                 match (
@@ -249,21 +251,6 @@ impl<'a> Server<'a> {
         ))
         .map(drop)
     }
-}
-
-/// Rows of psql output of the form `index, number`.
-fn index_and_number(rows: &[Vec<String>]) -> Result<Vec<(usize, u64)>> {
-    rows.iter()
-        .map(|r| {
-            match (
-                r.first().and_then(|s| s.parse::<usize>().ok()),
-                r.get(1).and_then(|s| s.parse::<u64>().ok()),
-            ) {
-                (Some(i), Some(n)) => Ok((i, n)),
-                _ => Err(Error::Unexpected(format!("unexpected psql output {r:?}"))),
-            }
-        })
-        .collect()
 }
 
 /// Indices of `sizes` in at most `n` non-empty shares of about equal total
