@@ -31,6 +31,7 @@ use crate::catalog::{Catalog, LocalBackup, Stamp};
 use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::ops::journal::{Journal, Kind, Record, Settled, Step, settle};
+use crate::ops::read::check_manifest;
 use crate::ops::{Context, Observer, lock_catalog, outcome};
 use crate::pg::db::Server;
 
@@ -246,6 +247,9 @@ fn restore_one(
 ) -> Result<()> {
     let b = &item.backup;
     let prepared = load::prepare(ctx, catalog, b, "restore", b.manifest_error.is_none(), obs)?;
+    if let Some(read) = &prepared.read {
+        check_manifest(b, read)?;
+    }
     if b.manifest.is_none() {
         warn!(
             "{}: no manifest, so no SHA-256 to check; gzip and dump structure verified",

@@ -130,6 +130,7 @@ fn verify_one(
     let prepared = load::prepare(ctx, catalog, b, "verify", parallel, obs)?;
     if let Some(read) = &prepared.read {
         r.sha256 = Some(read.sha256.clone());
+        check_manifest(b, read)?;
         require_manifest(b)?;
     }
     let t = Instant::now();

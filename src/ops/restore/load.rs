@@ -24,7 +24,7 @@ use tracing::info;
 use crate::catalog::fsutil::ScratchFile;
 use crate::catalog::{Catalog, LocalBackup};
 use crate::error::{Error, IoContext, Result};
-use crate::ops::read::{ReadResult, check_inflated, check_manifest, indexed, inflate_backup};
+use crate::ops::read::{ReadResult, check_inflated, indexed, inflate_backup};
 use crate::ops::read::{expected_tables, read_backup};
 use crate::ops::{Context, Observer};
 use crate::pg::archive::TableRows;
@@ -43,8 +43,8 @@ pub(crate) struct Prepared {
 }
 
 /// Writes the plain dump of `b` to a scratch file named for `purpose`.
-/// `parallel` allows the parallel path for an indexed file; the serial path
-/// also compares the read with the manifest.
+/// `parallel` allows the parallel path for an indexed file. After the
+/// serial path the caller compares the read with the manifest.
 pub(crate) fn prepare(
     ctx: &Context,
     catalog: &Catalog,
@@ -60,7 +60,6 @@ pub(crate) fn prepare(
     let Some(source) = source else {
         info!("{name}: no member index (plain gzip or an older backup): read serially");
         let read = read_backup(ctx, b, Some(&mut file), obs)?;
-        check_manifest(b, &read)?;
         return Ok(Prepared {
             scratch,
             plain_bytes: read.plain_bytes,
