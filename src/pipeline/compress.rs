@@ -292,6 +292,11 @@ mod tests {
             .unwrap();
         assert!(plain.status.success(), "gunzip: {}", plain.status);
         assert!(plain.stdout == data, "gunzip gave other bytes");
+        let mut back = Vec::new();
+        MultiGzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data, "flate2 gave other bytes");
     }
 
     #[test]
