@@ -34,6 +34,10 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || tr
 [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] || need+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
 command -v gzip >/dev/null 2>&1 || need+=(gzip)
+# A C compiler and libc headers: the libdeflater crate builds libdeflate's C
+# sources (the cc crate); the Rust toolchain links with cc too.
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+[ -e /usr/include/stdint.h ] || need+=(libc6-dev)
 [ -x /usr/bin/time ] || need+=(time)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the test CA of tests/entra.rs
 command -v jq >/dev/null 2>&1 || need+=(jq)   # the benchmarks read the tool's --json with it

@@ -88,8 +88,8 @@ pub enum Command {
 Blob names: <prefix><tier>/<dbname>/<file>, with the manifest beside the dump. Each dump
 blob carries metadata sha256 (as in the manifest), database, timestamp, tier, source_host,
 tool_version; index tags tier, database and date; the tier's access tier (default daily
-Cool, weekly Cold) and Content-MD5. Blocks are staged in parallel, each with an MD5 the
-service checks. The file is hashed on the way and committed only if the SHA-256 equals the
+Cool, weekly Cold). Blocks are staged in parallel, each with a CRC-64 the service
+checks. The file is hashed on the way and committed only if the SHA-256 equals the
 manifest's. A blob already holding the same SHA-256 is skipped; another SHA-256 under the
 same name is an error, never an overwrite. An interrupted upload leaves no blob; the next
 run reuses its staged blocks.

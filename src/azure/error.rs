@@ -39,6 +39,11 @@ const CODES: &[(&str, Kind, &str)] = &[
         Kind::Offsite,
         "the data was damaged in transit",
     ),
+    (
+        "Crc64Mismatch",
+        Kind::Offsite,
+        "the data was damaged in transit",
+    ),
 ];
 
 const AUTH_HINT: &str = Kind::Authentication.info().hint;

@@ -22,7 +22,7 @@ use crate::ops::upload::{self, Selection, TierChoice, UploadReport};
 use crate::ops::{Context, Observer, kill_on_cancel, outcome};
 use crate::pg::archive::ArchiveScanner;
 use crate::pg::tools::{StderrTail, kill_group, spawn, tool_error};
-use crate::pipeline::compress::CompressError;
+use crate::pipeline::compress::{CompressError, libdeflate_level};
 use crate::pipeline::{CompressOptions, HashingWriter, compress_parallel};
 
 #[derive(Debug, Default, Clone)]
@@ -414,7 +414,11 @@ fn backup_one(
         sha256,
         size_bytes,
         uncompressed_bytes: stats.bytes_in,
-        compression: format!("gzip level {} ({} members)", opts.level, stats.members),
+        compression: format!(
+            "gzip, libdeflate level {} ({} members)",
+            libdeflate_level(opts.level),
+            stats.members
+        ),
         pg_dump_version: archive.pg_dump_version,
         server_version: archive.server_version,
         archive_version: archive.archive_version,
