@@ -17,8 +17,10 @@
 # manifest, not the gzip format). Steps, each under GNU time (wall, peak RSS,
 # CPU), the emulator's CPU read from /proc around each one:
 #   (c1) floor: cat FILE > /dev/null (warm page cache)
-#   (c2) sha256sum FILE, (c3) md5sum FILE: the hashing valerix-backup does
-#        on the way (SHA-256 of the file, MD5 of each block and of the file)
+#   (c2) sha256sum FILE: the hash valerix-backup computes on the way (it
+#        also sends a CRC-64 of each block, which the service checks);
+#   (c3) md5sum FILE: what the MD5 of each block and of the whole file cost
+#        before the CRC-64 replaced them (a reference)
 #   (f)  Python upload_blob(max_concurrency=8, 4 MiB blocks) into bench-py
 #   (g)  valerix-backup upload into bench (4 MiB blocks, 8 in flight), then,
 #        untimed, the blob's SHA-256 as the Python SDK downloads it must be
@@ -278,15 +280,16 @@ Azure across a network, so an upload's wall time is the client's CPU plus
 Azurite's CPU for storing what it receives, sharing $(nproc) cores (the "cores
 busy" line says how much of them each step used). The two sides differ a lot:
 Azurite spent ${probe[f]} s of CPU receiving (f) and ${probe[g]} s receiving (g), the same
-bytes in the same 4 MiB blocks (one difference on the wire: (g) sends a
-Content-MD5 with each block and with the commit, (f) none), while the clients
+bytes in the same 4 MiB blocks (one difference on the wire: (g) sends an
+\`x-ms-content-crc64\` with each block, which Azurite then checks; (f) sends
+none, and Azurite computes one itself), while the clients
 themselves spent ${cpu[f]} s ((f)) and ${cpu[g]} s ((g)). So (g)/(f) here is largely
 a property of the emulator. Against real Azure the limit is the network, and
 what this run says about it is the client CPU column: valerix-backup spends
 about $(calc "${cpu[g]} / ($size / 1073741824)" %.1f) CPU s per GiB, mostly the hashing it does on the way
-(SHA-256 of the file, checked against the manifest before the commit; MD5 of
-every block, which the service verifies, and of the whole file; (c2) and (c3)
-are those hashes alone): one core keeps up with about
+(SHA-256 of the file, checked against the manifest before the commit, and a
+CRC-64 of every block, which the service verifies; (c2) is the SHA-256 alone,
+(c3) what the MD5s of earlier versions cost): one core keeps up with about
 $(calc "$size * 8 / 1000000000 / ${cpu[g]}" %.1f) Gbit/s of upload. The peak RSS of (f) and (h) is the Python interpreter's; (g)'s holds
 about block_size_mib x (upload_concurrency + 1) MiB of blocks, so the 64 MiB
 target holds for the default 4 MiB x 8, not for any setting the config
