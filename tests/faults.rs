@@ -8,15 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-/// Files in the backup directory other than the lock.
-fn files(dir: &Path) -> Vec<String> {
-    list_dir(dir)
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .filter(|n| n != ".valerix-backup.lock")
-        .collect()
-}
-
 #[test]
 fn bad_arguments_and_config_are_named() {
     let sb = Sandbox::new();
@@ -96,7 +87,7 @@ fn wrong_password_fails_that_database_only_and_is_never_printed() {
         "{e}"
     );
     assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret));
-    let names = files(&sb.backup_dir());
+    let names = backup_files(&sb.backup_dir());
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(
         names.iter().all(|n| n.starts_with("inventory_db_")),
@@ -123,7 +114,11 @@ fn a_server_that_is_down_is_named() {
         .run(&["backup", "order"])
         .fails_with(1, "pg_dump failed (exit status 1)");
     assert!(e.contains("Connection refused"), "{e}");
-    assert_eq!(files(&sb.backup_dir()).len(), 2, "only the first backup");
+    assert_eq!(
+        backup_files(&sb.backup_dir()).len(),
+        2,
+        "only the first backup"
+    );
     // Verification needs no server.
     sb.run(&["verify", "latest", "order"]).ok();
     sb.run(&["restore", "latest", "order", "--yes"])
@@ -146,10 +141,10 @@ fn pg_dump_killed_half_way_leaves_no_file_and_older_backups_intact() {
     sb.run(&["backup", "order"])
         .fails_with(1, "pg_dump failed (killed by SIGKILL)");
     assert_eq!(
-        files(&sb.backup_dir()).len(),
+        backup_files(&sb.backup_dir()).len(),
         2,
         "{:?}",
-        files(&sb.backup_dir())
+        backup_files(&sb.backup_dir())
     );
     assert_eq!(sha256_file(&first), first_sha);
     // Connection settings and password went through the environment only.
@@ -166,7 +161,7 @@ fn pg_dump_killed_half_way_leaves_no_file_and_older_backups_intact() {
     );
     sb.run(&["backup", "order"])
         .fails_with(1, "although pg_dump reported success");
-    assert_eq!(files(&sb.backup_dir()).len(), 2);
+    assert_eq!(backup_files(&sb.backup_dir()).len(), 2);
     sb.run(&["verify", "latest", "order"]).ok();
 }
 
@@ -189,7 +184,7 @@ fn damaged_files_fail_verification_and_restore_leaves_the_live_database() {
         assert_eq!(sb.pg.fingerprint("order_db"), live, "live database changed");
         assert_eq!(sb.pg.databases(), dbs, "a restore database was left behind");
         assert_eq!(
-            files(&sb.backup_dir()).len(),
+            backup_files(&sb.backup_dir()).len(),
             2,
             "a scratch file was left behind"
         );
@@ -282,9 +277,9 @@ fn sigterm_stops_a_backup_cleanly() {
         "{stderr}"
     );
     assert!(
-        files(&sb.backup_dir()).is_empty(),
+        backup_files(&sb.backup_dir()).is_empty(),
         "{:?}",
-        files(&sb.backup_dir())
+        backup_files(&sb.backup_dir())
     );
 }
 
@@ -331,7 +326,7 @@ fn a_full_disk_fails_the_backup_and_keeps_the_older_one() {
         .fails_with(1, "No space left on device");
     assert!(e.contains(".partial"), "names the file it was writing: {e}");
     assert_eq!(sha256_file(&first), sha);
-    let mut left = files(&dir);
+    let mut left = backup_files(&dir);
     left.sort();
     assert_eq!(
         left.len(),
@@ -373,10 +368,10 @@ fn sigterm_during_restore_drops_the_half_loaded_database() {
     assert_eq!(sb.pg.databases(), ["inventory_db", "order_db", "postgres"]);
     assert_eq!(sb.pg.fingerprint("order_db"), live);
     assert_eq!(
-        files(&sb.backup_dir()).len(),
+        backup_files(&sb.backup_dir()).len(),
         2,
         "{:?}",
-        files(&sb.backup_dir())
+        backup_files(&sb.backup_dir())
     );
 }
 

@@ -11,15 +11,6 @@ use std::path::Path;
 
 use common::*;
 
-/// Files in the backup directory other than the lock.
-fn files(dir: &Path) -> Vec<String> {
-    list_dir(dir)
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .filter(|n| n != ".valerix-backup.lock")
-        .collect()
-}
-
 fn manifest_path(dump: &Path) -> String {
     dump.to_string_lossy().replace(".dump.gz", ".manifest.json")
 }
@@ -77,10 +68,10 @@ fn an_indexed_backup_is_inflated_in_parallel_and_restores_the_same_database() {
     }
     assert_eq!(sb.pg.databases(), ["inventory_db", "order_db", "postgres"]);
     assert_eq!(
-        files(&sb.backup_dir()).len(),
+        backup_files(&sb.backup_dir()).len(),
         2,
         "{:?}",
-        files(&sb.backup_dir())
+        backup_files(&sb.backup_dir())
     );
 
     let out = sb
@@ -131,10 +122,10 @@ fn a_plain_gzip_backup_with_a_manifest_is_read_serially_and_restores_the_same_da
     assert_eq!(sb.pg.fingerprint("order_db"), source);
     assert_eq!(sb.pg.databases(), ["inventory_db", "order_db", "postgres"]);
     assert_eq!(
-        files(&sb.backup_dir()).len(),
+        backup_files(&sb.backup_dir()).len(),
         2,
         "{:?}",
-        files(&sb.backup_dir())
+        backup_files(&sb.backup_dir())
     );
 }
 
@@ -192,10 +183,10 @@ fn a_check_failing_while_the_load_runs_stops_it_and_leaves_the_live_database() {
         assert_eq!(sb.pg.databases(), before, "{args:?}: a database was left");
         assert_eq!(sb.pg.fingerprint("order_db"), live, "{args:?}");
         assert_eq!(
-            files(&sb.backup_dir()).len(),
+            backup_files(&sb.backup_dir()).len(),
             2,
             "{args:?}: a journal or scratch file was left: {:?}",
-            files(&sb.backup_dir())
+            backup_files(&sb.backup_dir())
         );
     }
 }

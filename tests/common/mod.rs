@@ -339,6 +339,15 @@ pub fn list_dir(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The names of the files in a backup directory, other than the lock.
+pub fn backup_files(dir: &Path) -> Vec<String> {
+    list_dir(dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .filter(|n| n != ".valerix-backup.lock")
+        .collect()
+}
+
 pub fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
