@@ -190,3 +190,84 @@ fn a_check_failing_while_the_load_runs_stops_it_and_leaves_the_live_database() {
         );
     }
 }
+
+/// A pg_restore that loads, then runs `sql` in the database it loaded, as
+/// a server that lost rows, or a session that wrote into the fresh
+/// database, would leave it. The session's counters are flushed before it
+/// ends (a session flushes them when idle, at most once a second, and as
+/// it exits): the proof reads what the server has published.
+fn load_then(sb: &Sandbox, sql: &str) {
+    sb.wrap_tool(
+        "pg_restore",
+        &format!(
+            "[ \"$1\" = --list ] && exec \"$REAL/pg_restore\" \"$@\"\n\
+             \"$REAL/pg_restore\" \"$@\" || exit $?\n\
+             exec \"$REAL/psql\" -X -q -v ON_ERROR_STOP=1 -c \"{sql}\" \
+             -c 'SELECT pg_stat_force_next_flush()' -c 'SELECT 1'"
+        ),
+    );
+}
+
+#[test]
+fn the_row_proof_counts_what_the_server_counters_cannot_vouch_for() {
+    let sb = Sandbox::with_scale(SCALE);
+    sb.run(&["backup", "order"]).ok();
+    let m = manifest(&sb.dump_of("order_db"));
+    let rows = |name: &str| {
+        m["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // A normal load: the counters prove every table, none is counted.
+    for args in [
+        &["restore", "latest", "order", "--yes", "--json"][..],
+        &["verify", "--deep", "latest", "order", "--json"][..],
+    ] {
+        let out = sb.run(args).ok();
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["results"][0]["tables_counted"], 0, "{args:?}: {v}");
+    }
+
+    sb.pg.psql("order_db", "UPDATE orders SET total = 2");
+    let live = sb.pg.fingerprint("order_db");
+    let before = sb.pg.databases();
+    let items = rows("order_items");
+    // One row gone (the delete counter shows it), and every row gone by a
+    // TRUNCATE (which leaves the insert counter as it was).
+    for (sql, left) in [
+        (
+            "DELETE FROM order_items WHERE ctid = (SELECT min(ctid) FROM order_items)",
+            items - 1,
+        ),
+        ("TRUNCATE order_items", 0),
+    ] {
+        load_then(&sb, sql);
+        for args in [
+            &["restore", "latest", "order", "--yes"][..],
+            &["verify", "--deep", "latest", "order"][..],
+        ] {
+            let out = sb.run(args);
+            out.fails_with(
+                1,
+                &format!("restored table public.order_items has {left} rows, the dump has {items}"),
+            );
+            assert!(
+                out.stderr.contains("tables counted with count(*)"),
+                "{sql}: {}",
+                out.stderr
+            );
+            assert_eq!(
+                sb.pg.databases(),
+                before,
+                "{sql}, {args:?}: a database was left"
+            );
+            assert_eq!(sb.pg.fingerprint("order_db"), live, "{sql}, {args:?}");
+        }
+    }
+}

@@ -88,6 +88,9 @@ pub struct DbRestore {
     pub total_secs: f64,
     pub tables: usize,
     pub rows: u64,
+    /// Tables whose rows had to be counted with `count(*)`; the server's
+    /// insert counters proved the others.
+    pub tables_counted: usize,
     pub kept_old: Option<String>,
     /// The restored database took its name; an error after that is a
     /// failure to clean up, not of the restore.
@@ -164,19 +167,20 @@ pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
             None => newest_usable(&catalog, db)?,
         };
         let server = Server::new(&ctx.tools, db);
-        server.check_version()?;
-        let (target, replaces) = match &req.into {
+        let target = match &req.into {
             Some(into) => {
                 check_db_name(into)?;
-                if server.exists(into)? {
-                    return Err(Error::Refused(format!(
-                        "database {into} already exists; --into never overwrites (pick a new name)"
-                    )));
-                }
-                (into.clone(), false)
+                into.clone()
             }
-            None => (db.dbname.clone(), server.exists(&db.dbname)?),
+            None => db.dbname.clone(),
         };
+        let exists = server.survey(std::slice::from_ref(&target))?[0];
+        if exists && req.into.is_some() {
+            return Err(Error::Refused(format!(
+                "database {target} already exists; --into never overwrites (pick a new name)"
+            )));
+        }
+        let replaces = exists;
         items.push(PlanItem {
             db: db.clone(),
             backup,
@@ -267,7 +271,8 @@ fn restore_one(
     // Names unique to this restore: nothing of an earlier run is ever
     // reused, dropped or overwritten (a kept `__old_` database above all).
     let run = Stamp::now().to_string();
-    let fresh = server.unused_name(&item.target, "restore", &run)?;
+    let mut names = server.unused_names(&item.target, &["restore", "old"], &run)?;
+    let (old, fresh) = (names.pop(), names.pop().expect("two names"));
     let mut record = Record::new(
         Kind::Restore,
         &item.db,
@@ -276,7 +281,7 @@ fn restore_one(
         r.file.clone(),
     );
     if item.replaces && req.into.is_none() {
-        record.old = Some(server.unused_name(&item.target, "old", &run)?);
+        record.old = old;
         record.keep_old = req.keep_old;
     }
     let mut journal = Journal::begin(catalog, record)?;
@@ -302,6 +307,7 @@ fn restore_one(
     r.restore_secs = loaded.load_secs;
     r.tables = loaded.tables.len();
     r.rows = loaded.tables.iter().map(|t| t.rows).sum();
+    r.tables_counted = loaded.tables_counted;
 
     let t = Instant::now();
     journal.step(Step::Swap)?;
