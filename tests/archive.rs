@@ -8,6 +8,7 @@ use std::process::Command;
 
 use common::*;
 use valerix_backup::pg::archive::{ArchiveScanner, ArchiveSummary};
+use valerix_backup::pg::offsets;
 
 fn dump(pg: &Pg, db: &str, extra: &[&str]) -> Vec<u8> {
     let out = Command::new(pg_bin().join("pg_dump"))
@@ -94,4 +95,85 @@ fn scanner_counts_rows_and_catches_every_truncation() {
 
     let e = scan(b"PK\x03\x04 a zip file", 100).unwrap_err();
     assert!(e.contains("not a pg_dump custom-format archive"), "{e}");
+}
+
+/// The offsets `pg::offsets::fill` writes are the ones pg_dump writes when
+/// it can seek in its output, and pg_restore follows them.
+#[test]
+fn filled_data_offsets_are_those_pg_dump_writes_to_a_file() {
+    use std::os::unix::fs::FileExt;
+    let pg = Pg::start(200);
+    // A large object too: its data is a block of another kind.
+    pg.psql("order_db", "SELECT lo_from_bytea(0, 'a large object')");
+    let work = tempfile::tempdir().unwrap();
+    let seekable = work.path().join("file.dump");
+    dump(
+        &pg,
+        "order_db",
+        &["--compress=0", &format!("--file={}", seekable.display())],
+    );
+    let piped = dump(&pg, "order_db", &["--compress=0"]);
+    let path = work.path().join("piped.dump");
+    std::fs::write(&path, &piped).unwrap();
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap()
+    };
+    let data_entries = scan(&piped, piped.len()).unwrap().data_blocks;
+    assert!(data_entries >= 5, "{data_entries}");
+    assert_eq!(offsets::fill(&open()).unwrap(), data_entries);
+    assert_eq!(
+        offsets::fill(&open()).unwrap(),
+        0,
+        "a second fill changes nothing"
+    );
+
+    // Byte for byte pg_dump's own seekable archive, but for its creation
+    // time (seven integers in the header, before the database name).
+    let filled = std::fs::read(&path).unwrap();
+    let theirs = std::fs::read(&seekable).unwrap();
+    assert_eq!(filled.len(), theirs.len());
+    let differ: Vec<usize> = (0..filled.len())
+        .filter(|&i| filled[i] != theirs[i])
+        .collect();
+    assert!(differ.iter().all(|&i| i < 60), "bytes differ at {differ:?}");
+    let patched: Vec<usize> = (0..filled.len())
+        .filter(|&i| filled[i] != piped[i])
+        .collect();
+    assert!(!patched.is_empty());
+
+    // pg_restore reads them: one entry pointed at another's block fails.
+    let restore = |db: &str| {
+        pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+        Command::new(pg_bin().join("pg_restore"))
+            .args(["--exit-on-error", "--jobs", "2", "-h"])
+            .arg(&pg.dir)
+            .args(["-p", &pg.port.to_string(), "-U", "postgres", "-d", db])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = restore("filled_db");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pg.fingerprint("filled_db"), pg.fingerprint("order_db"));
+    // The flags (1 -> 2) mark where each patched 9-byte field starts.
+    let fields: Vec<usize> = patched
+        .iter()
+        .copied()
+        .filter(|&i| piped[i] == 1 && filled[i] == 2)
+        .collect();
+    let (a, b) = (fields[0], fields[1]);
+    let f = open();
+    f.write_all_at(&filled[b + 1..b + 9], a as u64 + 1).unwrap();
+    let out = restore("misled_db");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unexpected block ID"), "{stderr}");
 }

@@ -19,8 +19,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-const BLK_DATA: u8 = 1;
-const BLK_BLOBS: u8 = 3;
+pub(super) const BLK_DATA: u8 = 1;
+pub(super) const BLK_BLOBS: u8 = 3;
 /// What `dumpTableData_copy` writes after the last row.
 const TERMINATOR: &[u8] = b"\\.\n\n\n";
 /// The header and TOC are buffered until parsed; a TOC this large is a
@@ -55,9 +55,9 @@ pub struct TableRows {
 }
 
 #[derive(Debug)]
-struct Toc {
+pub(super) struct Toc {
     version: (u8, u8, u8),
-    int_size: usize,
+    pub(super) int_size: usize,
     compressed: bool,
     dbname: String,
     server_version: String,
@@ -67,6 +67,11 @@ struct Toc {
     tables: HashMap<i64, (String, String)>,
     /// dump ids of every entry that has data.
     with_data: HashSet<i64>,
+    /// Bytes of a data offset in the TOC.
+    pub(super) off_size: usize,
+    /// Of every entry that has data: its dump id, where its offset flag is
+    /// in the file, and that flag.
+    pub(super) data_offsets: Vec<(i64, usize, u8)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -314,12 +319,12 @@ impl ArchiveScanner {
     }
 }
 
-enum Need {
+pub(super) enum Need {
     More,
     Bad(String),
 }
 
-fn read_int_bytes(b: &[u8]) -> i64 {
+pub(super) fn read_int_bytes(b: &[u8]) -> i64 {
     let mut v: i64 = 0;
     for (i, byte) in b[1..].iter().enumerate() {
         v |= (*byte as i64) << (8 * i);
@@ -364,7 +369,7 @@ impl Cur<'_> {
 }
 
 /// Parses header and TOC; returns them with the number of bytes consumed.
-fn parse_head(b: &[u8]) -> Result<(Toc, usize), Need> {
+pub(super) fn parse_head(b: &[u8]) -> Result<(Toc, usize), Need> {
     let mut c = Cur {
         b,
         pos: 0,
@@ -415,6 +420,8 @@ fn parse_head(b: &[u8]) -> Result<(Toc, usize), Need> {
         entries: count as usize,
         tables: HashMap::new(),
         with_data: HashSet::new(),
+        off_size,
+        data_offsets: Vec::new(),
     };
     for _ in 0..count {
         let dump_id = c.int()?;
@@ -438,9 +445,11 @@ fn parse_head(b: &[u8]) -> Result<(Toc, usize), Need> {
         c.str()?; // owner
         c.str()?; // "false" (WITH OIDS, long gone)
         while c.str()?.is_some() {} // dependencies, NULL-terminated
-        c.byte()?; // offset flag
+        let flag_at = c.pos;
+        let flag = c.byte()?; // offset flag
         c.bytes(off_size)?; // data offset (unset in a streamed archive)
         if had_dumper {
+            toc.data_offsets.push((dump_id, flag_at, flag));
             toc.with_data.insert(dump_id);
             if desc == "TABLE DATA" {
                 toc.tables.insert(dump_id, (namespace, tag));

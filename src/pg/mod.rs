@@ -3,4 +3,5 @@
 
 pub mod archive;
 pub mod db;
+pub mod offsets;
 pub mod tools;

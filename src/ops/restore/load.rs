@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::catalog::fsutil::ScratchFile;
 use crate::catalog::{Catalog, LocalBackup};
@@ -29,6 +29,7 @@ use crate::ops::read::{expected_tables, read_backup};
 use crate::ops::{Context, Observer};
 use crate::pg::archive::TableRows;
 use crate::pg::db::Server;
+use crate::pg::offsets;
 use crate::pg::tools::{StderrTail, kill_group, spawn, tool_error};
 
 /// A backup made ready to load.
@@ -60,6 +61,7 @@ pub(crate) fn prepare(
     let Some(source) = source else {
         info!("{name}: no member index (plain gzip or an older backup): read serially");
         let read = read_backup(ctx, b, Some(&mut file), obs)?;
+        fill_offsets(&name, &file);
         return Ok(Prepared {
             scratch,
             plain_bytes: read.plain_bytes,
@@ -69,6 +71,7 @@ pub(crate) fn prepare(
     };
     let threads = ctx.cfg.restore_jobs();
     let plain_bytes = inflate_backup(ctx, b, &source, &file, threads, obs)?;
+    fill_offsets(&name, &file);
     let secs = t.elapsed().as_secs_f64();
     info!(
         "{name}: inflated in parallel ({} gzip members, {threads} threads) in {secs:.1} s; \
@@ -81,6 +84,22 @@ pub(crate) fn prepare(
         plain_bytes,
         secs,
     })
+}
+
+/// Writes into the scratch archive the data offsets that pg_dump, writing
+/// to a pipe, could not (see [`offsets`]): `pg_restore --jobs` then seeks
+/// to each table's data and schedules the largest tables first. An archive
+/// whose blocks do not match its table of contents is left as it is; the
+/// archive checks say what is wrong with it.
+fn fill_offsets(name: &str, file: &std::fs::File) {
+    let t = Instant::now();
+    match offsets::fill(file) {
+        Ok(n) => debug!(
+            "{name}: {n} data offsets written into the archive's table of contents in {:.2} s",
+            t.elapsed().as_secs_f64()
+        ),
+        Err(e) => debug!("{name}: data offsets not written: {e}"),
+    }
 }
 
 /// What a load proved.
