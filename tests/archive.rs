@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::*;
 use valerix_backup::pg::archive::{ArchiveScanner, ArchiveSummary};
-use valerix_backup::pg::offsets;
+use valerix_backup::pg::{offsets, rechunk};
 
 fn dump(pg: &Pg, db: &str, extra: &[&str]) -> Vec<u8> {
     let out = Command::new(pg_bin().join("pg_dump"))
@@ -176,4 +176,94 @@ fn filled_data_offsets_are_those_pg_dump_writes_to_a_file() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unexpected block ID"), "{stderr}");
+}
+
+/// All of `bytes` through `Rechunk`, read `step` bytes at a time.
+fn rechunked(bytes: &[u8], step: usize) -> Vec<u8> {
+    let mut r = rechunk::Rechunk::new(bytes);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; step];
+    loop {
+        let n = std::io::Read::read(&mut r, &mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Merged chunks: the same archive to pg_restore and to the scan, smaller,
+/// and damage still found.
+#[test]
+fn rechunked_archives_scan_and_restore_as_pg_dump_wrote_them() {
+    let pg = Pg::start(300);
+    pg.psql(
+        "order_db",
+        "SELECT lo_from_bytea(0, 'a large object'); \
+         CREATE TABLE wide (t text); \
+         INSERT INTO wide SELECT repeat(md5(i::text), 3000) FROM generate_series(1, 5) i",
+    );
+    let plain = dump(&pg, "order_db", &["--compress=0"]);
+    let merged = rechunked(&plain, 65536);
+    assert!(
+        merged.len() * 100 < plain.len() * 97,
+        "{} -> {} bytes",
+        plain.len(),
+        merged.len()
+    );
+    for step in [1, 7, 4096, 1 << 20] {
+        assert!(rechunked(&plain, step) == merged, "read {step} at a time");
+    }
+    let (theirs, ours) = (scan(&plain, 65536).unwrap(), scan(&merged, 65536).unwrap());
+    assert_eq!(ours.tables, theirs.tables);
+    assert_eq!(
+        (ours.toc_entries, ours.data_blocks),
+        (theirs.toc_entries, theirs.data_blocks)
+    );
+    // Every cut of the input is still a damaged archive after merging.
+    let stride = (plain.len() / 300).max(1);
+    for cut in (1..plain.len()).step_by(stride).chain([plain.len() - 1]) {
+        assert!(
+            scan(&rechunked(&plain[..cut], 65536), 65536).is_err(),
+            "cut at {cut} of {} passed",
+            plain.len()
+        );
+    }
+    // An archive pg_dump compressed itself passes through as it is.
+    let compressed = dump(&pg, "order_db", &[]);
+    assert!(rechunked(&compressed, 4096) == compressed);
+
+    // pg_restore loads the same database from it, its offsets filled in.
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("merged.dump");
+    std::fs::write(&path, &merged).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    assert_eq!(offsets::fill(&file).unwrap(), theirs.data_blocks);
+    pg.psql("postgres", "CREATE DATABASE merged_db");
+    let out = Command::new(pg_bin().join("pg_restore"))
+        .args(["--exit-on-error", "--jobs", "2", "-h"])
+        .arg(&pg.dir)
+        .args([
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "merged_db",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pg.fingerprint("merged_db"), pg.fingerprint("order_db"));
+    let lo = "SELECT encode(lo_get(oid), 'escape') FROM pg_largeobject_metadata";
+    assert_eq!(pg.psql("merged_db", lo), pg.psql("order_db", lo));
 }

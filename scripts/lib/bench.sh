@@ -23,6 +23,7 @@ lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 here=$(cd "$lib_dir/.." && pwd)
 root=$(cd "$here/.." && pwd)
 tool="$root/target/release/valerix-backup"
+archive_tool="$root/target/release/examples/archive_tool"
 docs="$root/docs/benchmarks.md"
 
 : "${bench_name:?set bench_name before sourcing lib/bench.sh}"
@@ -100,7 +101,7 @@ prepare_common() {
   trap 'exit 130' INT TERM
   "$here/setup.sh"
   log "cargo build --release"
-  (cd "$root" && cargo build --release --quiet)
+  (cd "$root" && cargo build --release --quiet --bin valerix-backup --example archive_tool)
   [ -x "$tool" ] || die "no $tool after the build"
   work=$(mktemp -d "/tmp/$1.XXXXXX")
 }

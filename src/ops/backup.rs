@@ -21,6 +21,7 @@ use crate::ops::anomaly::{self, SizeAnomaly};
 use crate::ops::upload::{self, Selection, TierChoice, UploadReport};
 use crate::ops::{Context, Observer, kill_on_cancel, outcome};
 use crate::pg::archive::ArchiveScanner;
+use crate::pg::rechunk::Rechunk;
 use crate::pg::tools::{StderrTail, kill_group, spawn, tool_error};
 use crate::pipeline::compress::{CompressError, libdeflate_level};
 use crate::pipeline::{CompressOptions, HashingWriter, compress_parallel};
@@ -364,7 +365,9 @@ fn backup_one(
     let done = AtomicBool::new(false);
     let compressed = std::thread::scope(|s| {
         kill_on_cancel(s, &ctx.cancel, &done, child.id());
-        let r = compress_parallel(stdout, &mut writer, opts, &ctx.cancel, |chunk| {
+        // Row-sized chunks merged before compression (see pg::rechunk).
+        let input = Rechunk::new(stdout);
+        let r = compress_parallel(input, &mut writer, opts, &ctx.cancel, |chunk| {
             bar.inc(chunk.len());
             scanner.feed(chunk).map_err(|e| e.to_string())
         });

@@ -58,7 +58,7 @@ pub struct TableRows {
 pub(super) struct Toc {
     version: (u8, u8, u8),
     pub(super) int_size: usize,
-    compressed: bool,
+    pub(super) compressed: bool,
     dbname: String,
     server_version: String,
     pg_dump_version: String,

@@ -4,4 +4,5 @@
 pub mod archive;
 pub mod db;
 pub mod offsets;
+pub mod rechunk;
 pub mod tools;
