@@ -271,3 +271,58 @@ fn the_row_proof_counts_what_the_server_counters_cannot_vouch_for() {
         }
     }
 }
+
+/// A freshly loaded database is what autovacuum picks next, and a
+/// non-superuser may not terminate an autovacuum worker: `DROP DATABASE ...
+/// WITH (FORCE)` of the scratch database failed on it ("must be a member of
+/// the role whose process is being terminated"). Here autovacuum is made
+/// slow enough to be still at work in the scratch database when the drop
+/// comes, and the drop waits until it is.
+#[test]
+fn a_scratch_database_autovacuum_is_working_in_is_dropped_all_the_same() {
+    let sb = Sandbox::with_scale(SCALE);
+    sb.run(&["backup", "order"]).ok();
+    // Nothing left for autovacuum elsewhere, so that its workers (3) are
+    // free for the scratch database.
+    for db in ["order_db", "inventory_db", "postgres", "template1"] {
+        sb.pg.psql(db, "VACUUM ANALYZE");
+    }
+    for setting in [
+        "autovacuum_naptime = 1",
+        "autovacuum_vacuum_cost_delay = 100",
+        "autovacuum_vacuum_cost_limit = 1",
+    ] {
+        sb.pg
+            .psql("postgres", &format!("ALTER SYSTEM SET {setting}"));
+    }
+    sb.pg.psql("postgres", "SELECT pg_reload_conf()");
+    // The superuser on the socket: a non-superuser's pg_stat_activity does
+    // not show an autovacuum worker's backend type.
+    let bin = sb.wrap_tool(
+        "psql",
+        &format!(
+            "sql=$(cat)\n\
+             db=$(printf '%s' \"$sql\" | sed -n 's/^DROP DATABASE IF EXISTS \"\\([^\"]*\\)\".*/\\1/p')\n\
+             if [ -n \"$db\" ]; then\n\
+               for i in $(seq 600); do\n\
+                 n=$(\"$REAL/psql\" -X -At -h '{dir}' -p {port} -U postgres -d postgres -c \
+                     \"SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' \
+                     AND backend_type = 'autovacuum worker'\" </dev/null)\n\
+                 if [ \"$n\" -gt 0 ]; then echo \"$db\" >> \"$(dirname \"$0\")/seen\"; break; fi\n\
+                 sleep 0.1\n\
+               done\n\
+             fi\n\
+             printf '%s\\n' \"$sql\" | exec \"$REAL/psql\" \"$@\"",
+            dir = sb.pg.dir.display(),
+            port = sb.pg.port
+        ),
+    );
+    let before = sb.pg.databases();
+    sb.run(&["verify", "--deep", "latest", "order"]).ok();
+    let seen = std::fs::read_to_string(bin.join("seen")).unwrap_or_default();
+    assert!(
+        seen.contains("__verify_"),
+        "autovacuum never worked in the scratch database: {seen:?}"
+    );
+    assert_eq!(sb.pg.databases(), before);
+}

@@ -2,9 +2,10 @@
 //!
 //! 1. decompress the backup into a private scratch file, so that
 //!    `pg_restore --jobs` can work in parallel: an indexed file's gzip
-//!    members on every core, each member checked (see [`load`]); any other
-//!    file in one serial read pass that makes every check of step 3 first;
-//! 2. restore into a fresh database created from template0, at once;
+//!    members on every core, each member checked (see [`load`]), while the
+//!    fresh database is created from template0 beside it; any other file in
+//!    one serial read pass that makes every check of step 3 first;
+//! 2. restore into the fresh database, at once;
 //! 3. beside the load: SHA-256 and sizes against the manifest, archive
 //!    completeness and row counts, `pg_restore --list`; a failure stops the
 //!    load. After it, prove it: the row count of every table equals the
@@ -250,23 +251,6 @@ fn restore_one(
     obs: &dyn Observer,
 ) -> Result<()> {
     let b = &item.backup;
-    let prepared = load::prepare(ctx, catalog, b, "restore", b.manifest_error.is_none(), obs)?;
-    if let Some(read) = &prepared.read {
-        check_manifest(b, read)?;
-    }
-    if b.manifest.is_none() {
-        warn!(
-            "{}: no manifest, so no SHA-256 to check; gzip and dump structure verified",
-            r.file
-        );
-    }
-    if prepared.read.is_some() {
-        info!(
-            "{}: verified {} in {:.1} s",
-            item.db.dbname, r.file, prepared.secs
-        );
-    }
-
     let server = Server::new(&ctx.tools, &item.db);
     // Names unique to this restore: nothing of an earlier run is ever
     // reused, dropped or overwritten (a kept `__old_` database above all).
@@ -284,7 +268,35 @@ fn restore_one(
         record.old = old;
         record.keep_old = req.keep_old;
     }
+    // Before the fresh database can exist, so that a run killed at any
+    // point is settled by the next one.
     let mut journal = Journal::begin(catalog, record)?;
+    let create = || server.create_like(&fresh, &item.db.dbname);
+    let parallel = b.manifest_error.is_none();
+    let (prepared, attempted) = load::prepare(ctx, catalog, b, "restore", parallel, obs, &create);
+    let checked = prepared.and_then(|p| match &p.read {
+        Some(read) => check_manifest(b, read).map(|()| p),
+        None => Ok(p),
+    });
+    let prepared = match checked {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            load::give_up(journal, &server, attempted);
+            return Err(e);
+        }
+    };
+    if b.manifest.is_none() {
+        warn!(
+            "{}: no manifest, so no SHA-256 to check; gzip and dump structure verified",
+            r.file
+        );
+    }
+    if prepared.read.is_some() {
+        info!(
+            "{}: verified {} in {:.1} s",
+            item.db.dbname, r.file, prepared.secs
+        );
+    }
     let loaded = load::load_fresh(
         ctx,
         &server,

@@ -19,11 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::catalog::fsutil::ScratchFile;
 use crate::catalog::{Catalog, LocalBackup};
 use crate::error::{Error, IoContext, Result};
+use crate::ops::journal::Journal;
 use crate::ops::read::{ReadResult, check_inflated, indexed, inflate_backup};
 use crate::ops::read::{expected_tables, read_backup};
 use crate::ops::{Context, Observer};
@@ -41,11 +42,20 @@ pub(crate) struct Prepared {
     pub plain_bytes: u64,
     /// Seconds spent reading (serial) or inflating (parallel).
     pub secs: f64,
+    /// The fresh database was created beside the inflation.
+    pub created: bool,
 }
 
 /// Writes the plain dump of `b` to a scratch file named for `purpose`.
 /// `parallel` allows the parallel path for an indexed file. After the
 /// serial path the caller compares the read with the manifest.
+///
+/// On the parallel path `create` (the fresh database's creation) runs on
+/// another thread while the members inflate: the inflation works the local
+/// cores, the creation the server. On the serial path it is not run (every
+/// check comes before anything is created, as before). The second value
+/// says whether it was run, also when the first is an error, so that the
+/// caller knows whether there may be a database to drop ([`give_up`]).
 pub(crate) fn prepare(
     ctx: &Context,
     catalog: &Catalog,
@@ -53,24 +63,48 @@ pub(crate) fn prepare(
     purpose: &str,
     parallel: bool,
     obs: &dyn Observer,
-) -> Result<Prepared> {
+    create: &(dyn Fn() -> Result<()> + Sync),
+) -> (Result<Prepared>, bool) {
     let t = Instant::now();
     let name = b.file_name();
-    let (scratch, mut file) = ScratchFile::create(catalog.dir(), &format!("{purpose}-{name}"))?;
-    let source = if parallel { indexed(b)? } else { None };
-    let Some(source) = source else {
-        info!("{name}: no member index (plain gzip or an older backup): read serially");
-        let read = read_backup(ctx, b, Some(&mut file), obs)?;
-        fill_offsets(&name, &file);
-        return Ok(Prepared {
-            scratch,
-            plain_bytes: read.plain_bytes,
-            read: Some(read),
-            secs: t.elapsed().as_secs_f64(),
-        });
+    let (scratch, mut file) = match ScratchFile::create(catalog.dir(), &format!("{purpose}-{name}"))
+    {
+        Ok(created) => created,
+        Err(e) => return (Err(e), false),
+    };
+    let source = if parallel { indexed(b) } else { Ok(None) };
+    let source = match source {
+        Ok(Some(source)) => source,
+        Ok(None) => {
+            info!("{name}: no member index (plain gzip or an older backup): read serially");
+            let read = read_backup(ctx, b, Some(&mut file), obs).map(|read| {
+                fill_offsets(&name, &file);
+                Prepared {
+                    scratch,
+                    plain_bytes: read.plain_bytes,
+                    read: Some(read),
+                    secs: t.elapsed().as_secs_f64(),
+                    created: false,
+                }
+            });
+            return (read, false);
+        }
+        Err(e) => return (Err(e), false),
     };
     let threads = ctx.cfg.restore_jobs();
-    let plain_bytes = inflate_backup(ctx, b, &source, &file, threads, obs)?;
+    let (inflated, created) = std::thread::scope(|s| {
+        let creating = s.spawn(create);
+        let inflated = inflate_backup(ctx, b, &source, &file, threads, obs);
+        let created = creating
+            .join()
+            .unwrap_or_else(|_| Err(Error::Unexpected("the creating thread panicked".into())));
+        (inflated, created)
+    });
+    // The file's fault is the one to report when both failed.
+    let plain_bytes = match (inflated, created) {
+        (Err(e), _) | (Ok(_), Err(e)) => return (Err(e), true),
+        (Ok(n), Ok(())) => n,
+    };
     fill_offsets(&name, &file);
     let secs = t.elapsed().as_secs_f64();
     info!(
@@ -78,12 +112,25 @@ pub(crate) fn prepare(
          checking it beside the load",
         source.1.len()
     );
-    Ok(Prepared {
+    let prepared = Prepared {
         scratch,
         read: None,
         plain_bytes,
         secs,
-    })
+        created: true,
+    };
+    (Ok(prepared), true)
+}
+
+/// Closes the journal of a run that failed before its load: drops the
+/// fresh database when its creation was attempted (it may have committed
+/// even if its answer was lost), else only removes the journal.
+pub(crate) fn give_up(journal: Journal, server: &Server, attempted: bool) {
+    if attempted {
+        journal.abandon(server);
+    } else if let Err(e) = journal.finish() {
+        warn!("{e}");
+    }
 }
 
 /// Writes into the scratch archive the data offsets that pg_dump, writing
@@ -112,8 +159,9 @@ pub(crate) struct Loaded {
     /// How many tables had to be counted with `count(*)`; the others the
     /// server's insert counters proved (`Server::prove_rows`).
     pub tables_counted: usize,
-    /// Seconds from the creation of the fresh database to the last row
-    /// count.
+    /// Seconds from the start of the load (or the creation of the fresh
+    /// database, when it was not created beside the inflation) to the last
+    /// row count.
     pub load_secs: f64,
     /// Seconds the checks beside the load went on after it and the row
     /// counts (0 when they finished first, as they usually do).
@@ -137,7 +185,9 @@ pub(crate) fn load_fresh(
         let _stop = StopOnDrop(&stop);
         let mut checks = Checks::start(s, ctx, b, prepared, &stop);
         let t = Instant::now();
-        server.create_like(fresh, like)?;
+        if !prepared.created {
+            server.create_like(fresh, like)?;
+        }
         run_pg_restore(
             ctx,
             server,
