@@ -47,6 +47,8 @@ declare -A choices=([dataset]="order commerce")
 # shellcheck source=scripts/lib/bench.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
 parse_args "$@"
+# Built with the release binary (scripts/lib/bench.sh): the floor's archive.
+archive_tool="$root/target/release/examples/archive_tool"
 size_mb=${opt[size-mb]}
 dataset=${opt[dataset]}
 rounds=${opt[rounds]}
@@ -79,6 +81,8 @@ prepare() {
   port=$("$sandbox" free-port)
   log "sandbox cluster in $work/pg on 127.0.0.1:$port"
   "$sandbox" start "$work/pg" "$port"
+  clk_tck=$(getconf CLK_TCK)
+  timed_probe=server_cpu
 
   cat >"$work/tool/valerix-backup.toml" <<TOML
 backup_dir = "backups"
@@ -94,6 +98,19 @@ user = "order_user"
 password_env = "ORDER_DB_PASSWORD"
 TOML
   cfg="$work/tool/valerix-backup.toml"
+}
+
+# CPU seconds the cluster has used so far (timed's probe): the postmaster
+# and every process under it, and through the postmaster's children's
+# times the backends that have ended (parallel workers, autovacuum, a
+# pg_restore's sessions).
+server_cpu() {
+  local pm
+  pm=$(head -n 1 "$work/pg/data/postmaster.pid")
+  # shellcheck disable=SC2046 # one /proc path per child pid
+  cat "/proc/$pm/stat" $(pgrep -P "$pm" | sed 's|.*|/proc/&/stat|') 2>/dev/null \
+    | awk -v t="$clk_tck" -v pm="$pm" '{ pid = $1; sub(/^.*\) /, ""); s += $12 + $13
+                                        if (pid == pm) s += $14 + $15 } END { printf "%.2f", s / t }'
 }
 
 # Superuser psql on the sandbox's Unix socket, unaligned, no headers.
@@ -355,7 +372,10 @@ largest_tables() {
 }
 
 # A table row: step, median wall, output, peak RSS, CPU, comparison.
-row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "${wall[$2]}" "$3" "$(kib_mib "${rss[$2]}")" "${cpu[$2]}" "$4"; }
+row() {
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "${wall[$2]}" "$3" "$(kib_mib "${rss[$2]}")" \
+    "${cpu[$2]}" "${probe[$2]}" "$4"
+}
 
 # Backquotes in the single-quoted step names are markdown, not commands.
 # shellcheck disable=SC2016
@@ -391,8 +411,8 @@ $heading
 - Run: \`scripts/bench.sh --dataset $dataset --size-mb $size_mb --rounds $rounds\`; warm page cache; $rounds rounds of
   (a) to (g) in that order; every figure is the median of its $rounds runs, peak RSS the largest
 
-| step | wall s | output MiB | peak RSS MiB | CPU s | vs |
-|---|---:|---:|---:|---:|---|
+| step | wall s | output MiB | peak RSS MiB | CPU s | server CPU s | vs |
+|---|---:|---:|---:|---:|---:|---|
 $(row '(a) seed backup: `pg_dump -Fc --file`, then `gzip`' a "$(mib "$size_a" %.2f)" 1)
 $(row '(b) `valerix-backup backup order`' b "$(mib "$size_b" %.2f)" "wall ${r_wall_b} x (a), size ${r_size_b} x (a), ${r_b_c} x (c)")
 $(row '(c) backup floor: `pg_dump -Fc --compress=0 > /dev/null`' c - "")
@@ -407,6 +427,10 @@ Breakdown (medians of each part): (a) pg_dump ${wall[a_dump]} s (writes $(mib "$
 (d) gunzip ${wall[d_gunzip]} s + terminate/dropdb/createdb ${wall[d_prep]} s + pg_restore ${wall[d_restore]} s;
 (e) as the tool reports its median run (\`--json\`): verify $(calc "$e_verify" %.1f) s + load $(calc "$e_load" %.1f) s + swap $(calc "$e_swap" %.2f) s = $(calc "$e_total" %.1f) s.
 
+CPU bound of (b): its median run spent ${cpu[b]} CPU s in valerix-backup and pg_dump and
+${probe[b]} CPU s in the server, $(calc "${cpu[b]} + ${probe[b]}") CPU s on $(nproc) cores: no run can take less than
+$(calc "(${cpu[b]} + ${probe[b]}) / $(nproc)") s of wall ($(calc "(${cpu[b]} + ${probe[b]}) / $(nproc) / ${wall[c]}") x (c)). (c) spent ${probe[c]} server CPU s in ${wall[c]} s.
+
 Size reference (untimed): a single-stream \`gzip -6\` of the same uncompressed
 dump is $(mib "$size_ref" %.2f) MiB. (b) is $(calc "$size_b / $size_ref" %.3f) x that (the cost of independent
 gzip members); (a) is $(calc "$size_a / $size_ref" %.3f) x that (what gzip over pg_dump's zlib output gains).
@@ -417,7 +441,10 @@ max(valerix-backup, pg_dump), and pg_dump alone peaks at (c)'s figure
 ($rss_own_note); for (e) and (g)
 it is max(valerix-backup, pg_restore and its workers). For (a) and (d) it is
 the largest of the separately timed commands. CPU is the timed process's and
-its children's user + system time; the server's work is not in it.
+its children's user + system time; server CPU is the cluster's, read from
+/proc before and after each command (the postmaster and its children, ended
+backends included), so it also holds whatever the server did meanwhile
+(autovacuum, the checkpointer).
 
 | target | measured | limit | result |
 |---|---:|---:|---|

@@ -23,7 +23,6 @@ lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 here=$(cd "$lib_dir/.." && pwd)
 root=$(cd "$here/.." && pwd)
 tool="$root/target/release/valerix-backup"
-archive_tool="$root/target/release/examples/archive_tool"
 docs="$root/docs/benchmarks.md"
 
 : "${bench_name:?set bench_name before sourcing lib/bench.sh}"
@@ -131,14 +130,16 @@ timed() {
 # in_sequence NAME PART...: a step made of commands run one after the
 # other: its wall and CPU the sum of theirs, its peak RSS the largest.
 in_sequence() {
-  local name=$1 part w=0 c=0 top=0; shift
+  local name=$1 part w=0 c=0 p="" top=0; shift
   for part in "$@"; do
     w=$(calc "$w + ${wall[$part]}")
     c=$(calc "$c + ${cpu[$part]}")
+    [ -z "${probe[$part]-}" ] || p=$(calc "${p:-0} + ${probe[$part]}")
     [ "${rss[$part]}" -le "$top" ] || top=${rss[$part]}
   done
   wall[$name]=$w
   cpu[$name]=$c
+  [ -z "$p" ] || probe[$name]=$p
   rss[$name]=$top
 }
 
