@@ -146,17 +146,7 @@ fn filled_data_offsets_are_those_pg_dump_writes_to_a_file() {
     assert!(!patched.is_empty());
 
     // pg_restore reads them: one entry pointed at another's block fails.
-    let restore = |db: &str| {
-        pg.psql("postgres", &format!("CREATE DATABASE {db}"));
-        Command::new(pg_bin().join("pg_restore"))
-            .args(["--exit-on-error", "--jobs", "2", "-h"])
-            .arg(&pg.dir)
-            .args(["-p", &pg.port.to_string(), "-U", "postgres", "-d", db])
-            .arg(&path)
-            .output()
-            .unwrap()
-    };
-    let out = restore("filled_db");
+    let out = restore_into(&pg, "filled_db", &path);
     assert!(
         out.status.success(),
         "{}",
@@ -172,10 +162,23 @@ fn filled_data_offsets_are_those_pg_dump_writes_to_a_file() {
     let (a, b) = (fields[0], fields[1]);
     let f = open();
     f.write_all_at(&filled[b + 1..b + 9], a as u64 + 1).unwrap();
-    let out = restore("misled_db");
+    let out = restore_into(&pg, "misled_db", &path);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unexpected block ID"), "{stderr}");
+}
+
+/// `pg_restore --jobs 2 --exit-on-error` of `path` into `db` (created
+/// here), as the superuser.
+fn restore_into(pg: &Pg, db: &str, path: &std::path::Path) -> std::process::Output {
+    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+    Command::new(pg_bin().join("pg_restore"))
+        .args(["--exit-on-error", "--jobs", "2", "-h"])
+        .arg(&pg.dir)
+        .args(["-p", &pg.port.to_string(), "-U", "postgres", "-d", db])
+        .arg(path)
+        .output()
+        .unwrap()
 }
 
 /// All of `bytes` through `Rechunk`, read `step` bytes at a time.
@@ -243,21 +246,7 @@ fn rechunked_archives_scan_and_restore_as_pg_dump_wrote_them() {
         .open(&path)
         .unwrap();
     assert_eq!(offsets::fill(&file).unwrap(), theirs.data_blocks);
-    pg.psql("postgres", "CREATE DATABASE merged_db");
-    let out = Command::new(pg_bin().join("pg_restore"))
-        .args(["--exit-on-error", "--jobs", "2", "-h"])
-        .arg(&pg.dir)
-        .args([
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "merged_db",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = restore_into(&pg, "merged_db", &path);
     assert!(
         out.status.success(),
         "{}",

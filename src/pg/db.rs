@@ -130,10 +130,7 @@ impl<'a> Server<'a> {
         let values: Vec<String> = want
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                let name = literal(&format!("{}.{}", ident(&t.schema), ident(&t.name)));
-                format!("({i}, to_regclass({name}))")
-            })
+            .map(|(i, t)| format!("({i}, to_regclass({}))", qualified(t)))
             .collect();
         let sql = format!(
             "SELECT i, pg_stat_get_tuples_inserted(c), pg_stat_get_tuples_deleted(c), \
@@ -195,8 +192,10 @@ impl<'a> Server<'a> {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let name = literal(&format!("{}.{}", ident(&t.schema), ident(&t.name)));
-                format!("SELECT {i}, coalesce(pg_relation_size(to_regclass({name})), 0)")
+                format!(
+                    "SELECT {i}, coalesce(pg_relation_size(to_regclass({})), 0)",
+                    qualified(t)
+                )
             })
             .collect();
         let mut sizes = vec![0; tables.len()];
@@ -367,6 +366,11 @@ impl<'a> Server<'a> {
         ))
         .map(drop)
     }
+}
+
+/// `'schema.table'`, quoted for `to_regclass`.
+fn qualified(t: &TableRows) -> String {
+    literal(&format!("{}.{}", ident(&t.schema), ident(&t.name)))
 }
 
 /// What [`Server::prove_rows`] found.
