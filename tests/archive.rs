@@ -115,18 +115,11 @@ fn filled_data_offsets_are_those_pg_dump_writes_to_a_file() {
     let piped = dump(&pg, "order_db", &["--compress=0"]);
     let path = work.path().join("piped.dump");
     std::fs::write(&path, &piped).unwrap();
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap()
-    };
     let data_entries = scan(&piped, piped.len()).unwrap().data_blocks;
     assert!(data_entries >= 5, "{data_entries}");
-    assert_eq!(offsets::fill(&open()).unwrap(), data_entries);
+    assert_eq!(offsets::fill(&open_rw(&path)).unwrap(), data_entries);
     assert_eq!(
-        offsets::fill(&open()).unwrap(),
+        offsets::fill(&open_rw(&path)).unwrap(),
         0,
         "a second fill changes nothing"
     );
@@ -146,13 +139,7 @@ fn filled_data_offsets_are_those_pg_dump_writes_to_a_file() {
     assert!(!patched.is_empty());
 
     // pg_restore reads them: one entry pointed at another's block fails.
-    let out = restore_into(&pg, "filled_db", &path);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(pg.fingerprint("filled_db"), pg.fingerprint("order_db"));
+    restores_as_order_db(&pg, "filled_db", &path);
     // The flags (1 -> 2) mark where each patched 9-byte field starts.
     let fields: Vec<usize> = patched
         .iter()
@@ -160,7 +147,7 @@ fn filled_data_offsets_are_those_pg_dump_writes_to_a_file() {
         .filter(|&i| piped[i] == 1 && filled[i] == 2)
         .collect();
     let (a, b) = (fields[0], fields[1]);
-    let f = open();
+    let f = open_rw(&path);
     f.write_all_at(&filled[b + 1..b + 9], a as u64 + 1).unwrap();
     let out = restore_into(&pg, "misled_db", &path);
     assert!(!out.status.success());
@@ -178,6 +165,27 @@ fn restore_into(pg: &Pg, db: &str, path: &std::path::Path) -> std::process::Outp
         .args(["-p", &pg.port.to_string(), "-U", "postgres", "-d", db])
         .arg(path)
         .output()
+        .unwrap()
+}
+
+/// Restores `path` into a new database `db` and checks that it holds what
+/// order_db holds.
+fn restores_as_order_db(pg: &Pg, db: &str, path: &std::path::Path) {
+    let out = restore_into(pg, db, path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pg.fingerprint(db), pg.fingerprint("order_db"));
+}
+
+/// `path` opened for reading and writing, as `offsets::fill` wants it.
+fn open_rw(path: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
         .unwrap()
 }
 
@@ -240,19 +248,8 @@ fn rechunked_archives_scan_and_restore_as_pg_dump_wrote_them() {
     let work = tempfile::tempdir().unwrap();
     let path = work.path().join("merged.dump");
     std::fs::write(&path, &merged).unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    assert_eq!(offsets::fill(&file).unwrap(), theirs.data_blocks);
-    let out = restore_into(&pg, "merged_db", &path);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(pg.fingerprint("merged_db"), pg.fingerprint("order_db"));
+    assert_eq!(offsets::fill(&open_rw(&path)).unwrap(), theirs.data_blocks);
+    restores_as_order_db(&pg, "merged_db", &path);
     let lo = "SELECT encode(lo_get(oid), 'escape') FROM pg_largeobject_metadata";
     assert_eq!(pg.psql("merged_db", lo), pg.psql("order_db", lo));
 }
