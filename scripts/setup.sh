@@ -41,6 +41,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 [ -x /usr/bin/time ] || need+=(time)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the test CA of tests/entra.rs
 command -v jq >/dev/null 2>&1 || need+=(jq)   # the benchmarks read the tool's --json with it
+# age and age-keygen: the independent reader of encrypted backups (tests/encryption.rs)
+{ command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1; } || need+=(age)
 if ! command -v python3 >/dev/null 2>&1; then
   need+=(python3 python3-venv)
 elif ! venv_installed && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

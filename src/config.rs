@@ -53,6 +53,9 @@ pub struct Config {
     /// `[[alert.webhook]]`: where the agent sends alerts.
     #[serde(default)]
     pub alert: AlertConfig,
+    /// `[encryption]`: new backups are age-encrypted to these recipients.
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
     /// Where the config was read from (not part of the TOML).
     #[serde(skip)]
     pub path: PathBuf,
@@ -74,6 +77,44 @@ pub struct Database {
     /// ~/.pgpass apply when absent.
     #[serde(default)]
     pub password_env: Option<String>,
+}
+
+/// `[encryption]`: client-side encryption of new backups (see
+/// `pipeline::encryption`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// age public keys (`age1...`); every new backup is encrypted to all
+    /// of them, so any one identity opens it (keep one offline, in escrow).
+    pub recipients: Vec<String>,
+    /// The file holding the identity (private key) that opens backups, for
+    /// `verify --deep` and `restore`; `$VALERIX_BACKUP_IDENTITY_FILE`
+    /// overrides it. Relative to the config file's directory.
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// The parsed recipients (not part of the TOML).
+    #[serde(skip)]
+    pub keys: Vec<age::x25519::Recipient>,
+}
+
+impl Encryption {
+    fn resolve(&mut self, base: &Path) -> std::result::Result<(), String> {
+        if self.recipients.is_empty() {
+            return Err(
+                "encryption.recipients is empty: list at least one age public key \
+                        (age1...), or remove [encryption] to write unencrypted backups"
+                    .into(),
+            );
+        }
+        self.keys = (self.recipients.iter().enumerate())
+            .map(|(i, r)| {
+                crate::pipeline::encryption::parse_recipient(r)
+                    .map_err(|why| format!("encryption.recipients[{i}] {why}"))
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        self.identity_file = self.identity_file.take().map(|p| base.join(p));
+        Ok(())
+    }
 }
 
 /// `[azure]`: where offsite copies go, how they are kept, how we log in.
@@ -590,6 +631,9 @@ impl Config {
         cfg.backup_dir = base.join(&cfg.backup_dir);
         cfg.pg_bin_dir = cfg.pg_bin_dir.map(|d| base.join(d));
         cfg.validate().map_err(bad)?;
+        if let Some(enc) = &mut cfg.encryption {
+            enc.resolve(base).map_err(bad)?;
+        }
         if let Some(az) = &mut cfg.azure {
             az.resolve().map_err(bad)?;
         }
@@ -636,6 +680,33 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The recipients new backups are encrypted to (none: unencrypted).
+    pub fn recipients(&self) -> &[age::x25519::Recipient] {
+        self.encryption.as_ref().map_or(&[], |e| &e.keys)
+    }
+
+    /// The identity file the environment or `[encryption] identity_file`
+    /// names, if any.
+    pub fn identity_path(&self) -> Option<PathBuf> {
+        let configured = self.encryption.as_ref();
+        let configured = configured.and_then(|e| e.identity_file.as_deref());
+        crate::pipeline::encryption::Identities::locate(configured)
+    }
+
+    /// The identity that opens encrypted backups, read from the file the
+    /// environment or `[encryption] identity_file` names.
+    pub fn identities(&self) -> Result<crate::pipeline::encryption::Identities> {
+        use crate::pipeline::encryption::{ENV_IDENTITY_FILE, Identities};
+        let path = self.identity_path().ok_or_else(|| {
+            Error::Missing(format!(
+                "no identity to open encrypted backups: set {ENV_IDENTITY_FILE} or \
+                 [encryption] identity_file to the file of the private key \
+                 (see docs/runbook.md, \"Key custody\")"
+            ))
+        })?;
+        Identities::load(&path)
     }
 
     pub fn compression_threads(&self) -> usize {

@@ -107,6 +107,9 @@ pub fn verify(r: &VerifyReport) -> String {
                     s += &format!(", restore+count {t:.1} s (RTO evidence)");
                 }
                 s += "\n";
+                if let Some(why) = &d.unchecked {
+                    s += &format!("{:<16} note    {why}\n", "");
+                }
             }
             Some(e) => s += &format!("{:<16} FAILED  {e}\n", d.database),
         }
@@ -145,15 +148,19 @@ pub fn list(entries: &[ListEntry]) -> String {
         return "no backups\n".into();
     }
     let offsite = entries.iter().any(|e| e.offsite.is_some());
-    let row = |c: [&str; 7]| {
+    let encrypted = entries.iter().any(|e| e.encrypted_to.is_some());
+    let row = |c: [&str; 8]| {
         let mut line = format!(
             "{:<16} {:<16} {:>10}  {:<13} {:<12} {:>10}",
             c[0], c[1], c[2], c[3], c[4], c[5]
         );
         if offsite {
-            line += &format!("  {}", c[6]);
+            line += &format!("  {:<7}", c[6]);
         }
-        line + "\n"
+        if encrypted {
+            line += &format!("  {}", c[7]);
+        }
+        line.trim_end().to_string() + "\n"
     };
     let mut s = row([
         "TIMESTAMP",
@@ -163,6 +170,7 @@ pub fn list(entries: &[ListEntry]) -> String {
         "SHA256",
         "ROWS",
         "OFFSITE",
+        "ENCRYPTED TO",
     ]);
     for e in entries {
         let tiers: Vec<&str> = e.offsite.iter().flatten().map(|t| t.as_str()).collect();
@@ -178,9 +186,26 @@ pub fn list(entries: &[ListEntry]) -> String {
             } else {
                 tiers.join(",")
             },
+            &encrypted_to(e),
         ]);
     }
     s
+}
+
+/// The recipients of an encrypted backup, each key shortened (the whole
+/// keys are in `--json`).
+fn encrypted_to(e: &ListEntry) -> String {
+    match &e.encrypted_to {
+        None => "-".into(),
+        Some(keys) if keys.is_empty() => "age (recipients unknown)".into(),
+        Some(keys) => {
+            let short: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}...", &k[..k.len().min(16)]))
+                .collect();
+            short.join(",")
+        }
+    }
 }
 
 pub fn upload(r: &UploadReport) -> String {

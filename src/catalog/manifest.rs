@@ -24,7 +24,8 @@ pub struct Manifest {
     pub port: u16,
     pub timestamp: Stamp,
     pub file: String,
-    /// SHA-256 of the whole .dump.gz file, hex.
+    /// SHA-256 of the whole file as stored (.dump.gz, or .dump.gz.age:
+    /// the encrypted bytes), hex.
     pub sha256: String,
     pub size_bytes: u64,
     /// Size of the pg_dump stream inside the gzip.
@@ -37,6 +38,19 @@ pub struct Manifest {
     pub finished_at: DateTime<Utc>,
     pub duration_secs: f64,
     pub tables: Vec<TableRows>,
+    /// How the file is encrypted; absent for an unencrypted one (and in
+    /// every manifest written before encryption existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// The encryption of a backup file: the gzip file, age-encrypted to these
+/// recipients (public keys), so `list` can say which key opens it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Encryption {
+    /// `age` (X25519 recipients, the age v1 format).
+    pub scheme: String,
+    pub recipients: Vec<String>,
 }
 
 impl Manifest {

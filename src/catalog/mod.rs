@@ -40,7 +40,8 @@ use crate::storage::dir::DirStore;
 pub use lock::Lock;
 pub use manifest::Manifest;
 pub use naming::{
-    DUMP_SUFFIX, FileKind, MANIFEST_SUFFIX, dump_name, manifest_name, manifest_of, parse_file_name,
+    DUMP_SUFFIX, ENCRYPTED_SUFFIX, FileKind, MANIFEST_SUFFIX, dump_name, dump_name_as,
+    is_encrypted, manifest_name, manifest_of, parse_file_name,
 };
 pub use stamp::Stamp;
 
@@ -58,8 +59,25 @@ pub struct LocalBackup {
 }
 
 impl LocalBackup {
+    /// Its file name: `<dbname>_<stamp>.dump.gz`, or `.dump.gz.age` when
+    /// it is encrypted.
     pub fn file_name(&self) -> String {
-        dump_name(&self.dbname, &self.stamp)
+        match self.path.file_name() {
+            Some(n) => n.to_string_lossy().into_owned(),
+            None => dump_name(&self.dbname, &self.stamp),
+        }
+    }
+
+    /// Whether the file is age-encrypted (by its name, which the backup
+    /// chose; the read fails by name if the content says otherwise).
+    pub fn encrypted(&self) -> bool {
+        is_encrypted(&self.file_name())
+    }
+
+    /// The recipients its manifest says it was encrypted to.
+    pub fn recipients(&self) -> &[String] {
+        let enc = self.manifest.as_ref().and_then(|m| m.encryption.as_ref());
+        enc.map_or(&[], |e| &e.recipients)
     }
 
     /// A cheap health check for listings and retention (no re-hash).

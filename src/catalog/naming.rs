@@ -2,7 +2,9 @@
 //! name, and the parser that reads them back.
 //!
 //! `order_db_20261125_020000.dump.gz` is the dump of `order_db` at that
-//! stamp; `order_db_20261125_020000.manifest.json` its manifest. Offsite
+//! stamp; `order_db_20261125_020000.manifest.json` its manifest;
+//! `order_db_20261125_020000.dump.gz.age` the same dump, encrypted (see
+//! [`crate::pipeline::encryption`]), with the same manifest name. Offsite
 //! blob names add `<prefix><tier>/<dbname>/` in front ([`crate::offsite`]).
 
 use crate::catalog::Stamp;
@@ -10,19 +12,43 @@ use crate::config::Database;
 
 pub const DUMP_SUFFIX: &str = ".dump.gz";
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+/// An encrypted dump: the gzip file, then age.
+pub const ENCRYPTED_SUFFIX: &str = ".dump.gz.age";
 
 pub fn dump_name(dbname: &str, stamp: &Stamp) -> String {
     format!("{dbname}_{stamp}{DUMP_SUFFIX}")
+}
+
+/// The dump's name, encrypted or not.
+pub fn dump_name_as(dbname: &str, stamp: &Stamp, encrypted: bool) -> String {
+    let suffix = if encrypted {
+        ENCRYPTED_SUFFIX
+    } else {
+        DUMP_SUFFIX
+    };
+    format!("{dbname}_{stamp}{suffix}")
+}
+
+/// Whether a dump's file or blob name is an encrypted one.
+pub fn is_encrypted(name: &str) -> bool {
+    name.ends_with(ENCRYPTED_SUFFIX)
+}
+
+/// The stem of a dump's name, without either suffix.
+fn dump_stem(name: &str) -> Option<&str> {
+    name.strip_suffix(ENCRYPTED_SUFFIX)
+        .or_else(|| name.strip_suffix(DUMP_SUFFIX))
 }
 
 pub fn manifest_name(dbname: &str, stamp: &Stamp) -> String {
     manifest_of(&dump_name(dbname, stamp))
 }
 
-/// The manifest beside a dump: `x.dump.gz` -> `x.manifest.json`, for file
-/// names and blob names (`daily/o/x.dump.gz`) alike.
+/// The manifest beside a dump: `x.dump.gz` (or `x.dump.gz.age`) ->
+/// `x.manifest.json`, for file names and blob names (`daily/o/x.dump.gz`)
+/// alike.
 pub fn manifest_of(dump: &str) -> String {
-    let stem = dump.strip_suffix(DUMP_SUFFIX).unwrap_or(dump);
+    let stem = dump_stem(dump).unwrap_or(dump);
     format!("{stem}{MANIFEST_SUFFIX}")
 }
 
@@ -36,7 +62,7 @@ pub enum FileKind {
 /// `order_db_20261125_020000.dump.gz` -> (stamp, Dump) for dbname `order_db`.
 pub fn parse_file_name(name: &str, dbname: &str) -> Option<(Stamp, FileKind)> {
     let rest = name.strip_prefix(dbname)?.strip_prefix('_')?;
-    let (stem, kind) = if let Some(s) = rest.strip_suffix(DUMP_SUFFIX) {
+    let (stem, kind) = if let Some(s) = dump_stem(rest) {
         (s, FileKind::Dump)
     } else {
         (rest.strip_suffix(MANIFEST_SUFFIX)?, FileKind::Manifest)
@@ -72,5 +98,11 @@ mod tests {
             Some((s, FileKind::Manifest))
         );
         assert_eq!(parse_file_name("o_x_20261125_020000.dump.gz", "o"), None);
+        let sealed = dump_name_as("o", &s, true);
+        assert_eq!(sealed, "o_20261125_020000.dump.gz.age");
+        assert!(is_encrypted(&sealed) && !is_encrypted(&dump_name("o", &s)));
+        assert_eq!(parse_file_name(&sealed, "o"), Some((s, FileKind::Dump)));
+        assert_eq!(manifest_of(&sealed), manifest_name("o", &s));
+        assert_eq!(parse_file_name("o_20261125_020000.dump.age", "o"), None);
     }
 }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::catalog::fsutil::{AtomicFile, write_atomic};
 use crate::catalog::{
-    CLOCK_SLACK, Catalog, Manifest, Stamp, dump_name, manifest, manifest_name, utc_time,
+    CLOCK_SLACK, Catalog, Manifest, Stamp, dump_name_as, manifest, manifest_name, utc_time,
 };
 use crate::config::Database;
 use crate::error::{Error, Result};
@@ -24,6 +24,7 @@ use crate::pg::archive::ArchiveScanner;
 use crate::pg::rechunk::Rechunk;
 use crate::pg::tools::{StderrTail, kill_group, spawn, tool_error};
 use crate::pipeline::compress::{CompressError, libdeflate_level};
+use crate::pipeline::encryption::Sealed;
 use crate::pipeline::{CompressOptions, HashingWriter, compress_parallel};
 
 #[derive(Debug, Default, Clone)]
@@ -324,10 +325,15 @@ fn check_server_clock(ctx: &Context, db: &Database) -> Result<()> {
 /// one second must not collide).
 fn free_stamp(catalog: &Catalog, dbs: &[&Database]) -> Stamp {
     let mut stamp = Stamp::now();
-    while dbs
-        .iter()
-        .any(|db| catalog.dir().join(dump_name(&db.dbname, &stamp)).exists())
-    {
+    let taken = |db: &Database, s: &Stamp| {
+        [false, true].iter().any(|&enc| {
+            catalog
+                .dir()
+                .join(dump_name_as(&db.dbname, s, enc))
+                .exists()
+        })
+    };
+    while dbs.iter().any(|db| taken(db, &stamp)) {
         stamp = stamp.next_second();
     }
     stamp
@@ -342,7 +348,8 @@ fn backup_one(
 ) -> Result<Manifest> {
     let started_at = Utc::now();
     let t0 = Instant::now();
-    let file = dump_name(&db.dbname, &stamp);
+    let recipients = ctx.cfg.recipients();
+    let file = dump_name_as(&db.dbname, &stamp, !recipients.is_empty());
     let mut out = AtomicFile::create(&catalog.dir().join(&file))?;
     let temp_name = out.temp_path().display().to_string();
 
@@ -356,7 +363,10 @@ fn backup_one(
 
     let mut scanner = ArchiveScanner::new();
     let bar = obs.bytes(format!("{}: dumping", db.dbname));
-    let mut writer = HashingWriter::new(out.file());
+    // Compressed, then encrypted when recipients are configured, then
+    // hashed: the manifest's SHA-256 is of the bytes stored.
+    let mut writer = Sealed::new(HashingWriter::new(out.file()), recipients)
+        .map_err(|e| Error::io(format!("encrypting {temp_name}"), e))?;
     let opts = CompressOptions {
         level: ctx.cfg.compression_level,
         threads: ctx.cfg.compression_threads(),
@@ -380,7 +390,8 @@ fn backup_one(
     }
     let status = ctx.wait_child(&mut child, "pg_dump")?;
     let stderr = stderr.finish();
-    let (_, sha256, size_bytes) = writer.finish();
+    // age's last chunk, written only after everything before it.
+    let sealed = writer.finish();
 
     ctx.check_cancel()?;
     let stats = match compressed {
@@ -402,6 +413,9 @@ fn backup_one(
         file: "pg_dump output".into(),
         reason: format!("{e} although pg_dump reported success"),
     })?;
+    let (_, sha256, size_bytes) = sealed
+        .map_err(|e| Error::io(format!("writing {temp_name}"), e))?
+        .finish();
     out.commit()?;
 
     let finished_at = Utc::now();
@@ -429,6 +443,10 @@ fn backup_one(
         finished_at,
         duration_secs: t0.elapsed().as_secs_f64(),
         tables: archive.tables,
+        encryption: (!recipients.is_empty()).then(|| manifest::Encryption {
+            scheme: "age".into(),
+            recipients: recipients.iter().map(ToString::to_string).collect(),
+        }),
     };
     let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
     write_atomic(

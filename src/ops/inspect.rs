@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::catalog::copies::copies_of;
-use crate::catalog::{BackupState, Catalog, Stamp, dump_name};
+use crate::catalog::{BackupState, Catalog, Stamp};
 use crate::error::{Error, Result};
 use crate::offsite::Tier;
 use crate::ops::{Context, journal};
@@ -28,6 +28,10 @@ pub struct ListEntry {
     pub rows: Option<u64>,
     /// Tiers holding an offsite copy; `None` when not looked up.
     pub offsite: Option<Vec<Tier>>,
+    /// The age public keys an encrypted backup was made for (from its
+    /// manifest, or an offsite copy's metadata); absent when unencrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted_to: Option<Vec<String>>,
 }
 
 /// Local backups, and with `offsite` the copies in Azure beside them
@@ -60,13 +64,15 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
                         timestamp: stamp,
                         database: db.name.clone(),
                         dbname: db.dbname.clone(),
-                        file: dump_name(&db.dbname, &stamp),
+                        file: blob.name.rsplit('/').next().unwrap_or_default().into(),
                         size_bytes: blob.size,
                         state: BackupState::OffsiteOnly,
                         sha256: blob.sha256().ok(),
                         tables: None,
                         rows: None,
                         offsite: Some(vec![tier]),
+                        encrypted_to: crate::catalog::is_encrypted(&blob.name)
+                            .then(|| recipients_of(blob)),
                     }),
                 }
             }
@@ -74,6 +80,17 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
         entries.sort_by(|a, b| (a.timestamp, &a.database).cmp(&(b.timestamp, &b.database)));
     }
     Ok(entries)
+}
+
+/// The recipients an offsite copy's metadata names (`upload` records them).
+fn recipients_of(blob: &crate::storage::Object) -> Vec<String> {
+    let listed = blob.metadata.get("encrypted_to").map(String::as_str);
+    listed
+        .unwrap_or("")
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn local_entries(ctx: &Context, dbs: &[&crate::config::Database]) -> Result<Vec<ListEntry>> {
@@ -88,6 +105,7 @@ fn local_entries(ctx: &Context, dbs: &[&crate::config::Database]) -> Result<Vec<
             sha256: b.manifest.as_ref().map(|m| m.sha256.clone()),
             tables: b.manifest.as_ref().map(|m| m.tables.len()),
             rows: b.manifest.as_ref().map(|m| m.total_rows()),
+            encrypted_to: b.encrypted().then(|| b.recipients().to_vec()),
             database: b.database,
             dbname: b.dbname,
             offsite: None,

@@ -27,6 +27,7 @@ use crate::ops::{Context, Observer};
 use crate::pg::archive::{ArchiveScanner, ArchiveSummary, TableRows};
 use crate::pg::tools::{StderrTail, spawn, tool_error};
 use crate::pipeline::HashingReader;
+use crate::pipeline::encryption;
 use crate::pipeline::hash::short;
 use crate::pipeline::member::{self, IndexError, InflateError, Member};
 
@@ -39,7 +40,9 @@ pub struct ReadResult {
 }
 
 /// Reads `b` once; with `plain`, writes the decompressed dump there. Every
-/// check that fails names the file and what is wrong with it.
+/// check that fails names the file and what is wrong with it. An encrypted
+/// file is decrypted on the way (the identity from the configuration); the
+/// SHA-256 is of its bytes as stored.
 pub fn read_backup(
     ctx: &Context,
     b: &LocalBackup,
@@ -55,14 +58,24 @@ pub fn read_backup(
     let bar = obs.bytes(format!("{}: reading", b.dbname));
     let mut plain_bytes = 0u64;
     {
-        let mut gz = MultiGzDecoder::new(&mut hashed);
+        let encrypted = b.encrypted();
+        let source: Box<dyn Read + '_> = if encrypted {
+            let ids = ctx.cfg.identities()?;
+            Box::new(ids.open(&mut hashed, &name, b.recipients())?)
+        } else {
+            Box::new(&mut hashed)
+        };
+        let mut gz = MultiGzDecoder::new(source);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             ctx.check_cancel()?;
             let n = match gz.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) => return Err(corrupt(gzip_corrupt(e))),
+                Err(e) => {
+                    let age = encrypted.then(|| encryption::read_failure(&e)).flatten();
+                    return Err(corrupt(age.unwrap_or_else(|| gzip_corrupt(e))));
+                }
             };
             let chunk = &buf[..n];
             bar.inc(n);
@@ -231,14 +244,8 @@ pub fn check_manifest(b: &LocalBackup, r: &ReadResult) -> Result<()> {
     let Some(m) = &b.manifest else {
         return Ok(());
     };
-    if m.sha256 != r.sha256 {
-        return Err(corrupt(format!(
-            "SHA-256 {} does not match the manifest's {} (the file changed after the backup)",
-            short(&r.sha256),
-            short(&m.sha256)
-        )));
-    }
-    if m.size_bytes != r.size_bytes || m.uncompressed_bytes != r.plain_bytes {
+    check_stored(b, &r.sha256, r.size_bytes)?;
+    if m.uncompressed_bytes != r.plain_bytes {
         return Err(corrupt("sizes do not match the manifest".into()));
     }
     if m.tables != r.archive.tables {
@@ -247,6 +254,53 @@ pub fn check_manifest(b: &LocalBackup, r: &ReadResult) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Compares the SHA-256 and size of the file as stored with its manifest's.
+fn check_stored(b: &LocalBackup, sha256: &str, size: u64) -> Result<()> {
+    let Some(m) = &b.manifest else {
+        return Ok(());
+    };
+    if m.sha256 != sha256 {
+        return Err(corrupt(
+            b,
+            format!(
+                "SHA-256 {} does not match the manifest's {} (the file changed after the backup)",
+                short(sha256),
+                short(&m.sha256)
+            ),
+        ));
+    }
+    if m.size_bytes != size {
+        return Err(corrupt(b, "sizes do not match the manifest".into()));
+    }
+    Ok(())
+}
+
+/// The checks of an encrypted backup that need no private key: its
+/// SHA-256 and size against its manifest (which it must have), and an age
+/// header that parses. Returns the SHA-256. The dump inside is not read.
+pub fn check_sealed(b: &LocalBackup) -> Result<String> {
+    if let Some(e) = &b.manifest_error {
+        return Err(corrupt(b, e.clone()));
+    }
+    if b.manifest.is_none() {
+        return Err(corrupt(
+            b,
+            "encrypted and without a manifest: nothing to check it against".into(),
+        ));
+    }
+    let mut hasher = Sha256::new();
+    let size = each_chunk(&b.path, &|| false, |c| {
+        hasher.update(c);
+        Ok(())
+    })?;
+    let sha256 = hex::encode(hasher.finalize());
+    check_stored(b, &sha256, size)?;
+    let file = File::open(&b.path).ctx(|| format!("opening {}", b.path.display()))?;
+    age::Decryptor::new_buffered(BufReader::new(file))
+        .map_err(|e| corrupt(b, format!("not a readable age file: {e}")))?;
+    Ok(sha256)
 }
 
 /// The expected tables of a backup: the manifest's, else the scan's.

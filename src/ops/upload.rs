@@ -322,6 +322,11 @@ pub fn blob_spec(az: &Azure, m: &Manifest, tier: Tier) -> WriteSpec {
             env!("CARGO_PKG_VERSION").to_string(),
         ),
     ]);
+    let mut metadata = metadata;
+    if let Some(enc) = &m.encryption {
+        // Which keys open it, for `list` of a copy with no local manifest.
+        metadata.insert("encrypted_to".into(), enc.recipients.join(","));
+    }
     let tags = BTreeMap::from([
         ("tier".to_string(), tier.to_string()),
         ("database".to_string(), m.dbname.clone()),

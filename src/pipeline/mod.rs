@@ -2,6 +2,7 @@
 //! the matching verified decompression.
 
 pub mod compress;
+pub mod encryption;
 pub mod hash;
 pub mod member;
 

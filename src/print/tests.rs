@@ -73,6 +73,7 @@ fn manifest(dbname: &str, size: u64) -> Manifest {
                 rows: 3400,
             },
         ],
+        encryption: None,
     }
 }
 
@@ -257,6 +258,7 @@ fn list_entry(dbname: &str, state: BackupState, offsite: Option<Vec<Tier>>) -> L
         tables: sound.then_some(2),
         rows: sound.then_some(4600),
         offsite,
+        encrypted_to: None,
     }
 }
 

@@ -185,6 +185,7 @@ fn manifest(day: &str, sha256: &str, size: u64) -> Manifest {
         finished_at: t,
         duration_secs: 1.0,
         tables: Vec::new(),
+        encryption: None,
     }
 }
 
