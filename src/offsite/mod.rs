@@ -7,7 +7,7 @@
 //! ```text
 //! <prefix>daily/order_db/order_db_20261124_020000.dump.gz        kept 30 days, Cool
 //! <prefix>daily/order_db/order_db_20261124_020000.manifest.json  its manifest
-//! <prefix>weekly/order_db/order_db_20261122_020000.dump.gz       Sundays, kept 90 days, Cold
+//! <prefix>weekly/order_db/order_db_20261122_020000.dump.gz       one a week, kept 90 days, Cold
 //! ```
 //! Each dump blob carries metadata `sha256` (of the whole file, as in the
 //! local manifest), database, timestamp, tier, source host and tool version,
@@ -32,7 +32,7 @@
 
 pub mod policy;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 
 use crate::config::Azure;
 use crate::error::{Error, Result};
@@ -92,10 +92,20 @@ impl Tier {
         }
     }
 
-    /// The tier a backup taken at `taken` belongs to: weekly on the
-    /// configured weekday (UTC), else daily.
-    pub fn for_time(taken: DateTime<Utc>, az: &Azure) -> Tier {
-        if taken.weekday() == az.weekly_day.to_chrono() {
+    /// The tier `upload --tier auto` gives a backup taken at `taken`, by the
+    /// weekly rule: the weekly copy of a database for the week that starts on
+    /// `[azure] weekly_day` D (00:00 UTC, see [`week_of`]) is the first
+    /// sound backup taken in D..D+7 days that goes offsite; every other
+    /// backup goes to the daily tier. `weekly` holds when the sound weekly
+    /// copies of the same database the store already holds were taken, so a
+    /// backup is weekly when its week has none yet (a failed weekly-day
+    /// backup makes the next day's the week's copy), or when it is that
+    /// copy itself (a rerun finds it present); otherwise daily.
+    pub fn for_backup(taken: DateTime<Utc>, weekly: &[DateTime<Utc>], az: &Azure) -> Tier {
+        let day = az.weekly_day.to_chrono();
+        let week = week_of(taken, day);
+        let week_held = weekly.iter().any(|w| week_of(*w, day) == week);
+        if !week_held || weekly.contains(&taken) {
             Tier::Weekly
         } else {
             Tier::Daily
@@ -121,6 +131,22 @@ impl std::fmt::Display for Tier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The week `t` falls in, by the day it starts on: the latest `weekly_day`
+/// at or before `t`'s UTC date (the week runs from that day 00:00 UTC for
+/// seven days). The weekly rule ([`Tier::for_backup`]) and the audit's
+/// weekly gaps both count weeks by it.
+///
+/// Weeks are anchored to the weekly day rather than being "the 7 days before
+/// this backup": with an unanchored window, a weekly-day backup that fails
+/// makes the next day's the weekly copy, the next one is then due 7 days
+/// after that, and each failure moves the weekly copy a day later for good
+/// (and the audit could not say when a week's copy was due).
+pub fn week_of(t: DateTime<Utc>, weekly_day: Weekday) -> NaiveDate {
+    let date = t.date_naive();
+    let back = (7 + date.weekday().num_days_from_monday() - weekly_day.num_days_from_monday()) % 7;
+    date - chrono::Days::new(back.into())
 }
 
 /// `<prefix><tier>/<dbname>/<file>`.
@@ -186,12 +212,119 @@ mod tests {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         let sunday = at("2026-11-22T02:00:00Z");
         let monday = at("2026-11-23T02:00:00Z");
-        assert_eq!(Tier::for_time(sunday, &a), Tier::Weekly);
-        assert_eq!(Tier::for_time(monday, &a), Tier::Daily);
+        assert_eq!(Tier::for_backup(sunday, &[], &a), Tier::Weekly);
+        assert_eq!(Tier::for_backup(monday, &[sunday], &a), Tier::Daily);
         assert_eq!(
-            Tier::for_time(monday, &az("weekly_day = \"monday\"")),
+            Tier::for_backup(monday, &[sunday], &az("weekly_day = \"monday\"")),
             Tier::Weekly
         );
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    // The weekly rule, over plain data: Sunday 2026-11-22 is the weekly day
+    // (the default); the week before starts on the 15th.
+
+    #[test]
+    fn the_weekly_day_backup_is_the_weeks_weekly_copy() {
+        let a = az("");
+        let last_week = at("2026-11-15T02:00:00Z");
+        let sunday = at("2026-11-22T02:00:00Z");
+        assert_eq!(Tier::for_backup(sunday, &[], &a), Tier::Weekly);
+        assert_eq!(Tier::for_backup(sunday, &[last_week], &a), Tier::Weekly);
+        // Uploaded again (a rerun, the catch-up job): it is the week's copy.
+        assert_eq!(
+            Tier::for_backup(sunday, &[last_week, sunday], &a),
+            Tier::Weekly
+        );
+    }
+
+    #[test]
+    fn a_failed_weekly_day_makes_the_next_days_backup_the_weekly_copy() {
+        let a = az("");
+        let last_week = at("2026-11-15T02:00:00Z");
+        let monday = at("2026-11-23T02:00:00Z");
+        let tuesday = at("2026-11-24T02:00:00Z");
+        // Sunday's backup failed: the week holds nothing yet.
+        assert_eq!(Tier::for_backup(monday, &[last_week], &a), Tier::Weekly);
+        assert_eq!(
+            Tier::for_backup(tuesday, &[last_week, monday], &a),
+            Tier::Daily
+        );
+        // And the next week's copy is due on Sunday again, not a day later.
+        let next_sunday = at("2026-11-29T02:00:00Z");
+        assert_eq!(
+            Tier::for_backup(next_sunday, &[last_week, monday], &a),
+            Tier::Weekly
+        );
+    }
+
+    #[test]
+    fn a_week_that_holds_a_weekly_copy_gets_no_other() {
+        let a = az("");
+        let sunday = at("2026-11-22T02:00:00Z");
+        for later in [
+            "2026-11-22T14:00:00Z",
+            "2026-11-25T02:00:00Z",
+            "2026-11-28T02:00:00Z",
+        ] {
+            assert_eq!(
+                Tier::for_backup(at(later), &[sunday], &a),
+                Tier::Daily,
+                "{later}"
+            );
+        }
+        // Whichever day the week's copy was taken on: Sunday's own backup,
+        // uploaded after Tuesday's became the weekly copy, goes daily.
+        let tuesday = at("2026-11-24T02:00:00Z");
+        assert_eq!(Tier::for_backup(sunday, &[tuesday], &a), Tier::Daily);
+    }
+
+    #[test]
+    fn a_week_starts_at_the_weekly_day_00_00_utc_exactly() {
+        let a = az("");
+        let start = at("2026-11-22T00:00:00Z");
+        let before = at("2026-11-21T23:59:59Z");
+        assert_eq!(week_of(start, Weekday::Sun), date("2026-11-22"));
+        assert_eq!(week_of(before, Weekday::Sun), date("2026-11-15"));
+        assert_eq!(Tier::for_backup(start, &[before], &a), Tier::Weekly);
+        let end = at("2026-11-28T23:59:59Z");
+        assert_eq!(Tier::for_backup(end, &[start], &a), Tier::Daily);
+        let next = at("2026-11-29T00:00:00Z");
+        assert_eq!(Tier::for_backup(next, &[start, end], &a), Tier::Weekly);
+    }
+
+    #[test]
+    fn weeks_follow_a_weekly_day_that_is_not_sunday() {
+        let a = az("weekly_day = \"wednesday\"");
+        let wednesday = at("2026-11-18T02:00:00Z");
+        let tuesday = at("2026-11-24T02:00:00Z");
+        let next_wednesday = at("2026-11-25T02:00:00Z");
+        assert_eq!(Tier::for_backup(tuesday, &[wednesday], &a), Tier::Daily);
+        assert_eq!(
+            Tier::for_backup(next_wednesday, &[wednesday, tuesday], &a),
+            Tier::Weekly
+        );
+        // Sunday, in the middle of a Wednesday week, is an ordinary day.
+        let sunday = at("2026-11-22T02:00:00Z");
+        assert_eq!(Tier::for_backup(sunday, &[wednesday], &a), Tier::Daily);
+        // Every weekday as the weekly day: each day falls in the week that
+        // starts on the latest such day at or before it.
+        for wd in (0..7).map(|i| Weekday::try_from(i).unwrap()) {
+            for d in 0..14 {
+                let day = date("2026-11-16") + chrono::Days::new(d);
+                let t = day.and_hms_opt(12, 0, 0).unwrap().and_utc();
+                let start = week_of(t, wd);
+                assert_eq!(start.weekday(), wd);
+                assert!(start <= day && day - start < chrono::Duration::days(7));
+            }
+        }
     }
 
     #[test]
