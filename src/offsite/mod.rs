@@ -92,15 +92,15 @@ impl Tier {
         }
     }
 
-    /// The tier `upload --tier auto` gives a backup taken at `taken`, by the
-    /// weekly rule: the weekly copy of a database for the week that starts on
-    /// `[azure] weekly_day` D (00:00 UTC, see [`week_of`]) is the first
-    /// sound backup taken in D..D+7 days that goes offsite; every other
-    /// backup goes to the daily tier. `weekly` holds when the sound weekly
-    /// copies of the same database the store already holds were taken, so a
-    /// backup is weekly when its week has none yet (a failed weekly-day
-    /// backup makes the next day's the week's copy), or when it is that
-    /// copy itself (a rerun finds it present); otherwise daily.
+    /// The tier `upload --tier auto` gives a backup taken at `taken`: the
+    /// weekly rule, one weekly copy per database per week. The week that
+    /// starts on `[azure] weekly_day` D (00:00 UTC, see [`week_of`]) gets as
+    /// its weekly copy the first sound backup taken in D..D+7 days that is
+    /// uploaded: normally D's own, the next day's when D's failed. `weekly`
+    /// holds when the sound weekly copies of the backup's database that the
+    /// store holds were taken. The backup is weekly when its week has none
+    /// of them, or when it is one of them (a rerun finds it present); it is
+    /// daily when the week already has its weekly copy.
     pub fn for_backup(taken: DateTime<Utc>, weekly: &[DateTime<Utc>], az: &Azure) -> Tier {
         let day = az.weekly_day.to_chrono();
         let week = week_of(taken, day);
@@ -231,59 +231,44 @@ mod tests {
     // The weekly rule, over plain data: Sunday 2026-11-22 is the weekly day
     // (the default); the week before starts on the 15th.
 
+    /// The tier of a backup taken at `taken` when weekly copies taken at
+    /// `held` are in the store (times on 2026-11-DD, as `DDTHH:MM:SS`).
+    fn rule(a: &Azure, taken: &str, held: &[&str]) -> Tier {
+        let t = |s: &str| at(&format!("2026-11-{s}Z"));
+        let held: Vec<DateTime<Utc>> = held.iter().map(|h| t(h)).collect();
+        Tier::for_backup(t(taken), &held, a)
+    }
+
     #[test]
     fn the_weekly_day_backup_is_the_weeks_weekly_copy() {
         let a = az("");
-        let last_week = at("2026-11-15T02:00:00Z");
-        let sunday = at("2026-11-22T02:00:00Z");
-        assert_eq!(Tier::for_backup(sunday, &[], &a), Tier::Weekly);
-        assert_eq!(Tier::for_backup(sunday, &[last_week], &a), Tier::Weekly);
+        assert_eq!(rule(&a, "22T02:00:00", &[]), Tier::Weekly);
+        assert_eq!(rule(&a, "22T02:00:00", &["15T02:00:00"]), Tier::Weekly);
         // Uploaded again (a rerun, the catch-up job): it is the week's copy.
-        assert_eq!(
-            Tier::for_backup(sunday, &[last_week, sunday], &a),
-            Tier::Weekly
-        );
+        let both = ["15T02:00:00", "22T02:00:00"];
+        assert_eq!(rule(&a, "22T02:00:00", &both), Tier::Weekly);
     }
 
     #[test]
     fn a_failed_weekly_day_makes_the_next_days_backup_the_weekly_copy() {
         let a = az("");
-        let last_week = at("2026-11-15T02:00:00Z");
-        let monday = at("2026-11-23T02:00:00Z");
-        let tuesday = at("2026-11-24T02:00:00Z");
-        // Sunday's backup failed: the week holds nothing yet.
-        assert_eq!(Tier::for_backup(monday, &[last_week], &a), Tier::Weekly);
-        assert_eq!(
-            Tier::for_backup(tuesday, &[last_week, monday], &a),
-            Tier::Daily
-        );
+        // Sunday's backup failed: the week holds nothing yet on Monday.
+        assert_eq!(rule(&a, "23T02:00:00", &["15T02:00:00"]), Tier::Weekly);
+        let monday = ["15T02:00:00", "23T02:00:00"];
+        assert_eq!(rule(&a, "24T02:00:00", &monday), Tier::Daily);
         // And the next week's copy is due on Sunday again, not a day later.
-        let next_sunday = at("2026-11-29T02:00:00Z");
-        assert_eq!(
-            Tier::for_backup(next_sunday, &[last_week, monday], &a),
-            Tier::Weekly
-        );
+        assert_eq!(rule(&a, "29T02:00:00", &monday), Tier::Weekly);
     }
 
     #[test]
     fn a_week_that_holds_a_weekly_copy_gets_no_other() {
         let a = az("");
-        let sunday = at("2026-11-22T02:00:00Z");
-        for later in [
-            "2026-11-22T14:00:00Z",
-            "2026-11-25T02:00:00Z",
-            "2026-11-28T02:00:00Z",
-        ] {
-            assert_eq!(
-                Tier::for_backup(at(later), &[sunday], &a),
-                Tier::Daily,
-                "{later}"
-            );
+        for later in ["22T14:00:00", "25T02:00:00", "28T02:00:00"] {
+            assert_eq!(rule(&a, later, &["22T02:00:00"]), Tier::Daily, "{later}");
         }
         // Whichever day the week's copy was taken on: Sunday's own backup,
         // uploaded after Tuesday's became the weekly copy, goes daily.
-        let tuesday = at("2026-11-24T02:00:00Z");
-        assert_eq!(Tier::for_backup(sunday, &[tuesday], &a), Tier::Daily);
+        assert_eq!(rule(&a, "22T02:00:00", &["24T02:00:00"]), Tier::Daily);
     }
 
     #[test]
@@ -293,27 +278,20 @@ mod tests {
         let before = at("2026-11-21T23:59:59Z");
         assert_eq!(week_of(start, Weekday::Sun), date("2026-11-22"));
         assert_eq!(week_of(before, Weekday::Sun), date("2026-11-15"));
-        assert_eq!(Tier::for_backup(start, &[before], &a), Tier::Weekly);
-        let end = at("2026-11-28T23:59:59Z");
-        assert_eq!(Tier::for_backup(end, &[start], &a), Tier::Daily);
-        let next = at("2026-11-29T00:00:00Z");
-        assert_eq!(Tier::for_backup(next, &[start, end], &a), Tier::Weekly);
+        assert_eq!(rule(&a, "22T00:00:00", &["21T23:59:59"]), Tier::Weekly);
+        assert_eq!(rule(&a, "28T23:59:59", &["22T00:00:00"]), Tier::Daily);
+        let week = ["22T00:00:00", "28T23:59:59"];
+        assert_eq!(rule(&a, "29T00:00:00", &week), Tier::Weekly);
     }
 
     #[test]
     fn weeks_follow_a_weekly_day_that_is_not_sunday() {
         let a = az("weekly_day = \"wednesday\"");
-        let wednesday = at("2026-11-18T02:00:00Z");
-        let tuesday = at("2026-11-24T02:00:00Z");
-        let next_wednesday = at("2026-11-25T02:00:00Z");
-        assert_eq!(Tier::for_backup(tuesday, &[wednesday], &a), Tier::Daily);
-        assert_eq!(
-            Tier::for_backup(next_wednesday, &[wednesday, tuesday], &a),
-            Tier::Weekly
-        );
+        assert_eq!(rule(&a, "24T02:00:00", &["18T02:00:00"]), Tier::Daily);
+        let held = ["18T02:00:00", "24T02:00:00"];
+        assert_eq!(rule(&a, "25T02:00:00", &held), Tier::Weekly);
         // Sunday, in the middle of a Wednesday week, is an ordinary day.
-        let sunday = at("2026-11-22T02:00:00Z");
-        assert_eq!(Tier::for_backup(sunday, &[wednesday], &a), Tier::Daily);
+        assert_eq!(rule(&a, "22T02:00:00", &["18T02:00:00"]), Tier::Daily);
         // Every weekday as the weekly day: each day falls in the week that
         // starts on the latest such day at or before it.
         for wd in (0..7).map(|i| Weekday::try_from(i).unwrap()) {
