@@ -124,8 +124,8 @@ Examples:
 Lists the container once (metadata and tags) and reports per database: copies per tier,
 the newest daily and weekly copy, no copy at all, a newest copy older than
 max_offsite_age_hours (36), days of the last 30 without a copy, weeks (from weekly_day
-00:00 UTC) of the last 12 without a sound weekly copy, local backups younger than require_offsite_days
-without a copy, copies past retention (is the lifecycle policy applied?), copies without a
+00:00 UTC) of the last 12 without a sound weekly copy on any of their days, local backups
+younger than require_offsite_days without a copy, copies past retention (is the lifecycle policy applied?), copies without a
 sha256 or whose local manifest disagrees, size anomalies, wrong access tiers and missing
 manifests. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
 audit (remembered in <backup_dir>/.offsite-deep-checks.json) and reads its manifest;
