@@ -94,8 +94,14 @@ manifest's. A blob already holding the same SHA-256 is skipped; another SHA-256 
 same name is an error, never an overwrite. An interrupted upload leaves no blob; the next
 run reuses its staged blocks.
 
+--tier auto keeps one weekly copy per database per week. Weeks start on weekly_day
+(sunday) at 00:00 UTC; a backup goes to the weekly tier when the weekly tier holds no sound
+copy of its database from the same week (read from <prefix>weekly/<dbname>/), so the
+weekly_day backup is the weekly copy, or the next day's when that one failed; every other
+backup goes to the daily tier.
+
 Examples:
-  valerix-backup upload                       newest backup of each database, tier by weekday
+  valerix-backup upload                       newest backup of each database, tier auto
   valerix-backup upload all                   every local backup missing offsite
   valerix-backup upload 20261122_020000 --tier weekly")]
     #[command(display_order = 7)]
@@ -106,7 +112,8 @@ Examples:
         /// Databases by config name or dbname; all when none
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
-        /// auto: the configured weekly_day (UTC) goes to weekly, other days to daily
+        /// auto: a week's (from weekly_day 00:00 UTC) first backup offsite goes to weekly, the
+        /// others to daily
         #[arg(long, value_enum, default_value_t = TierArg::Auto)]
         tier: TierArg,
         #[command(flatten)]
@@ -116,9 +123,9 @@ Examples:
     #[command(after_help = "\
 Lists the container once (metadata and tags) and reports per database: copies per tier,
 the newest daily and weekly copy, no copy at all, a newest copy older than
-max_offsite_age_hours (36), days of the last 30 without a copy, weekly days of the
-last 12 weeks without a weekly copy, local backups younger than require_offsite_days
-without a copy, copies past retention (is the lifecycle policy applied?), copies without a
+max_offsite_age_hours (36), days of the last 30 without a copy, weeks (from weekly_day
+00:00 UTC) of the last 12 without a sound weekly copy on any of their days, local backups
+younger than require_offsite_days without a copy, copies past retention (is the lifecycle policy applied?), copies without a
 sha256 or whose local manifest disagrees, size anomalies, wrong access tiers and missing
 manifests. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
 audit (remembered in <backup_dir>/.offsite-deep-checks.json) and reads its manifest;
@@ -208,7 +215,8 @@ Examples:
 The schedule is [agent.schedule] in the config (cron, in agent.timezone, UTC by default):
   backup         0 2 * * *      backup of every database, then the upload of the new backups
   verify         0 3 * * *      verification of the newest backups
-  weekly_upload  0 1 * * SUN    the newest backups to the weekly tier
+  weekly_upload  0 1 * * SUN    catch-up: the newest backups with --tier auto, so a week still
+                                without a weekly copy gets one (else nothing new goes weekly)
   audit          30 3 * * *     audit of the offsite copies
   drill          0 4 * * SUN#1  restore drill (verify --deep) on the first Sunday of the month
 Classic cron ORs day-of-month and day-of-week: `0 4 1-7 * SUN` would run on days 1-7 and on

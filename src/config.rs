@@ -141,7 +141,8 @@ pub struct Azure {
     pub daily_retention_days: u32,
     #[serde(default = "default_weekly_days")]
     pub weekly_retention_days: u32,
-    /// Backups taken on this UTC weekday go to the weekly tier.
+    /// The UTC weekday the weeks start on (00:00): each week's first backup
+    /// offsite is its weekly copy (see `Tier::for_backup`).
     #[serde(default = "default_weekly_day")]
     pub weekly_day: WeekdayName,
     #[serde(default = "default_daily_tier")]

@@ -21,7 +21,7 @@ pub enum Job {
     Backup,
     /// Verification of the newest backups.
     Verify,
-    /// Upload of the newest backups to the weekly tier.
+    /// Catch-up of the weekly rule: the newest backups with `--tier auto`.
     WeeklyUpload,
     /// Audit of the offsite inventory.
     Audit,

@@ -103,7 +103,9 @@ fn last(weekday: chrono::Weekday) -> (i64, String) {
     (back, stamp_days_ago(back, 2))
 }
 
-/// The blob name `upload` (tier auto) gives order_db's backup at `stamp`.
+/// The blob name `upload` (tier auto) gives order_db's backup at `stamp`
+/// when each week's Sunday backup went offsite: Sunday's is the week's
+/// weekly copy, the other days' are daily.
 fn order_blob(stamp: &str) -> String {
     use chrono::Datelike;
     let day = chrono::NaiveDate::parse_from_str(&stamp[..8], "%Y%m%d").unwrap();
@@ -161,14 +163,20 @@ fn uploads_land_in_their_tiers_with_hashes_tags_and_access_tiers() {
         } else {
             "inventory_db"
         };
-        // Tier auto: a backup taken on a Sunday (today's, on a Sunday) is weekly.
+        // Tier auto: the first backup of a week (from Sunday 00:00 UTC) is
+        // its weekly copy: last Sunday's of order_db (and today's, on a
+        // Sunday), and today's of inventory_db, its first.
         let stamp = file
             .trim_end_matches(".dump.gz")
             .rsplit('_')
             .take(2)
             .collect::<Vec<_>>();
         let stamp = format!("{}_{}", stamp[1], stamp[0]);
-        let tier = order_blob(&stamp).split('/').next().unwrap().to_string();
+        let tier = if dbname == "inventory_db" {
+            "weekly".to_string()
+        } else {
+            order_blob(&stamp).split('/').next().unwrap().to_string()
+        };
         let weekly = tier == "weekly";
         let name = format!("{tier}/{dbname}/{file}");
         let b = o.blob(&name);
@@ -226,7 +234,7 @@ fn uploads_land_in_their_tiers_with_hashes_tags_and_access_tiers() {
     let sunday_today = chrono::Datelike::weekday(&chrono::Utc::now()) == chrono::Weekday::Sun;
     assert_eq!(
         tiers.iter().filter(|t| *t == "[\"daily\"]").count(),
-        if sunday_today { 0 } else { 2 },
+        if sunday_today { 0 } else { 1 },
         "{list}"
     );
     let table = o.run(&["list"]).ok().stdout;
@@ -256,6 +264,50 @@ fn uploads_land_in_their_tiers_with_hashes_tags_and_access_tiers() {
         ),
         (Some(0), Some(3))
     );
+}
+
+#[test]
+fn one_weekly_copy_per_week_and_the_weekly_job_only_catches_up() {
+    let o = Offsite::new();
+    o.sb.run(&["backup", "order"]).ok();
+    // Two backups of one week, Sunday's and Monday's, each uploaded as the
+    // backup job does (tier auto); today's real backup is set aside.
+    let (_, sunday) = last(chrono::Weekday::Sun);
+    let day = chrono::NaiveDate::parse_from_str(&sunday[..8], "%Y%m%d").unwrap();
+    let monday = format!("{}_020000", (day + chrono::Days::new(1)).format("%Y%m%d"));
+    let real = o.sb.dump_of("order_db");
+    backdate(&o.sb, "order_db", &sunday);
+    backdate(&o.sb, "order_db", &monday);
+    std::fs::remove_file(manifest_blob(real.to_str().unwrap())).unwrap();
+    std::fs::remove_file(&real).unwrap();
+    o.run(&["upload", &sunday]).ok();
+    o.run(&["upload", &monday]).ok();
+    // Listed by Microsoft's SDK: one weekly copy, Sunday's; Monday's daily.
+    let dumps = |tier: &str| -> Vec<String> {
+        let names = o.az.list(CONTAINER, &format!("{tier}/order_db/"));
+        let names = names
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string());
+        names.filter(|n| n.ends_with(".dump.gz")).collect()
+    };
+    let weekly_of = |s: &str| format!("weekly/order_db/order_db_{s}.dump.gz");
+    assert_eq!(dumps("weekly"), [weekly_of(&sunday)]);
+    assert_eq!(dumps("daily"), [daily(&monday)]);
+    // The weekly job uploads the newest backup by the same rule: the week
+    // has its copy, so Monday's stays daily (present), and no second one.
+    o.run(&["agent", "--once", "weekly-upload"]).ok();
+    assert_eq!(dumps("weekly"), [weekly_of(&sunday)]);
+    // A week whose weekly copy is lost (Sunday's upload failed): the job
+    // catches up with Monday's.
+    for name in [weekly_of(&sunday), manifest_blob(&weekly_of(&sunday))] {
+        o.az.py_reader(&["delete", CONTAINER, &name]);
+    }
+    o.run(&["agent", "--once", "weekly-upload"]).ok();
+    assert_eq!(dumps("weekly"), [weekly_of(&monday)]);
+    let copy = o.blob(&weekly_of(&monday));
+    assert_eq!(copy["tags"]["tier"], "weekly");
+    assert_eq!(copy["access_tier"], "Cold");
+    assert_eq!(dumps("daily"), [daily(&monday)]);
 }
 
 #[test]

@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, shared: &Shared, job: Job) -> Result<()> {
         Job::Backup => run_backup(ctx, shared),
         Job::Verify => run_verify(ctx, shared, false),
         Job::Drill => run_verify(ctx, shared, true),
-        Job::WeeklyUpload => run_upload(ctx, shared, Selection::Latest, TierChoice::Weekly, job),
+        Job::WeeklyUpload => run_weekly_catch_up(ctx, shared),
         Job::Audit => run_audit(ctx, shared),
     };
     let secs = t0.elapsed().as_secs_f64();
@@ -148,19 +148,21 @@ fn run_backup(ctx: &Context, shared: &Shared) -> Result<()> {
     backup::backup(ctx, &opts, &obs)?.outcome()
 }
 
-fn run_upload(
-    ctx: &Context,
-    shared: &Shared,
-    sel: Selection,
-    tier: TierChoice,
-    job: Job,
-) -> Result<()> {
+/// The weekly upload job, a catch-up of the weekly rule: the newest sound
+/// backup of each database, uploaded with `--tier auto`. When its week has
+/// no weekly copy yet (the backup job's upload failed, or it ran without
+/// one) it becomes the week's weekly copy; otherwise it goes to, or is
+/// already in, the daily tier, and the week keeps its one weekly copy.
+fn run_weekly_catch_up(ctx: &Context, shared: &Shared) -> Result<()> {
     if ctx.cfg.azure.is_none() {
         info!("no [azure] section: nothing to upload");
         return Ok(());
     }
-    let obs = Recorder { shared, job };
-    upload::upload(ctx, sel, tier, &[], &obs)?.outcome()
+    let obs = Recorder {
+        shared,
+        job: Job::WeeklyUpload,
+    };
+    upload::upload(ctx, Selection::Latest, TierChoice::Auto, &[], &obs)?.outcome()
 }
 
 fn run_verify(ctx: &Context, shared: &Shared, deep: bool) -> Result<()> {

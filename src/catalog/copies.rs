@@ -134,6 +134,22 @@ pub fn sets_of<'a>(
         .collect()
 }
 
+/// When the sound weekly copies of `db` among `blobs` were taken: what the
+/// weekly rule ([`Tier::for_backup`]) and the audit's weekly gaps count. A
+/// broken copy (no hash, no manifest, a failed deep audit) is no week's
+/// weekly copy.
+pub fn sound_weekly(
+    az: &Azure,
+    blobs: &[Object],
+    db: &Database,
+    state: &DeepState,
+) -> Vec<DateTime<Utc>> {
+    let sets = sets_of(az, blobs, db, state);
+    let weekly = sets.iter().filter(|s| s.tier == Tier::Weekly);
+    let sound = weekly.flat_map(|s| s.copies.iter()).filter(|j| j.sound);
+    sound.map(|j| j.copy.stamp.to_utc()).collect()
+}
+
 /// The copies retention removes as of `now`: superseded and past their
 /// tier's days, by the lifecycle policy's own rule; never the newest sound
 /// copy of a set, nor a broken copy newer than it.

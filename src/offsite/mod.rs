@@ -7,7 +7,7 @@
 //! ```text
 //! <prefix>daily/order_db/order_db_20261124_020000.dump.gz        kept 30 days, Cool
 //! <prefix>daily/order_db/order_db_20261124_020000.manifest.json  its manifest
-//! <prefix>weekly/order_db/order_db_20261122_020000.dump.gz       Sundays, kept 90 days, Cold
+//! <prefix>weekly/order_db/order_db_20261122_020000.dump.gz       one a week, kept 90 days, Cold
 //! ```
 //! Each dump blob carries metadata `sha256` (of the whole file, as in the
 //! local manifest), database, timestamp, tier, source host and tool version,
@@ -32,7 +32,7 @@
 
 pub mod policy;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 
 use crate::config::Azure;
 use crate::error::{Error, Result};
@@ -92,10 +92,20 @@ impl Tier {
         }
     }
 
-    /// The tier a backup taken at `taken` belongs to: weekly on the
-    /// configured weekday (UTC), else daily.
-    pub fn for_time(taken: DateTime<Utc>, az: &Azure) -> Tier {
-        if taken.weekday() == az.weekly_day.to_chrono() {
+    /// The tier `upload --tier auto` gives a backup taken at `taken`: the
+    /// weekly rule, one weekly copy per database per week. The week that
+    /// starts on `[azure] weekly_day` D (00:00 UTC, see [`week_of`]) gets as
+    /// its weekly copy the first sound backup taken in D..D+7 days that is
+    /// uploaded: normally D's own, the next day's when D's failed. `weekly`
+    /// holds when the sound weekly copies of the backup's database that the
+    /// store holds were taken. The backup is weekly when its week has none
+    /// of them, or when it is one of them (a rerun finds it present); it is
+    /// daily when the week already has its weekly copy.
+    pub fn for_backup(taken: DateTime<Utc>, weekly: &[DateTime<Utc>], az: &Azure) -> Tier {
+        let day = az.weekly_day.to_chrono();
+        let week = week_of(taken, day);
+        let week_held = weekly.iter().any(|w| week_of(*w, day) == week);
+        if !week_held || weekly.contains(&taken) {
             Tier::Weekly
         } else {
             Tier::Daily
@@ -121,6 +131,22 @@ impl std::fmt::Display for Tier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The week `t` falls in, by the day it starts on: the latest `weekly_day`
+/// at or before `t`'s UTC date (the week runs from that day 00:00 UTC for
+/// seven days). The weekly rule ([`Tier::for_backup`]) and the audit's
+/// weekly gaps both count weeks by it.
+///
+/// Weeks are anchored to the weekly day rather than being "the 7 days before
+/// this backup": with an unanchored window, a weekly-day backup that fails
+/// makes the next day's the weekly copy, the next one is then due 7 days
+/// after that, and each failure moves the weekly copy a day later for good
+/// (and the audit could not say when a week's copy was due).
+pub fn week_of(t: DateTime<Utc>, weekly_day: Weekday) -> NaiveDate {
+    let date = t.date_naive();
+    let back = (7 + date.weekday().num_days_from_monday() - weekly_day.num_days_from_monday()) % 7;
+    date - chrono::Days::new(back.into())
 }
 
 /// `<prefix><tier>/<dbname>/<file>`.
@@ -186,12 +212,97 @@ mod tests {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         let sunday = at("2026-11-22T02:00:00Z");
         let monday = at("2026-11-23T02:00:00Z");
-        assert_eq!(Tier::for_time(sunday, &a), Tier::Weekly);
-        assert_eq!(Tier::for_time(monday, &a), Tier::Daily);
+        assert_eq!(Tier::for_backup(sunday, &[], &a), Tier::Weekly);
+        assert_eq!(Tier::for_backup(monday, &[sunday], &a), Tier::Daily);
         assert_eq!(
-            Tier::for_time(monday, &az("weekly_day = \"monday\"")),
+            Tier::for_backup(monday, &[sunday], &az("weekly_day = \"monday\"")),
             Tier::Weekly
         );
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    // The weekly rule, over plain data: Sunday 2026-11-22 is the weekly day
+    // (the default); the week before starts on the 15th.
+
+    /// The tier of a backup taken at `taken` when weekly copies taken at
+    /// `held` are in the store (times on 2026-11-DD, as `DDTHH:MM:SS`).
+    fn rule(a: &Azure, taken: &str, held: &[&str]) -> Tier {
+        let t = |s: &str| at(&format!("2026-11-{s}Z"));
+        let held: Vec<DateTime<Utc>> = held.iter().map(|h| t(h)).collect();
+        Tier::for_backup(t(taken), &held, a)
+    }
+
+    #[test]
+    fn the_weekly_day_backup_is_the_weeks_weekly_copy() {
+        let a = az("");
+        assert_eq!(rule(&a, "22T02:00:00", &[]), Tier::Weekly);
+        assert_eq!(rule(&a, "22T02:00:00", &["15T02:00:00"]), Tier::Weekly);
+        // Uploaded again (a rerun, the catch-up job): it is the week's copy.
+        let both = ["15T02:00:00", "22T02:00:00"];
+        assert_eq!(rule(&a, "22T02:00:00", &both), Tier::Weekly);
+    }
+
+    #[test]
+    fn a_failed_weekly_day_makes_the_next_days_backup_the_weekly_copy() {
+        let a = az("");
+        // Sunday's backup failed: the week holds nothing yet on Monday.
+        assert_eq!(rule(&a, "23T02:00:00", &["15T02:00:00"]), Tier::Weekly);
+        let monday = ["15T02:00:00", "23T02:00:00"];
+        assert_eq!(rule(&a, "24T02:00:00", &monday), Tier::Daily);
+        // And the next week's copy is due on Sunday again, not a day later.
+        assert_eq!(rule(&a, "29T02:00:00", &monday), Tier::Weekly);
+    }
+
+    #[test]
+    fn a_week_that_holds_a_weekly_copy_gets_no_other() {
+        let a = az("");
+        for later in ["22T14:00:00", "25T02:00:00", "28T02:00:00"] {
+            assert_eq!(rule(&a, later, &["22T02:00:00"]), Tier::Daily, "{later}");
+        }
+        // Whichever day the week's copy was taken on: Sunday's own backup,
+        // uploaded after Tuesday's became the weekly copy, goes daily.
+        assert_eq!(rule(&a, "22T02:00:00", &["24T02:00:00"]), Tier::Daily);
+    }
+
+    #[test]
+    fn a_week_starts_at_the_weekly_day_00_00_utc_exactly() {
+        let a = az("");
+        let start = at("2026-11-22T00:00:00Z");
+        let before = at("2026-11-21T23:59:59Z");
+        assert_eq!(week_of(start, Weekday::Sun), date("2026-11-22"));
+        assert_eq!(week_of(before, Weekday::Sun), date("2026-11-15"));
+        assert_eq!(rule(&a, "22T00:00:00", &["21T23:59:59"]), Tier::Weekly);
+        assert_eq!(rule(&a, "28T23:59:59", &["22T00:00:00"]), Tier::Daily);
+        let week = ["22T00:00:00", "28T23:59:59"];
+        assert_eq!(rule(&a, "29T00:00:00", &week), Tier::Weekly);
+    }
+
+    #[test]
+    fn weeks_follow_a_weekly_day_that_is_not_sunday() {
+        let a = az("weekly_day = \"wednesday\"");
+        assert_eq!(rule(&a, "24T02:00:00", &["18T02:00:00"]), Tier::Daily);
+        let held = ["18T02:00:00", "24T02:00:00"];
+        assert_eq!(rule(&a, "25T02:00:00", &held), Tier::Weekly);
+        // Sunday, in the middle of a Wednesday week, is an ordinary day.
+        assert_eq!(rule(&a, "22T02:00:00", &["18T02:00:00"]), Tier::Daily);
+        // Every weekday as the weekly day: each day falls in the week that
+        // starts on the latest such day at or before it.
+        for wd in (0..7).map(|i| Weekday::try_from(i).unwrap()) {
+            for d in 0..14 {
+                let day = date("2026-11-16") + chrono::Days::new(d);
+                let t = day.and_hms_opt(12, 0, 0).unwrap().and_utc();
+                let start = week_of(t, wd);
+                assert_eq!(start.weekday(), wd);
+                assert!(start <= day && day - start < chrono::Duration::days(7));
+            }
+        }
     }
 
     #[test]

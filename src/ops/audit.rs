@@ -21,12 +21,12 @@ use tracing::{info, warn};
 
 use crate::catalog::copies::{
     DeepState, OffsiteCopy, copies_of, created, expired, past_retention, read_manifest,
-    repair_tags, sets_of,
+    repair_tags, sets_of, sound_weekly,
 };
 use crate::catalog::{Catalog, LocalBackup, Stamp, manifest_of, parse_file_name};
 use crate::config::{Azure, Database};
 use crate::error::{Error, Result};
-use crate::offsite::{BlobPath, Tier, short};
+use crate::offsite::{BlobPath, Tier, short, week_of};
 use crate::ops::upload::azure;
 use crate::ops::{Context, Observer, anomaly};
 use crate::pipeline::HashingWriter;
@@ -172,12 +172,14 @@ pub fn audit_store(
             dbs.iter().any(|d| Some(d.dbname.as_str()) == folder)
         });
     }
+    let mut state = DeepState::load(&ctx.cfg.backup_dir);
     for db in &dbs {
         let copies = copies_of(az, &blobs, db);
         report.databases.push(inventory(db, &copies));
         let mut f = Vec::new();
         empty_or_stale(az, store, &copies, now, &mut f);
-        gaps(az, &copies, now, &mut f);
+        let weekly = sound_weekly(az, &blobs, db, &state);
+        gaps(az, &copies, &weekly, now, &mut f);
         not_offsite(az, db, &local, &copies, now, &mut f);
         per_blob(az, &blobs, &copies, &local, now, &mut f);
         size_anomalies(az, &copies, now, &mut f);
@@ -186,7 +188,6 @@ pub fn audit_store(
         }
         report.findings.extend(f);
     }
-    let mut state = DeepState::load(&ctx.cfg.backup_dir);
     if opts.deep {
         deep(
             ctx,
@@ -311,21 +312,26 @@ fn empty_or_stale(
     }
 }
 
-/// Days without a copy. Today is never a gap (its backup may not have run
-/// yet: `status` watches that), nor is any day before the oldest copy. A
-/// copy in either tier counts for its day; a weekly day needs a weekly copy.
-fn gaps(az: &Azure, copies: &[OffsiteCopy], now: DateTime<Utc>, out: &mut Vec<Finding>) {
+/// Days without a copy, and weeks without a weekly copy. Today is never a
+/// gap (its backup may not have run yet: `status` watches that), nor is any
+/// day before the oldest copy. A copy in either tier counts for its day. A
+/// week counts by the weekly rule ([`Tier::for_backup`]): the week that
+/// starts on a weekly day D (00:00 UTC, at least a day ago and not before
+/// the oldest copy) is a gap when none of `weekly` (when the sound weekly
+/// copies were taken) falls in D..D+7 days; two in one week are no error.
+fn gaps(
+    az: &Azure,
+    copies: &[OffsiteCopy],
+    weekly: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+    out: &mut Vec<Finding>,
+) {
     let Some(first) = copies.first().map(|c| c.stamp.to_utc().date_naive()) else {
         return;
     };
     let today = now.date_naive();
     let days: BTreeSet<NaiveDate> = copies
         .iter()
-        .map(|c| c.stamp.to_utc().date_naive())
-        .collect();
-    let weekly_days: BTreeSet<NaiveDate> = copies
-        .iter()
-        .filter(|c| c.tier == Tier::Weekly)
         .map(|c| c.stamp.to_utc().date_naive())
         .collect();
     // A copy as old as the retention may already be gone, legitimately.
@@ -348,19 +354,21 @@ fn gaps(az: &Azure, copies: &[OffsiteCopy], now: DateTime<Utc>, out: &mut Vec<Fi
     }
     let weekly_days_back = (WEEKLY_WINDOW_WEEKS * 7).min(az.weekly_retention_days as i64 - 1);
     let weekday = az.weekly_day.to_chrono();
+    let weeks_held: BTreeSet<NaiveDate> = weekly.iter().map(|t| week_of(*t, weekday)).collect();
     let missing: Vec<NaiveDate> = (1..=weekly_days_back)
         .map(|i| today - Duration::days(i))
-        .filter(|d| d.weekday() == weekday && *d >= first && !weekly_days.contains(d))
+        .filter(|d| d.weekday() == weekday && *d >= first && !weeks_held.contains(d))
         .collect();
     if !missing.is_empty() {
         out.push(finding(
             FindingKind::MissingWeekly,
             None,
             format!(
-                "{} {:?} of the last {} weeks have no weekly copy: {}",
+                "{} week(s) of the last {} have no sound weekly copy (weeks starting {:?} \
+                 00:00 UTC): {}",
                 missing.len(),
-                weekday,
                 weekly_days_back / 7,
+                weekday,
                 list_days(&missing)
             ),
         ));

@@ -10,10 +10,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
+
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::catalog::copies::{DeepState, repair_tags};
+use crate::catalog::copies::{DeepState, repair_tags, sound_weekly};
 use crate::catalog::{Catalog, LocalBackup, Manifest, Stamp, manifest_name};
 use crate::config::Azure;
 use crate::error::{Error, IoContext, Result};
@@ -42,7 +44,10 @@ impl Selection {
     }
 }
 
-/// `auto` puts a backup taken on the weekly day in the weekly tier.
+/// `auto` follows the weekly rule ([`Tier::for_backup`]): a backup is the
+/// weekly copy of its week (from `[azure] weekly_day` 00:00 UTC) when the
+/// weekly tier holds none of its database from that week yet, else it goes
+/// to the daily tier. `daily` and `weekly` put every backup in that tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TierChoice {
     #[default]
@@ -143,12 +148,26 @@ pub fn upload(
         store.describe()
     );
     let mut results = Vec::new();
+    let mut rule = TierRule::new(ctx, &store, az, tier);
     for b in chosen {
         ctx.check_cancel()?;
-        let t = match tier {
-            TierChoice::Auto => Tier::for_time(b.stamp.to_utc(), az),
-            TierChoice::Daily => Tier::Daily,
-            TierChoice::Weekly => Tier::Weekly,
+        let t = match rule.tier(&dbs, &b) {
+            Ok(t) => t,
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                let e = format!("cannot choose its tier from the weekly copies: {e}");
+                warn!("{}: {e}", b.file_name());
+                let r = BlobUpload {
+                    database: b.dbname.clone(),
+                    file: b.file_name(),
+                    tier: "auto".into(),
+                    error: Some(e),
+                    ..Default::default()
+                };
+                obs.uploaded(&r);
+                results.push(r);
+                continue;
+            }
         };
         let mut r = BlobUpload {
             database: b.dbname.clone(),
@@ -168,6 +187,9 @@ pub fn upload(
             }
         }
         r.secs = start.elapsed().as_secs_f64();
+        if r.error.is_none() {
+            rule.uploaded(&b, t);
+        }
         obs.uploaded(&r);
         results.push(r);
     }
@@ -176,6 +198,58 @@ pub fn upload(
         container: store.describe(),
         results,
     })
+}
+
+/// The tier each backup goes to. For `auto`, the weekly rule over the sound
+/// weekly copies of the backup's database: listed once per database (one
+/// list of `<prefix>weekly/<dbname>/`), then kept up to date with what this
+/// run puts there, so `upload all` gives each week one weekly copy.
+struct TierRule<'a> {
+    store: &'a dyn Store,
+    az: &'a Azure,
+    choice: TierChoice,
+    state: DeepState,
+    /// By dbname: when its sound weekly copies were taken.
+    weekly: BTreeMap<String, Vec<DateTime<Utc>>>,
+}
+
+impl<'a> TierRule<'a> {
+    fn new(ctx: &Context, store: &'a dyn Store, az: &'a Azure, choice: TierChoice) -> Self {
+        TierRule {
+            store,
+            az,
+            choice,
+            state: DeepState::load(&ctx.cfg.backup_dir),
+            weekly: BTreeMap::new(),
+        }
+    }
+
+    fn tier(&mut self, dbs: &[&crate::config::Database], b: &LocalBackup) -> Result<Tier> {
+        match self.choice {
+            TierChoice::Daily => return Ok(Tier::Daily),
+            TierChoice::Weekly => return Ok(Tier::Weekly),
+            TierChoice::Auto => {}
+        }
+        if !self.weekly.contains_key(&b.dbname) {
+            let db = dbs.iter().find(|d| d.dbname == b.dbname);
+            let db = db.expect("backups are of the selected databases");
+            let folder = blob_name(self.az, Tier::Weekly, &db.dbname, "");
+            let blobs = self.store.list(&folder)?;
+            let held = sound_weekly(self.az, &blobs, db, &self.state);
+            self.weekly.insert(b.dbname.clone(), held);
+        }
+        let held = &self.weekly[&b.dbname];
+        Ok(Tier::for_backup(b.stamp.to_utc(), held, self.az))
+    }
+
+    /// A copy this run put in (or found in) the weekly tier is the week's.
+    fn uploaded(&mut self, b: &LocalBackup, tier: Tier) {
+        if tier == Tier::Weekly
+            && let Some(held) = self.weekly.get_mut(&b.dbname)
+        {
+            held.push(b.stamp.to_utc());
+        }
+    }
 }
 
 /// The copies a new upload supersedes get the `superseded` tag, so the

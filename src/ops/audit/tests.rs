@@ -65,8 +65,11 @@ impl Fixture {
         self.ctx.cfg.azure.as_ref().unwrap()
     }
 
+    /// The tier the weekly rule gives day `day`'s backup when the Sundays
+    /// (the 15th, before the baseline, and the 22nd) are the weekly copies.
     fn tier(&self, day: &str) -> Tier {
-        Tier::for_time(stamp(day).to_utc(), self.az())
+        let sundays = ["15", "22"].map(|d| stamp(d).to_utc());
+        Tier::for_backup(stamp(day).to_utc(), &sundays, self.az())
     }
 
     fn dump(&self, day: &str) -> String {
@@ -238,6 +241,47 @@ fn missing_weekly() {
     }
     f.copy_in(Tier::Daily, "22", b"dump".repeat(100));
     assert_eq!(f.kinds(false), [FindingKind::MissingWeekly]);
+    let r = f.audit(false);
+    assert!(
+        r.findings[0].detail.contains("2026-11-22"),
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
+fn a_weeks_weekly_copy_may_be_taken_on_any_day_of_it() {
+    // Sunday's backup failed: Monday's is the week's weekly copy, and the
+    // only gap is Sunday's day.
+    let f = Fixture::new();
+    for d in ["21", "24"] {
+        f.copy(d);
+    }
+    f.copy_in(Tier::Weekly, "23", b"dump".repeat(100));
+    assert_eq!(f.kinds(false), [FindingKind::MissingDaily]);
+    // Two weekly copies in one week (from an older version) are no error.
+    let f = Fixture::healthy();
+    f.copy_in(Tier::Weekly, "23", b"dump".repeat(100));
+    let r = f.audit(false);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    // A weekly copy taken before the week's weekly day 00:00 is the last
+    // week's: Saturday's does not fill the week of the 22nd.
+    let f = Fixture::new();
+    for d in ["22", "23", "24"] {
+        f.copy_in(Tier::Daily, d, b"dump".repeat(100));
+    }
+    f.copy_in(Tier::Weekly, "21", b"dump".repeat(100));
+    assert_eq!(f.kinds(false), [FindingKind::MissingWeekly]);
+}
+
+#[test]
+fn a_broken_weekly_copy_leaves_its_week_without_one() {
+    let f = Fixture::healthy();
+    f.store.delete(&manifest_of(&f.dump("22"))).unwrap();
+    assert_eq!(
+        f.kinds(false),
+        [FindingKind::MissingWeekly, FindingKind::MissingManifest]
+    );
 }
 
 #[test]
