@@ -33,8 +33,12 @@
 #       inflated and with its data offsets written in, into an empty
 #       database: no checks, no decompression
 #   (g) valerix-backup verify --deep latest order
+#   (h) valerix-backup backup order, encrypted ([encryption] recipients, a
+#       key made by age-keygen), into its own backup directory
+#   (i) valerix-backup restore latest order --yes of (h)'s backup, with its
+#       identity
 # order_db's content fingerprint is taken before the backups and must be
-# identical after every (d) and (e); the script fails loudly otherwise.
+# identical after every (d), (e) and (i); the script fails loudly otherwise.
 # Untimed, at the end: the size of a single-stream gzip -6 of the same
 # uncompressed dump, to tell the cost of (b)'s independent gzip members apart
 # from what the seed's second compression gains.
@@ -98,6 +102,13 @@ user = "order_user"
 password_env = "ORDER_DB_PASSWORD"
 TOML
   cfg="$work/tool/valerix-backup.toml"
+
+  # (h) and (i): the same backups, encrypted to a key of their own.
+  mkdir -p "$work/enc"
+  age-keygen -o "$work/enc/key.txt" 2>/dev/null
+  { cat "$cfg"; printf '\n[encryption]\nrecipients = ["%s"]\nidentity_file = "key.txt"\n' \
+      "$(age-keygen -y "$work/enc/key.txt")"; } >"$work/enc/valerix-backup.toml"
+  cfg_enc="$work/enc/valerix-backup.toml"
 }
 
 # CPU seconds the cluster has used so far (timed's probe): the postmaster
@@ -354,6 +365,35 @@ step_g() {
   [ "$vals" = true ] || die "valerix-backup verify --deep reported failure: $(cat "$work/g$r.json")"
 }
 
+# (h) (b) encrypted: compress, then age, then hash, in the same pass.
+step_h() {
+  local r=$1 vals
+  rm -f "$work/enc/backups/"order_db_*
+  settle
+  timed "h$r" "$tool" -c "$cfg_enc" --no-progress backup order --json \
+    >"$work/h$r.json" 2>"$work/h$r.log" || { cat "$work/h$r.log" >&2; die "valerix-backup backup (encrypted)"; }
+  show_log "$work/h$r.log"
+  vals=$(json_values '.results[0].manifest | .file, .size_bytes' "$work/h$r.json") \
+    || die "valerix-backup backup (encrypted): unexpected report"
+  read -r file_h size_h <<<"$vals"
+  case "$file_h" in *.dump.gz.age) ;; *) die "(h) wrote $file_h, not an encrypted backup" ;; esac
+  [ "$(stat -c %s "$work/enc/backups/$file_h")" -eq "$size_h" ] \
+    || die "$file_h's size on disk differs from its manifest"
+}
+
+# (i) (e) of (h)'s encrypted backup, decrypted with its identity.
+step_i() {
+  local r=$1 vals
+  quiesce
+  settle
+  timed "i$r" "$tool" -c "$cfg_enc" --no-progress restore latest order --yes --json \
+    >"$work/i$r.json" 2>"$work/i$r.log" || { cat "$work/i$r.log" >&2; die "valerix-backup restore (encrypted)"; }
+  show_log "$work/i$r.log"
+  vals=$(json_values '.results[0].ok' "$work/i$r.json") || die "valerix-backup restore: unexpected report"
+  [ "$vals" = true ] || die "valerix-backup restore (encrypted) reported failure: $(cat "$work/i$r.json")"
+  check_fingerprint "after-i$r"
+}
+
 # Untimed: what one plain `gzip -6` stream makes of (b)'s uncompressed dump.
 # Against (b) it shows the cost of independent members; against (a) what the
 # seed's second compression of already-compressed data gains.
@@ -381,7 +421,7 @@ row() {
 # shellcheck disable=SC2016
 report() {
   local pg_server rss_own_note r_wall_b r_size_b r_b_c r_wall_e r_e_f r_g_f r_f_d e_json
-  local e_verify e_load e_swap e_total
+  local e_verify e_load e_swap e_total r_h_b r_i_e rss_h_limit
   pg_server=$(sq -d postgres -c "SHOW server_version")
   if [ "${rss[b]}" -gt "${rss[c]}" ]; then
     rss_own_note="(b) is above it, so (b)'s figure is valerix-backup's own peak"
@@ -395,6 +435,9 @@ report() {
   r_e_f=$(calc "${wall[e]} / ${wall[f]}")
   r_g_f=$(calc "${wall[g]} / ${wall[f]}")
   r_f_d=$(calc "${wall[f]} / ${wall[d]}")
+  r_h_b=$(calc "${wall[h]} / ${wall[b]}" '%.3f')
+  r_i_e=$(calc "${wall[i]} / ${wall[e]}")
+  rss_h_limit=$((rss[b] + 1024))
   e_json="$work/${median_run[e]}.json"
   read -r e_verify e_load e_swap e_total <<<"$(json_values \
     '.results[0] | .verify_secs, .restore_secs, .swap_secs, .total_secs' "$e_json")"
@@ -409,7 +452,7 @@ $heading
 - order_db: the $dataset data set (\`tests/fixtures/${dataset}_db.sql\`) at scale $scale; largest tables: $(largest_tables);
   pg_database_size $(mib "$db_bytes") MiB ($(calc "$db_bytes / 1000000" %.0f) MB); uncompressed custom-format dump $(mib "$stream_b") MiB
 - Run: \`scripts/bench.sh --dataset $dataset --size-mb $size_mb --rounds $rounds\`; warm page cache; $rounds rounds of
-  (a) to (g) in that order; every figure is the median of its $rounds runs, peak RSS the largest
+  (a), (b), (h), (c), (d), (e), (i), (f), (g) in that order; every figure is the median of its $rounds runs, peak RSS the largest
 
 | step | wall s | output MiB | peak RSS MiB | CPU s | server CPU s | vs |
 |---|---:|---:|---:|---:|---:|---|
@@ -420,8 +463,10 @@ $(row '(d) seed restore: `gunzip -k`, `dropdb`, `createdb`, serial `pg_restore`'
 $(row '(e) `valerix-backup restore latest order --yes`' e - "wall ${r_wall_e} x (d), ${r_e_f} x (f)")
 $(row "(f) restore floor: \`pg_restore --jobs $(nproc)\` of the inflated archive, offsets set" f - "${r_f_d} x (d)")
 $(row '(g) `valerix-backup verify --deep latest order`' g - "${r_g_f} x (f)")
+$(row '(h) (b), encrypted (`[encryption] recipients`)' h "$(mib "$size_h" %.2f)" "wall ${r_h_b} x (b), size $(calc "$size_h / $size_b" '%.4f') x (b)")
+$(row '(i) (e) of (h)'"'"'s encrypted backup' i - "wall ${r_i_e} x (e)")
 
-Runs (wall s, in order): (a) ${runs[a]}; (b) ${runs[b]}; (c) ${runs[c]}; (d) ${runs[d]}; (e) ${runs[e]}; (f) ${runs[f]}; (g) ${runs[g]}.
+Runs (wall s, in order): (a) ${runs[a]}; (b) ${runs[b]}; (c) ${runs[c]}; (d) ${runs[d]}; (e) ${runs[e]}; (f) ${runs[f]}; (g) ${runs[g]}; (h) ${runs[h]}; (i) ${runs[i]}.
 
 Breakdown (medians of each part): (a) pg_dump ${wall[a_dump]} s (writes $(mib "$size_a_dump" %.2f) MiB) + gzip ${wall[a_gzip]} s (to $(mib "$size_a" %.2f) MiB);
 (d) gunzip ${wall[d_gunzip]} s + terminate/dropdb/createdb ${wall[d_prep]} s + pg_restore ${wall[d_restore]} s;
@@ -454,10 +499,12 @@ backends included), so it also holds whatever the server did meanwhile
 | (e) wall <= 1.15 x (f) wall | ${r_e_f} x | 1.15 x | $(verdict "${wall[e]} <= 1.15 * ${wall[f]}") |
 | (e) wall <= 0.8 x (d) wall | ${r_wall_e} x | 0.8 x | $(verdict "${wall[e]} <= 0.8 * ${wall[d]}") |
 | (g) wall <= 1.15 x (f) wall | ${r_g_f} x | 1.15 x | $(verdict "${wall[g]} <= 1.15 * ${wall[f]}") |
+| (h) wall <= 1.05 x (b) wall | ${r_h_b} x | 1.05 x | $(verdict "${wall[h]} <= 1.05 * ${wall[b]}") |
+| (h) peak RSS <= (b) peak RSS + 1 MiB | $(kib_mib "${rss[h]}") MiB | $(kib_mib "$rss_h_limit") MiB | $(verdict "${rss[h]} <= ${rss[b]} + 1024") |
 
 Content check: order_db's fingerprint (per-table row count and md5 of sorted
 row md5s, sequences, index, constraint, view, trigger and type definitions)
-was identical before the backups and after every (d) and (e).
+was identical before the backups and after every (d), (e) and (i).
 EOF
 }
 
@@ -473,7 +520,7 @@ main() {
 
   parts[a]="a_dump a_gzip"
   parts[d]="d_gunzip d_prep d_restore"
-  alternate "$rounds" a b c d e f g
+  alternate "$rounds" a b h c d e i f g
   size_reference
 
   emit_report "$heading" "$(report)"

@@ -67,7 +67,9 @@ pub enum Command {
         the exit status is 3 when some failed. Then deletes this tool's backups older than\n\
         retention_days, never the newest one of a database, and nothing while a backup is dated\n\
         after the clock or the clock differs from the database server's. A retention failure is\n\
-        a warning (exit status 3); the upload still runs."
+        a warning (exit status 3); the upload still runs.\n\n\
+        With [encryption] recipients, the file is <dbname>_<timestamp>.dump.gz.age: the same gzip,\n\
+        age-encrypted to every listed public key in the same pass (no private key needed here)."
     )]
     #[command(display_order = 1)]
     Backup {
@@ -287,7 +289,10 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         completeness of the pg_dump archive inside, and `pg_restore --list`. With --deep, also\n\
         restores into a scratch database (the checks run beside the load, as in a restore),\n\
         compares every table's row count with the manifest, drops the scratch database and\n\
-        reports the restore time (the measured RTO)."
+        reports the restore time (the measured RTO).\n\n\
+        An encrypted backup (.dump.gz.age) is decrypted with the identity file named by\n\
+        $VALERIX_BACKUP_IDENTITY_FILE or [encryption] identity_file. Without one, verify checks\n\
+        the file's SHA-256 as stored and says the dump inside was not read; --deep needs it."
     )]
     #[command(display_order = 2)]
     Verify {
@@ -305,7 +310,9 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         after_help = "TARGET is a config name (order, inventory), a dbname, or 'both' (the default).\n\
         The live database is replaced only after the new one is fully loaded, the file's\n\
         checks (run beside the load) passed and its row counts match the dump; on any failure\n\
-        it is left untouched. Asks for confirmation on a terminal; elsewhere --yes is required.\n\n\
+        it is left untouched. Asks for confirmation on a terminal; elsewhere --yes is required.\n\
+        An encrypted backup (.dump.gz.age) needs its identity: the file named by\n\
+        $VALERIX_BACKUP_IDENTITY_FILE or [encryption] identity_file (never the command line).\n\n\
         Scenario 3 of the runbook (recover a few rows):\n\
         \x20 valerix-backup restore 20260129_020000 order --into order_recovered --table orders"
     )]

@@ -243,6 +243,16 @@ fn key_rotation_keeps_old_backups_readable_and_bad_keys_are_config_errors() {
     let second = second["timestamp"].as_str().unwrap().to_string();
     assert_ne!(first, second);
 
+    // `config check` proves the configured identity opens new backups, and
+    // fails for one that does not.
+    let c = sb.run(&["config", "check", "--json"]).ok().stdout;
+    assert!(
+        c.contains("opens backups made for") && c.contains(&p2),
+        "{c}"
+    );
+    let e = with_identity(&sb, &k1, &["config", "check"]).fails_with(1, "identity file");
+    assert!(!e.contains("AGE-SECRET"), "{e}");
+
     let list: Value =
         serde_json::from_str(&sb.run(&["list", "order", "--json"]).ok().stdout).unwrap();
     let keys = |i: usize| list[i]["encrypted_to"].clone();

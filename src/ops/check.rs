@@ -112,6 +112,18 @@ pub fn check(ctx: &Context) -> ConfigCheck {
             });
         items.push(item(format!("database {}", db.describe()), r));
     }
+    if let Some(enc) = &ctx.cfg.encryption {
+        items.push(item(
+            "encryption",
+            Ok(format!(
+                "new backups age-encrypted to {} recipient(s)",
+                enc.recipients.len()
+            )),
+        ));
+    }
+    if let Some(r) = identity(ctx) {
+        items.push(item("identity file", r));
+    }
     if let Some(az) = &ctx.cfg.azure {
         let r = AzureStore::open(az)
             .and_then(|s| s.list(&format!("{}daily/", az.prefix)).map(|b| (s, b)))
@@ -136,4 +148,33 @@ pub fn check(ctx: &Context) -> ConfigCheck {
         config: ctx.cfg.path.display().to_string(),
         items,
     }
+}
+
+/// The identity file, when one is named: it must load, and hold a key of
+/// one of the recipients, or the restores it is kept for would fail.
+fn identity(ctx: &Context) -> Option<std::result::Result<String, String>> {
+    let path = ctx.cfg.identity_path()?;
+    let r = ctx
+        .cfg
+        .identities()
+        .map_err(|e| e.to_string())
+        .and_then(|ids| {
+            let ours = ctx.cfg.encryption.as_ref().map(|e| &e.recipients);
+            let opens = |r: &String| ids.public_keys().contains(r);
+            match ours {
+                Some(rs) if !rs.iter().any(opens) => Err(format!(
+                    "{}: none of its keys ({}) is in encryption.recipients: it cannot open new \
+                 backups",
+                    path.display(),
+                    ids.public_keys().join(", ")
+                )),
+                _ => Ok(format!(
+                    "{}: {} key(s), opens backups made for {}",
+                    path.display(),
+                    ids.public_keys().len(),
+                    ids.public_keys().join(", ")
+                )),
+            }
+        });
+    Some(r)
 }
