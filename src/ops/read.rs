@@ -148,8 +148,39 @@ pub fn inflate_backup(
 ) -> Result<u64> {
     let bar = obs.bytes(format!("{}: inflating", b.dbname));
     let progress = |n: u64| bar.inc(n as usize);
-    member::inflate_into(src, index, plain, threads, &ctx.cancel, &progress).map_err(|e| match e {
-        InflateError::Read(e) => Error::io(format!("reading {}", b.file_name()), e),
+    member::inflate_into(src, index, plain, threads, &ctx.cancel, &progress)
+        .map_err(|e| inflate_error(b, e))
+}
+
+/// As [`inflate_backup`], for an encrypted backup: decrypted as it is read
+/// (the identity from the configuration), its members inflated on
+/// `threads` threads as they arrive. `None` when its members carry no index
+/// (nothing written: read it serially).
+pub fn inflate_sealed(
+    ctx: &Context,
+    b: &LocalBackup,
+    plain: &File,
+    threads: usize,
+    obs: &dyn Observer,
+) -> Result<Option<u64>> {
+    let ids = ctx.cfg.identities()?;
+    let file = File::open(&b.path).ctx(|| format!("opening {}", b.path.display()))?;
+    let input = BufReader::with_capacity(1 << 20, file);
+    let mut plain_gzip = ids.open(input, &b.file_name(), b.recipients())?;
+    let bar = obs.bytes(format!("{}: decrypting, inflating", b.dbname));
+    let progress = |n: u64| bar.inc(n as usize);
+    member::inflate_stream(&mut plain_gzip, plain, threads, &ctx.cancel, &progress)
+        .map_err(|e| inflate_error(b, e))
+}
+
+/// A parallel inflation's failure, named for `b`. A read failure of an
+/// encrypted file is age's authentication failing.
+fn inflate_error(b: &LocalBackup, e: InflateError) -> Error {
+    match e {
+        InflateError::Read(e) => match b.encrypted().then(|| encryption::read_failure(&e)) {
+            Some(Some(reason)) => corrupt(b, reason),
+            _ => Error::io(format!("reading {}", b.file_name()), e),
+        },
         InflateError::Corrupt { offset, reason } => corrupt(
             b,
             gzip_corrupt(format!("the member at byte {offset}: {reason}")),
@@ -159,7 +190,7 @@ pub fn inflate_backup(
             e,
         ),
         InflateError::Cancelled => Error::Interrupted,
-    })
+    }
 }
 
 /// The checks of a backup that [`inflate_backup`] inflated to `plain`

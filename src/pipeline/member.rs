@@ -22,7 +22,7 @@
 //! another tool) has no index and is read serially, as before.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -214,6 +214,127 @@ pub fn inflate_into(
         .map_or(0, |m| m.plain_offset + u64::from(m.plain_len)))
 }
 
+/// As [`inflate_into`], for members that arrive as a stream (the plain
+/// bytes of an encrypted file, which has no offsets to seek to): this
+/// thread reads each member whole, by the length its header announces, and
+/// hands it to `threads` workers that inflate it to its place in `dst`.
+/// At most two members per worker wait in memory. `None` when the stream's
+/// first member announces no length (not written by us): nothing was
+/// written, read it serially.
+pub fn inflate_stream(
+    src: &mut dyn Read,
+    dst: &File,
+    threads: usize,
+    cancel: &AtomicBool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Option<u64>, InflateError> {
+    let threads = threads.max(1);
+    let (tx, rx) = crossbeam_channel::bounded::<(Member, Vec<u8>)>(threads * 2);
+    let failed = AtomicBool::new(false);
+    let worker = || -> Result<(), InflateError> {
+        let (mut plain, mut inflater) = (Vec::new(), Decompressor::new());
+        for (m, packed) in rx.iter() {
+            if failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            inflate_packed(&m, &packed, &mut inflater, &mut plain)?;
+            dst.write_all_at(&plain, m.plain_offset)
+                .map_err(InflateError::Write)?;
+            progress(plain.len() as u64);
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = worker();
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        let read = read_members(src, &tx, cancel, &failed);
+        drop(tx);
+        let mut errors: Vec<InflateError> = handles
+            .into_iter()
+            .filter_map(|h| h.join().expect("inflate worker panicked").err())
+            .collect();
+        // A worker's corrupt member over the reader's view of it.
+        errors.sort_by_key(|e| matches!(e, InflateError::Cancelled));
+        match (errors.into_iter().next(), read) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(total)) => Ok(total),
+        }
+    })
+}
+
+/// The reading half of [`inflate_stream`]: members in order, each with
+/// its place in the plain dump, until the stream ends.
+fn read_members(
+    src: &mut dyn Read,
+    tx: &crossbeam_channel::Sender<(Member, Vec<u8>)>,
+    cancel: &AtomicBool,
+    failed: &AtomicBool,
+) -> Result<Option<u64>, InflateError> {
+    let (mut offset, mut plain_offset) = (0u64, 0u64);
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(InflateError::Cancelled);
+        }
+        let mut header = [0u8; HEADER_LEN];
+        let got = read_full(src, &mut header).map_err(InflateError::Read)?;
+        if got == 0 {
+            return Ok(Some(plain_offset));
+        }
+        let corrupt = |reason: String| InflateError::Corrupt { offset, reason };
+        let Some(len) = (got == HEADER_LEN)
+            .then(|| announced_len(&header))
+            .flatten()
+        else {
+            if offset == 0 {
+                return Ok(None);
+            }
+            return Err(corrupt(IndexError::Mixed(offset).to_string()));
+        };
+        let mut packed = vec![0u8; len as usize];
+        packed[..HEADER_LEN].copy_from_slice(&header);
+        let rest = read_full(src, &mut packed[HEADER_LEN..]).map_err(InflateError::Read)?;
+        if rest < packed.len() - HEADER_LEN {
+            return Err(corrupt(IndexError::PastEnd(offset).to_string()));
+        }
+        let isize = u32::from_le_bytes(packed[packed.len() - 4..].try_into().expect("4 bytes"));
+        let m = Member {
+            offset,
+            len,
+            plain_offset,
+            plain_len: isize,
+        };
+        // A worker that failed ended the run: stop reading.
+        if failed.load(Ordering::Relaxed) || tx.send((m, packed)).is_err() {
+            return Ok(Some(plain_offset));
+        }
+        offset += u64::from(len);
+        plain_offset += u64::from(isize);
+    }
+}
+
+/// Fills `buf` as far as `src` goes; the bytes read (short only at the end).
+fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Reads and inflates one member into `plain`, checked: its deflate data
 /// must inflate to exactly the size its trailer gives, with the trailer's
 /// CRC32. libdeflate inflates a whole buffer of known size about twice as
@@ -225,13 +346,24 @@ fn inflate_one(
     packed: &mut Vec<u8>,
     plain: &mut Vec<u8>,
 ) -> Result<(), InflateError> {
+    packed.resize(m.len as usize, 0);
+    src.read_exact_at(packed, m.offset)
+        .map_err(InflateError::Read)?;
+    inflate_packed(m, packed, inflater, plain)
+}
+
+/// Inflates member `m`, read whole into `packed`, into `plain`, checked as
+/// [`inflate_one`] says.
+fn inflate_packed(
+    m: &Member,
+    packed: &[u8],
+    inflater: &mut Decompressor,
+    plain: &mut Vec<u8>,
+) -> Result<(), InflateError> {
     let corrupt = |reason: &str| InflateError::Corrupt {
         offset: m.offset,
         reason: reason.to_string(),
     };
-    packed.resize(m.len as usize, 0);
-    src.read_exact_at(packed, m.offset)
-        .map_err(InflateError::Read)?;
     // The index read the header (ours, of fixed length) and the length.
     let (deflated, trailer) =
         packed[HEADER_LEN..].split_at(packed.len() - HEADER_LEN - TRAILER_LEN);
@@ -325,6 +457,40 @@ mod tests {
         assert_eq!(back, chunks.concat(), "byte for byte");
         assert_eq!(total as usize, back.len());
         assert_eq!(seen.load(Ordering::Relaxed), back.len());
+    }
+
+    #[test]
+    fn a_stream_of_members_inflates_in_parallel_and_damage_is_named() {
+        let chunks = chunks();
+        let packed: Vec<u8> = chunks.iter().flat_map(|c| member(c)).collect();
+        let no = AtomicBool::new(false);
+        let inflate = |bytes: &[u8]| {
+            let mut dst = tempfile::tempfile().unwrap();
+            let r = inflate_stream(&mut &bytes[..], &dst, 3, &no, &|_| {});
+            let mut back = Vec::new();
+            dst.seek(SeekFrom::Start(0)).unwrap();
+            dst.read_to_end(&mut back).unwrap();
+            (r, back)
+        };
+        let (r, back) = inflate(&packed);
+        assert_eq!(r.unwrap(), Some(back.len() as u64));
+        assert_eq!(back, chunks.concat(), "byte for byte");
+
+        let cut = &packed[..packed.len() - 3];
+        assert!(matches!(inflate(cut).0, Err(InflateError::Corrupt { .. })));
+        let mut damaged = packed.clone();
+        let second = member(&chunks[0]).len();
+        damaged[second + HEADER_LEN + 5] ^= 0xff;
+        let (r, _) = inflate(&damaged);
+        assert!(
+            matches!(r, Err(InflateError::Corrupt { offset, .. }) if offset == second as u64),
+            "{r:?}"
+        );
+        let mut foreign = Vec::new();
+        let mut gz = flate2::write::GzEncoder::new(&mut foreign, Compression::default());
+        gz.write_all(b"not ours").unwrap();
+        gz.finish().unwrap();
+        assert!(matches!(inflate(&foreign).0, Ok(None)));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::catalog::fsutil::ScratchFile;
 use crate::catalog::{Catalog, LocalBackup};
 use crate::error::{Error, IoContext, Result};
 use crate::ops::journal::Journal;
-use crate::ops::read::{ReadResult, check_inflated, indexed, inflate_backup};
+use crate::ops::read::{ReadResult, check_inflated, indexed, inflate_backup, inflate_sealed};
 use crate::ops::read::{expected_tables, read_backup};
 use crate::ops::{Context, Observer};
 use crate::pg::archive::TableRows;
@@ -72,8 +72,20 @@ pub(crate) fn prepare(
         Ok(created) => created,
         Err(e) => return (Err(e), false),
     };
-    let source = if parallel { indexed(b) } else { Ok(None) };
+    let threads = ctx.cfg.restore_jobs();
+    // An encrypted file's members are inside its ciphertext: decrypted as
+    // they are read, inflated as they arrive.
+    let sealed = parallel && b.encrypted();
+    let source = if parallel && !sealed {
+        indexed(b)
+    } else {
+        Ok(None)
+    };
     let source = match source {
+        Ok(None) if sealed => {
+            let inflate = || inflate_sealed(ctx, b, &file, threads, obs);
+            return beside_creation(ctx, b, (scratch, &file), t, create, obs, inflate);
+        }
         Ok(Some(source)) => source,
         Ok(None) => {
             info!("{name}: no member index (plain gzip or an older backup): read serially");
@@ -91,10 +103,28 @@ pub(crate) fn prepare(
         }
         Err(e) => return (Err(e), false),
     };
-    let threads = ctx.cfg.restore_jobs();
+    info!("{name}: {} gzip members", source.1.len());
+    let inflate = || inflate_backup(ctx, b, &source, &file, threads, obs).map(Some);
+    beside_creation(ctx, b, (scratch, &file), t, create, obs, inflate)
+}
+
+/// The parallel path of [`prepare`]: `inflate` (the members on every core
+/// into the scratch `file`) while `create` runs on another thread. An
+/// `inflate` that finds no index (`None`) falls back to the serial read,
+/// the database already created.
+fn beside_creation(
+    ctx: &Context,
+    b: &LocalBackup,
+    (scratch, file): (ScratchFile, &std::fs::File),
+    t: Instant,
+    create: &(dyn Fn() -> Result<()> + Sync),
+    obs: &dyn Observer,
+    inflate: impl FnOnce() -> Result<Option<u64>>,
+) -> (Result<Prepared>, bool) {
+    let name = b.file_name();
     let (inflated, created) = std::thread::scope(|s| {
         let creating = s.spawn(create);
-        let inflated = inflate_backup(ctx, b, &source, &file, threads, obs);
+        let inflated = inflate();
         let created = creating
             .join()
             .unwrap_or_else(|_| Err(Error::Unexpected("the creating thread panicked".into())));
@@ -105,12 +135,31 @@ pub(crate) fn prepare(
         (Err(e), _) | (Ok(_), Err(e)) => return (Err(e), true),
         (Ok(n), Ok(())) => n,
     };
-    fill_offsets(&name, &file);
+    let Some(plain_bytes) = plain_bytes else {
+        info!("{name}: no member index inside: read serially");
+        let read = file
+            .try_clone()
+            .ctx(|| format!("reopening the scratch file of {name}"))
+            .and_then(|mut f| read_backup(ctx, b, Some(&mut f), obs));
+        return (
+            read.map(|read| {
+                fill_offsets(&name, file);
+                Prepared {
+                    scratch,
+                    plain_bytes: read.plain_bytes,
+                    read: Some(read),
+                    secs: t.elapsed().as_secs_f64(),
+                    created: true,
+                }
+            }),
+            true,
+        );
+    };
+    fill_offsets(&name, file);
     let secs = t.elapsed().as_secs_f64();
     info!(
-        "{name}: inflated in parallel ({} gzip members, {threads} threads) in {secs:.1} s; \
-         checking it beside the load",
-        source.1.len()
+        "{name}: inflated in parallel ({} threads) in {secs:.1} s; checking it beside the load",
+        ctx.cfg.restore_jobs()
     );
     let prepared = Prepared {
         scratch,
