@@ -284,6 +284,39 @@ fn list_local_and_offsite() {
     ];
     both("list_offsite", &offsite, |e| list(e));
     both("list_empty", &Vec::<ListEntry>::new(), |e| list(e));
+    let mut sealed = list_entry("order_db", BackupState::Ok, Some(vec![Tier::Daily]));
+    sealed.file = "order_db_20261201_020000.dump.gz.age".into();
+    sealed.encrypted_to = Some(vec![
+        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into(),
+        "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg".into(),
+    ]);
+    let plain = list_entry("inventory_db", BackupState::Ok, Some(vec![]));
+    both("list_encrypted", &vec![sealed, plain], |e| list(e));
+}
+
+#[test]
+fn verify_of_an_encrypted_backup_without_its_key() {
+    let r = VerifyReport {
+        results: vec![DbVerify {
+            database: "order_db".into(),
+            timestamp: Some(stamp("20261201_020000")),
+            file: Some("order_db_20261201_020000.dump.gz.age".into()),
+            ok: true,
+            has_manifest: true,
+            sha256: Some(SHA.into()),
+            tables: 2,
+            rows: 4600,
+            read_secs: 0.5,
+            unchecked: Some(
+                "encrypted, and no identity is configured: its SHA-256 as stored was checked, \
+                 not the dump inside (set VALERIX_BACKUP_IDENTITY_FILE or [encryption] \
+                 identity_file)"
+                    .into(),
+            ),
+            ..Default::default()
+        }],
+    };
+    both("verify_encrypted", &r, verify);
 }
 
 #[test]
