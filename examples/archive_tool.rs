@@ -5,18 +5,21 @@
 //! ```text
 //! cargo run --release --example archive_tool -- rechunk IN OUT
 //! cargo run --release --example archive_tool -- fill-offsets FILE
+//! cargo run --release --example archive_tool -- encrypt FILE
 //! ```
 //!
 //! `rechunk` merges the row-sized data chunks as a backup does before
 //! compression (`pg::rechunk`); `fill-offsets` writes the data offsets into
 //! the table of contents in place, as a restore does to its scratch file
-//! (`pg::offsets`).
+//! (`pg::offsets`); `encrypt` times the age layer of an encrypted backup
+//! alone (`pipeline::encryption`).
 
 use std::fs::{File, OpenOptions};
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::process::exit;
 
 use valerix_backup::pg::{offsets, rechunk::Rechunk};
+use valerix_backup::pipeline::encryption::Sealed;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,7 +41,23 @@ fn main() {
             let n = offsets::fill(&file).unwrap_or_else(|e| die(&format!("{path}: {e}")));
             eprintln!("{path}: {n} data offsets written");
         }
-        _ => die("usage: archive_tool rechunk IN OUT | fill-offsets FILE"),
+        ["encrypt", input] => {
+            // The cost of the backup's age layer alone: FILE (a backup's
+            // gzip bytes, say) encrypted to a fresh key, the output dropped.
+            let bytes = std::fs::read(input).unwrap_or_else(|e| die(&format!("{input}: {e}")));
+            let to = [age::x25519::Identity::generate().to_public()];
+            let t = std::time::Instant::now();
+            let mut w = Sealed::new(std::io::sink(), &to).unwrap_or_else(|e| die(&e.to_string()));
+            w.write_all(&bytes).unwrap_or_else(|e| die(&e.to_string()));
+            w.finish().unwrap_or_else(|e| die(&e.to_string()));
+            let secs = t.elapsed().as_secs_f64();
+            let mib = bytes.len() as f64 / f64::from(1 << 20);
+            eprintln!(
+                "{input}: {mib:.1} MiB encrypted in {secs:.3} s ({:.0} MiB/s)",
+                mib / secs
+            );
+        }
+        _ => die("usage: archive_tool rechunk IN OUT | fill-offsets FILE | encrypt FILE"),
     }
 }
 
