@@ -16,6 +16,9 @@ use crate::schedule::{Job, Schedule};
 
 pub const ENV_CONFIG: &str = "VALERIX_BACKUP_CONFIG";
 pub const DEFAULT_CONFIG: &str = "valerix-backup.toml";
+/// The environment variable naming the file of the identity (private key)
+/// that opens encrypted backups; it overrides `[encryption] identity_file`.
+pub const ENV_IDENTITY_FILE: &str = "VALERIX_BACKUP_IDENTITY_FILE";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +100,21 @@ pub struct Encryption {
     pub keys: Vec<age::x25519::Recipient>,
 }
 
+/// An age public key from the configuration, checked; the reason is one
+/// line naming what is wrong (never the value of something that might be a
+/// private key).
+fn parse_recipient(s: &str) -> std::result::Result<age::x25519::Recipient, String> {
+    if s.starts_with("AGE-SECRET-KEY-") {
+        return Err("is a private key (AGE-SECRET-KEY-...), not a public one: \
+                    put only public keys (age1...) in recipients, and remove this one \
+                    from the file now"
+            .into());
+    }
+    s.trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an age public key (age1..., see age-keygen -y)"))
+}
+
 impl Encryption {
     fn resolve(&mut self, base: &Path) -> std::result::Result<(), String> {
         if self.recipients.is_empty() {
@@ -108,8 +126,7 @@ impl Encryption {
         }
         self.keys = (self.recipients.iter().enumerate())
             .map(|(i, r)| {
-                crate::pipeline::encryption::parse_recipient(r)
-                    .map_err(|why| format!("encryption.recipients[{i}] {why}"))
+                parse_recipient(r).map_err(|why| format!("encryption.recipients[{i}] {why}"))
             })
             .collect::<std::result::Result<_, _>>()?;
         self.identity_file = self.identity_file.take().map(|p| base.join(p));
@@ -688,26 +705,13 @@ impl Config {
         self.encryption.as_ref().map_or(&[], |e| &e.keys)
     }
 
-    /// The identity file the environment or `[encryption] identity_file`
-    /// names, if any.
+    /// The identity file the environment (which wins: a restore on another
+    /// machine, with the escrow key) or `[encryption] identity_file` names.
     pub fn identity_path(&self) -> Option<PathBuf> {
-        let configured = self.encryption.as_ref();
-        let configured = configured.and_then(|e| e.identity_file.as_deref());
-        crate::pipeline::encryption::Identities::locate(configured)
-    }
-
-    /// The identity that opens encrypted backups, read from the file the
-    /// environment or `[encryption] identity_file` names.
-    pub fn identities(&self) -> Result<crate::pipeline::encryption::Identities> {
-        use crate::pipeline::encryption::{ENV_IDENTITY_FILE, Identities};
-        let path = self.identity_path().ok_or_else(|| {
-            Error::Missing(format!(
-                "no identity to open encrypted backups: set {ENV_IDENTITY_FILE} or \
-                 [encryption] identity_file to the file of the private key \
-                 (see docs/runbook.md, \"Key custody\")"
-            ))
-        })?;
-        Identities::load(&path)
+        match std::env::var_os(ENV_IDENTITY_FILE) {
+            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+            _ => self.encryption.as_ref()?.identity_file.clone(),
+        }
     }
 
     pub fn compression_threads(&self) -> usize {
@@ -1052,5 +1056,17 @@ user = "inventory_user"
             .to_string();
         assert!(e.contains("dbname '../etc'"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn recipients_are_public_keys_and_a_private_key_is_never_echoed() {
+        let id = age::x25519::Identity::generate();
+        assert!(parse_recipient(&id.to_public().to_string()).is_ok());
+        let e = parse_recipient("age1notakey").unwrap_err();
+        assert!(e.contains("not an age public key"), "{e}");
+        use age::secrecy::ExposeSecret;
+        let secret = id.to_string().expose_secret().to_string();
+        let e = parse_recipient(&secret).unwrap_err();
+        assert!(e.contains("private key") && !e.contains(&secret), "{e}");
     }
 }

@@ -154,9 +154,7 @@ pub fn check(ctx: &Context) -> ConfigCheck {
 /// one of the recipients, or the restores it is kept for would fail.
 fn identity(ctx: &Context) -> Option<std::result::Result<String, String>> {
     let path = ctx.cfg.identity_path()?;
-    let r = ctx
-        .cfg
-        .identities()
+    let r = crate::pipeline::encryption::identities(&ctx.cfg)
         .map_err(|e| e.to_string())
         .and_then(|ids| {
             let ours = ctx.cfg.encryption.as_ref().map(|e| &e.recipients);

@@ -60,7 +60,7 @@ pub fn read_backup(
     {
         let encrypted = b.encrypted();
         let source: Box<dyn Read + '_> = if encrypted {
-            let ids = ctx.cfg.identities()?;
+            let ids = crate::pipeline::encryption::identities(&ctx.cfg)?;
             Box::new(ids.open(&mut hashed, &name, b.recipients())?)
         } else {
             Box::new(&mut hashed)
@@ -163,7 +163,7 @@ pub fn inflate_sealed(
     threads: usize,
     obs: &dyn Observer,
 ) -> Result<Option<u64>> {
-    let ids = ctx.cfg.identities()?;
+    let ids = crate::pipeline::encryption::identities(&ctx.cfg)?;
     let file = File::open(&b.path).ctx(|| format!("opening {}", b.path.display()))?;
     let input = BufReader::with_capacity(1 << 20, file);
     let mut plain_gzip = ids.open(input, &b.file_name(), b.recipients())?;

@@ -23,25 +23,23 @@ use std::str::FromStr;
 use age::stream::{StreamReader, StreamWriter};
 use age::x25519;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 
-/// The environment variable naming the identity file; it overrides
-/// `[encryption] identity_file` (a restore on another machine, with the
-/// escrow key from offline storage).
-pub const ENV_IDENTITY_FILE: &str = "VALERIX_BACKUP_IDENTITY_FILE";
+pub use crate::config::ENV_IDENTITY_FILE;
 
-/// An age public key from the configuration, checked; the reason is one
-/// line naming what is wrong (never the value of something that might be a
-/// private key).
-pub fn parse_recipient(s: &str) -> std::result::Result<x25519::Recipient, String> {
-    if s.starts_with("AGE-SECRET-KEY-") {
-        return Err("is a private key (AGE-SECRET-KEY-...), not a public one: \
-                    put only public keys (age1...) in recipients, and remove this one \
-                    from the file now"
-            .into());
-    }
-    x25519::Recipient::from_str(s.trim())
-        .map_err(|_| format!("'{s}' is not an age public key (age1..., see age-keygen -y)"))
+/// The identity that opens encrypted backups, read from the file the
+/// environment or `[encryption] identity_file` names
+/// ([`Config::identity_path`]).
+pub fn identities(cfg: &Config) -> Result<Identities> {
+    let path = cfg.identity_path().ok_or_else(|| {
+        Error::Missing(format!(
+            "no identity to open encrypted backups: set {ENV_IDENTITY_FILE} or \
+             [encryption] identity_file to the file of the private key \
+             (see docs/runbook.md, \"Key custody\")"
+        ))
+    })?;
+    Identities::load(&path)
 }
 
 /// Wraps `out` so that what is written to it is age-encrypted to
@@ -113,15 +111,6 @@ impl std::fmt::Debug for Identities {
 }
 
 impl Identities {
-    /// The identity file the environment or `configured` names, `None` when
-    /// neither does.
-    pub fn locate(configured: Option<&Path>) -> Option<PathBuf> {
-        match std::env::var_os(ENV_IDENTITY_FILE) {
-            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-            _ => configured.map(Path::to_path_buf),
-        }
-    }
-
     /// Reads the age identity file at `path` (lines `AGE-SECRET-KEY-1...`,
     /// comments allowed, as `age-keygen` writes it).
     pub fn load(path: &Path) -> Result<Identities> {
@@ -292,16 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn recipients_and_identity_files_are_checked() {
-        let (id, r) = pair();
-        assert!(parse_recipient(&r.to_string()).is_ok());
-        let e = parse_recipient("age1notakey").unwrap_err();
-        assert!(e.contains("not an age public key"), "{e}");
-        use age::secrecy::ExposeSecret;
-        let secret = id.to_string().expose_secret().to_string();
-        let e = parse_recipient(&secret).unwrap_err();
-        assert!(e.contains("private key") && !e.contains(&secret), "{e}");
-
+    fn identity_files_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.txt");
         std::fs::write(&p, "AGE-SECRET-KEY-1NOTAKEY\n").unwrap();
