@@ -267,7 +267,7 @@ impl Azurite {
 
 /// Runs tests/tools/blob_reader.py with `args`: its stdout, or its stderr
 /// when it fails.
-fn run_reader(cmd: &mut Command, args: &[&str]) -> Result<String, String> {
+pub fn run_reader(cmd: &mut Command, args: &[&str]) -> Result<String, String> {
     let out = cmd
         .arg(repo().join("tests/tools/blob_reader.py"))
         .args(args)
