@@ -20,7 +20,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::offsite::{Tier, blob_name};
 use crate::ops::{Context, Observer, outcome};
 use crate::storage::azure::AzureStore;
-use crate::storage::{Store, WriteSpec};
+use crate::storage::{Policy, Store, WriteSpec};
 
 /// Which local backups to upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +161,9 @@ pub fn upload(
         match upload_one(ctx, &store, az, &b, t, &mut r, obs) {
             Ok(()) => {}
             Err(Error::Interrupted) => return Err(Error::Interrupted),
+            // A container that refuses the immutability policy refuses it
+            // for every copy: say so once, upload nothing more.
+            Err(e @ Error::Setup(_)) => return Err(e),
             Err(e) => {
                 warn!("{}: {e}", r.file);
                 r.status = UploadStatus::Failed;
@@ -335,7 +338,20 @@ pub fn blob_spec(az: &Azure, m: &Manifest, tier: Tier) -> WriteSpec {
         tags,
         tier: Some(tier.access_tier(az)),
         expect_sha256: Some(m.sha256.clone()),
+        policy: policy_for(az, tier, chrono::Utc::now()),
     }
+}
+
+/// The immutability policy of a copy of `tier` uploaded at `now`: until its
+/// retention ends plus the margin, in the configured mode; none for a tier
+/// that is not immutable. The retention is counted from the upload, as the
+/// lifecycle policy counts a blob's age from its creation.
+pub fn policy_for(az: &Azure, tier: Tier, now: chrono::DateTime<chrono::Utc>) -> Option<Policy> {
+    let t = tier.as_str();
+    az.is_immutable(t).then(|| Policy {
+        until: now + chrono::Duration::days(az.immutability_days(t)),
+        mode: az.immutability_mode,
+    })
 }
 
 pub fn host_name() -> String {

@@ -241,6 +241,19 @@ impl<S: Store> Store for Retry<S> {
             self.inner.set_tags(name, tags)
         })
     }
+
+    fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+        self.call(name, &AtomicBool::new(false), || {
+            self.inner.set_legal_hold(name, hold)
+        })
+    }
+
+    fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
+        let what = format!("listing the previous versions under {prefix}");
+        self.call(&what, &AtomicBool::new(false), || {
+            self.inner.previous_versions(prefix)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -339,6 +352,10 @@ mod tests {
         fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
             self.hit("set_tags")
                 .map_or_else(|| self.inner.set_tags(name, tags), Err)
+        }
+        fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+            self.hit("set_legal_hold")
+                .map_or_else(|| self.inner.set_legal_hold(name, hold), Err)
         }
     }
 

@@ -160,6 +160,7 @@ fn object(name: &str, sha: &str, tier: &str, at: Stamp) -> Object {
         access_tier: Some(tier.to_string()),
         created: Some(at.to_utc() + Duration::minutes(5)),
         etag: Some(format!("\"{name}\"")),
+        protection: Default::default(),
     }
 }
 

@@ -79,4 +79,12 @@ impl Store for AzureStore {
     fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
         self.0.set_tags(name, tags)
     }
+
+    fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+        self.0.set_legal_hold(name, hold)
+    }
+
+    fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
+        self.0.previous_versions(prefix)
+    }
 }

@@ -1,0 +1,184 @@
+//! Immutable offsite copies (Azure version-level WORM) against Azurite
+//! behind tests/tools/worm_proxy.py, which implements what Azurite stubs
+//! (policies, legal holds, versions) after Azure's published contract, and
+//! checked with Microsoft's Python SDK (tests/tools/blob_reader.py), which
+//! sends and reads those headers itself. What is tested here was tested
+//! against that contract only, never against Azure.
+
+mod common;
+
+use common::Sandbox;
+use common::worm::Worm;
+use serde_json::Value;
+
+const CONTAINER: &str = "database-backups";
+
+struct Immutable {
+    sb: Sandbox,
+    w: Worm,
+}
+
+impl Immutable {
+    fn new() -> Immutable {
+        Immutable::with(Worm::start())
+    }
+
+    fn with(w: Worm) -> Immutable {
+        let i = Immutable {
+            sb: Sandbox::with_scale(20),
+            w,
+        };
+        i.configure("immutable = [\"daily\", \"weekly\"]");
+        i
+    }
+
+    /// The sandbox's config plus an [azure] section; `extra` adds keys.
+    fn configure(&self, extra: &str) {
+        let text = format!(
+            "{}\n[azure]\ncontainer = \"{CONTAINER}\"\nmax_retries = 1\nretry_max_secs = 2\n{extra}\n",
+            self.sb.config_text("")
+        );
+        std::fs::write(self.sb.config_path(), text).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> common::Run {
+        let mut cmd = self.sb.command(args);
+        cmd.env("AZURE_STORAGE_CONNECTION_STRING", self.w.conn_string());
+        common::run(cmd)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let r = self.run(&a);
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", r.stdout, r.stderr))
+    }
+
+    /// Every version under `prefix` as the SDK lists it.
+    fn versions(&self, prefix: &str) -> Vec<Value> {
+        self.w
+            .py_json(&["worm", CONTAINER, prefix])
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn current(&self, name: &str) -> Value {
+        self.versions(name)
+            .into_iter()
+            .find(|v| v["name"] == name && v["is_current_version"] == true)
+            .unwrap_or_else(|| panic!("no current version of {name}"))
+    }
+
+    /// Backs up order_db and uploads it to the daily tier: the dump blob.
+    fn daily_copy(&self) -> String {
+        self.run(&["backup", "order"]).ok();
+        let r = self.json(&["upload", "latest", "order", "--tier", "daily"]);
+        assert_eq!(r["results"][0]["status"], "uploaded", "{r}");
+        r["results"][0]["blob"].as_str().unwrap().to_string()
+    }
+}
+
+fn manifest_of(dump: &str) -> String {
+    dump.replace(".dump.gz", ".manifest.json")
+}
+
+fn until(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    let s = v["until"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no policy: {v}"));
+    chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+#[test]
+fn copies_are_uploaded_under_a_policy_and_survive_delete_and_overwrite() {
+    let i = Immutable::new();
+    let before = chrono::Utc::now();
+    let dump = i.daily_copy();
+    // Both copies of the backup, as Microsoft's SDK reads them: until the
+    // daily retention (30 days) plus the margin (1), unlocked.
+    for name in [dump.clone(), manifest_of(&dump)] {
+        let v = i.current(&name);
+        let want = before + chrono::Duration::days(31);
+        let got = until(&v);
+        assert!(
+            got >= want - chrono::Duration::seconds(1)
+                && got <= want + chrono::Duration::minutes(5),
+            "{name}: policy until {got}, want about {want}"
+        );
+        assert_eq!(v["mode"], "unlocked", "{v}");
+        let props = i.w.py_json(&["props", CONTAINER, &name]);
+        assert_eq!(props["until"], v["until"], "{props}");
+    }
+    let sha = i.w.py_reader(&["sha256", CONTAINER, &dump]);
+
+    // Someone with the key deletes: refused with Azure's code.
+    let d = i.w.py_json(&["try-delete", CONTAINER, &dump]);
+    assert_eq!(d["deleted"], false, "{d}");
+    assert_eq!(
+        (d["status"].as_u64(), d["code"].as_str()),
+        (Some(409), Some("BlobImmutableDueToPolicy"))
+    );
+    assert_eq!(i.w.py_reader(&["sha256", CONTAINER, &dump]), sha);
+
+    // They overwrite: Azure allows it with versioning and keeps the
+    // protected version as a previous one, which cannot be deleted either.
+    let o = i.w.py_json(&["try-overwrite", CONTAINER, &dump]);
+    assert_eq!(o["written"], true, "{o}");
+    let versions: Vec<Value> = i
+        .versions(&dump)
+        .into_iter()
+        .filter(|v| v["name"] == dump.as_str())
+        .collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    let old = versions
+        .iter()
+        .find(|v| v["is_current_version"] == false)
+        .unwrap();
+    assert!(
+        until(old) > chrono::Utc::now() + chrono::Duration::days(30),
+        "{old}"
+    );
+    let vid = old["version_id"].as_str().unwrap();
+    let d =
+        i.w.py_json(&["try-delete", CONTAINER, &dump, "--version-id", vid]);
+    assert_eq!(d["code"], "BlobImmutableDueToPolicy", "{d}");
+
+    // The program never overwrites a copy: the next upload refuses, naming it.
+    let r = i.run(&["upload", "latest", "order", "--tier", "daily"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
+}
+
+#[test]
+fn a_container_without_version_level_immutability_is_refused_before_anything_is_stored() {
+    let i = Immutable::with(Worm::start_without_version_level_worm());
+    i.run(&["backup"]).ok();
+    let r = i.run(&["upload", "all", "--tier", "daily"]);
+    let e = r.fails_with(2, "refused the immutability policy");
+    assert!(e.contains("version-level immutability"), "{e}");
+    assert_eq!(
+        r.stderr.matches("refused the immutability policy").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    // No blob, no manifest: nothing committed, the second backup not tried.
+    assert!(i.versions("").is_empty(), "{:?}", i.versions(""));
+}
+
+#[test]
+fn an_immutability_period_shorter_than_the_retention_is_a_config_error() {
+    let i = Immutable::new();
+    i.configure("immutable = [\"weekly\"]\nimmutability_margin_days = -2");
+    let r = i.run(&["upload", "latest"]);
+    let e = r.fails_with(
+        2,
+        "weekly tier's immutability period (88 days) shorter than its retention (90 days",
+    );
+    assert!(e.contains("azure.immutability_margin_days"), "{e}");
+    i.configure("immutable = [\"monthly\"]");
+    i.run(&["upload", "latest"])
+        .fails_with(2, "unknown tier 'monthly'");
+}
