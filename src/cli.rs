@@ -141,6 +141,31 @@ by. Exit status 0 only when nothing is wrong.")]
         #[command(flatten)]
         out: Output,
     },
+    /// Set or clear a legal hold on the offsite copies of one backup (incident, investigation)
+    #[command(after_help = "\
+Sets (or clears) Azure's legal hold on both blobs of the backup's copy (dump and manifest) in
+every tier that holds it: while held, no identity can delete or change them, whatever their
+immutability policy; clearing the hold leaves the policy as it is. The container needs
+version-level immutability support, and the identity the right to set legal holds (README,
+Roles: the pruner's role, not the agent's). `list` and `audit` show holds.
+
+Examples:
+  valerix-backup hold set latest order          hold order_db's newest offsite copy
+  valerix-backup hold set 20261124_020000       that backup of every database
+  valerix-backup hold clear 20261124_020000 order --json")]
+    #[command(display_order = 9)]
+    Hold {
+        #[arg(value_enum)]
+        action: HoldAction,
+        /// TIMESTAMP (YYYYMMDD_HHMMSS) or 'latest' (each database's newest copy offsite)
+        #[arg(value_name = "TIMESTAMP|latest")]
+        timestamp: String,
+        /// Databases by config name or dbname; all when none
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Region failure: geo-restore the PostgreSQL flexible server into its paired region
     #[command(after_help = "\
 Steps, each logged with its duration: preflight (GET the source server: refuses unless
@@ -381,6 +406,14 @@ fn parse_job(s: &str) -> Result<Job, String> {
         let names: Vec<&str> = Job::ALL.iter().map(|j| j.as_str()).collect();
         format!("unknown job (one of {})", names.join(", "))
     })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HoldAction {
+    /// Put the copies under a legal hold
+    Set,
+    /// Lift the legal hold
+    Clear,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

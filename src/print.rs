@@ -8,6 +8,7 @@ use valerix_backup::ops::audit::AuditReport;
 use valerix_backup::ops::backup::{BackupReport, BackupRun};
 use valerix_backup::ops::check::ConfigCheck;
 use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport};
+use valerix_backup::ops::hold::HoldReport;
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
 use valerix_backup::ops::restore::RestoreReport;
 use valerix_backup::ops::upload::UploadReport;
@@ -165,7 +166,12 @@ pub fn list(entries: &[ListEntry]) -> String {
         "OFFSITE",
     ]);
     for e in entries {
-        let tiers: Vec<&str> = e.offsite.iter().flatten().map(|t| t.as_str()).collect();
+        let tiers: Vec<String> = e
+            .offsite
+            .iter()
+            .flatten()
+            .map(|t| tier_with_protection(*t, e))
+            .collect();
         s += &row([
             &e.timestamp.to_string(),
             &e.dbname,
@@ -181,6 +187,27 @@ pub fn list(entries: &[ListEntry]) -> String {
         ]);
     }
     s
+}
+
+/// `weekly`, or `weekly(hold)`, `weekly(locked to 2027-03-01)`,
+/// `weekly(unlocked to ...)` for a protected copy.
+fn tier_with_protection(t: valerix_backup::offsite::Tier, e: &ListEntry) -> String {
+    let Some(p) = e.protected.iter().find(|p| p.tier == t) else {
+        return t.to_string();
+    };
+    let mut marks = Vec::new();
+    if p.protection.legal_hold {
+        marks.push("hold".to_string());
+    }
+    if let Some(pol) = p.protection.policy {
+        let until = pol.until.format("%Y-%m-%d");
+        marks.push(if pol.until > chrono::Utc::now() {
+            format!("{} to {until}", pol.mode.as_str())
+        } else {
+            format!("expired {until}")
+        });
+    }
+    format!("{t}({})", marks.join(", "))
 }
 
 pub fn upload(r: &UploadReport) -> String {
@@ -227,6 +254,18 @@ pub fn audit(r: &AuditReport) -> String {
             stamp(d.newest_weekly)
         );
     }
+    for d in r.databases.iter().filter(|d| !d.immutability.is_empty()) {
+        let i = &d.immutability;
+        s += &format!(
+            "{}: {} cop{} protected ({} under a legal hold); {} previous version(s), {}\n",
+            d.dbname,
+            i.protected,
+            if i.protected == 1 { "y" } else { "ies" },
+            i.held,
+            i.previous_versions,
+            human_bytes(i.previous_version_bytes)
+        );
+    }
     if r.findings.is_empty() {
         s += "no problems found\n";
     }
@@ -267,6 +306,18 @@ pub fn status(r: &StatusReport) -> String {
         );
     }
     s
+}
+
+pub fn hold(r: &HoldReport) -> String {
+    let verb = if r.legal_hold {
+        "set on"
+    } else {
+        "cleared from"
+    };
+    r.blobs
+        .iter()
+        .map(|b| format!("legal hold {verb} {}\n", b.blob))
+        .collect()
 }
 
 pub fn prune(removed: &[String], dry_run: bool) -> String {

@@ -182,3 +182,137 @@ fn an_immutability_period_shorter_than_the_retention_is_a_config_error() {
     i.run(&["upload", "latest"])
         .fails_with(2, "unknown tier 'monthly'");
 }
+
+/// Two backups of order_db a second apart, both uploaded to the daily
+/// tier: their stamps and dump blobs, oldest first.
+fn two_daily_copies(i: &Immutable) -> Vec<(String, String)> {
+    i.run(&["backup", "order"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    i.run(&["backup", "order"]).ok();
+    let r = i.json(&["upload", "all", "order", "--tier", "daily"]);
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{r}");
+    results
+        .iter()
+        .map(|u| {
+            let blob = u["blob"].as_str().unwrap().to_string();
+            let stamp = blob.trim_end_matches(".dump.gz");
+            let stamp = stamp[stamp.len() - 15..].to_string();
+            (stamp, blob)
+        })
+        .collect()
+}
+
+#[test]
+fn a_held_copy_is_shown_kept_by_prune_and_deletable_once_cleared() {
+    let i = Immutable::new();
+    i.configure("");
+    let copies = two_daily_copies(&i);
+    let (old_stamp, old) = &copies[0];
+    let r = i.json(&["hold", "set", old_stamp, "order"]);
+    let held: Vec<&str> = r["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["blob"].as_str().unwrap())
+        .collect();
+    assert_eq!(held, [old.as_str(), manifest_of(old).as_str()], "{r}");
+    for name in [old.clone(), manifest_of(old)] {
+        assert_eq!(
+            i.w.py_json(&["props", CONTAINER, &name])["legal_hold"],
+            true
+        );
+    }
+    // Someone with the key deletes it: refused, nothing lost.
+    let d = i.w.py_json(&["try-delete", CONTAINER, old]);
+    assert_eq!(d["code"], "BlobImmutableDueToLegalHold", "{d}");
+
+    let list = i.json(&["list", "order"]);
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["timestamp"] == old_stamp.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["protected"][0]["legal_hold"], true, "{entry}");
+    assert!(i.run(&["list", "order"]).stdout.contains("daily(hold)"));
+    let audit = i.json(&["audit", "--db", "order"]);
+    assert_eq!(audit["databases"][0]["immutability"]["held"], 1, "{audit}");
+
+    // Retention would delete the older copy: prune keeps it, one line, and
+    // the run succeeds.
+    let later = (chrono::Utc::now() + chrono::Duration::days(60)).to_rfc3339();
+    let r = i.run(&["prune", "--offsite", "--as-of", &later, "--json"]);
+    let r = r.ok();
+    assert_eq!(r.stdout.trim(), "[]", "{}", r.stdout);
+    let kept: Vec<&str> = r.stderr.lines().filter(|l| l.contains("kept")).collect();
+    assert_eq!(kept.len(), 1, "{}", r.stderr);
+    assert!(
+        kept[0].contains(old.as_str()) && kept[0].contains("legal hold"),
+        "{}",
+        kept[0]
+    );
+    assert!(i.current(old)["size"].as_u64().unwrap() > 0);
+
+    i.json(&["hold", "clear", old_stamp, "order"]);
+    assert_eq!(i.w.py_json(&["props", CONTAINER, old])["legal_hold"], false);
+    let r = i.json(&["prune", "--offsite", "--as-of", &later]);
+    assert_eq!(r, serde_json::json!([old]));
+    // Versioning keeps the deleted copy as previous versions: the audit
+    // counts them.
+    let audit = i.json(&["audit", "--db", "order"]);
+    let im = &audit["databases"][0]["immutability"];
+    assert_eq!(im["previous_versions"], 2, "{audit}");
+    assert!(
+        im["previous_version_bytes"].as_u64().unwrap() > 0,
+        "{audit}"
+    );
+}
+
+#[test]
+fn an_expired_policy_stops_protecting_and_the_audit_says_so() {
+    let i = Immutable::new();
+    let dump = i.daily_copy();
+    let audit = i.json(&["audit", "--db", "order"]);
+    assert_eq!(
+        audit["databases"][0]["immutability"]["protected"], 1,
+        "{audit}"
+    );
+    let policy_findings = |a: &Value| -> Vec<Value> {
+        a["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "policy-too-short" || f["kind"] == "not-immutable")
+            .cloned()
+            .collect()
+    };
+    assert!(policy_findings(&audit).is_empty(), "{audit}");
+    // An unlocked policy may be shortened (by whoever may set policies):
+    // it ends in two seconds.
+    for name in [dump.clone(), manifest_of(&dump)] {
+        i.w.py_reader(&["set-policy", CONTAINER, &name, "2"]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let audit = i.json(&["audit", "--db", "order"]);
+    assert!(
+        audit["databases"][0]["immutability"]
+            .get("protected")
+            .is_none_or(|p| p == 0),
+        "{audit}"
+    );
+    let f = policy_findings(&audit);
+    assert_eq!(f.len(), 1, "{audit}");
+    assert_eq!(f[0]["kind"], "policy-too-short");
+    assert!(
+        f[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no longer protected"),
+        "{f:?}"
+    );
+    // And the copy can be deleted again.
+    let d = i.w.py_json(&["try-delete", CONTAINER, &dump]);
+    assert_eq!(d["deleted"], true, "{d}");
+}

@@ -257,6 +257,7 @@ fn list_entry(dbname: &str, state: BackupState, offsite: Option<Vec<Tier>>) -> L
         tables: sound.then_some(2),
         rows: sound.then_some(4600),
         offsite,
+        protected: Vec::new(),
     }
 }
 
@@ -346,6 +347,7 @@ fn inventory() -> Vec<DbInventory> {
         newest_daily: Some(stamp("20261201_020000")),
         newest_weekly: Some(stamp("20261129_020000")),
         oldest: Some(stamp("20260901_020000")),
+        immutability: Default::default(),
     }]
 }
 

@@ -12,9 +12,18 @@ Prints `listening on PORT` once it accepts connections; serves until SIGTERM.
 Authentication: every request is forwarded with its method, path, query,
 headers and body untouched, so Azurite checks the SharedKey signature or
 the SAS exactly as it would; the proxy never signs anything. The operations
-Azurite stubs are forwarded too: Azurite answers 501 APINotImplemented only
-after authentication passed, and then the proxy carries them out. A refusal
-by the proxy (409 below) is answered without forwarding, since it changes
+Azurite stubs are forwarded too: with SharedKey, Azurite answers 501
+APINotImplemented only after the signature passed, and then the proxy
+carries them out. Azurite cannot judge a SAS for them (its account-SAS
+table has no entry for them: a 500), so for a SAS the proxy sends a Get
+Blob Properties with the same SAS query (the signature covers the SAS
+fields, not the operation) and goes on only when Azurite accepts it; the
+SAS must also grant `i`, "Set Immutability Policy", which the contract
+requires for these operations ("anyone with a Shared Access Signature that
+has permission to immutability policy, the `i` SAS permission"), and which
+the proxy also requires of a Put Blob / Put Block List carrying a policy or
+a hold: 403 AuthorizationPermissionMismatch otherwise. A refusal by the
+proxy (409 below) is answered without forwarding, since it changes
 nothing; Azure would check the credential first.
 
 Contract followed (cited):
@@ -99,6 +108,7 @@ MESSAGES = {
     "MissingRequiredHeader": "An HTTP header that's mandatory for this request is not specified.",
     "BlobNotFound": "The specified blob does not exist.",
     "APINotImplemented": "Reading a previous version is not emulated by worm_proxy.py.",
+    "AuthorizationPermissionMismatch": "This request is not authorized to perform this operation using this permission.",
 }
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
@@ -297,11 +307,47 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise Refusal(409, v.protection())
         return self.passthrough()
 
+    def sas_lacks_immutability(self):
+        """Whether the request is a SAS one without the `i` permission."""
+        return "sig" in self.query and "i" not in self.query.get("sp", "")
+
+    def check_sas(self):
+        """A SAS request Azurite cannot judge: its SAS checked by a Get Blob
+        Properties with the same query. None when it passed, else the
+        refusal to send back."""
+        if self.sas_lacks_immutability():
+            raise Refusal(403, "AuthorizationPermissionMismatch")
+        url = urllib.parse.urlsplit(self.path)
+        keep = [(k, v) for k, v in urllib.parse.parse_qsl(url.query, keep_blank_values=True)
+                if k.lower() not in ("comp", "versionid")]
+        path = url.path + "?" + urllib.parse.urlencode(keep)
+        conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=120)
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() in ("x-ms-version", "x-ms-date", "x-ms-client-request-id", "host")}
+        conn.request("HEAD", path, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        if resp.status in (200, 404):
+            return None
+        return resp.status, resp.getheaders(), b""
+
     def stubbed(self, apply):
         """An operation Azurite stubs: forwarded for Azurite to check the
         credential; its 501 APINotImplemented means it passed."""
         if not STATE.vlw:
             raise Refusal(409, "ImmutableStorageWithVersioningNotEnabled")
+        if "sig" in self.query:
+            refused = self.check_sas()
+            if refused:
+                self.code = dict((k.lower(), v) for k, v in refused[1]).get("x-ms-error-code")
+                return self.reply(*refused)
+            with STATE.lock:
+                v = self.target()
+                if v is None:
+                    raise Refusal(404, "BlobNotFound")
+                extra = apply(v)
+            return self.ok(200, extra)
         status, headers, body = self.forward()
         code = dict((k.lower(), v) for k, v in headers).get("x-ms-error-code")
         if not (status == 501 or code == "APINotImplemented"):
@@ -357,6 +403,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         until, mode, hold = parse_policy(self.headers)
         if (until is not None or hold) and not STATE.vlw:
             raise Refusal(409, "ImmutableStorageWithVersioningNotEnabled")
+        if (until is not None or hold) and self.sas_lacks_immutability():
+            raise Refusal(403, "AuthorizationPermissionMismatch")
         status, headers, body = self.forward()
         self.code = dict((k.lower(), v) for k, v in headers).get("x-ms-error-code")
         extra = {}
