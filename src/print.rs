@@ -404,6 +404,28 @@ pub fn azure_check(r: &CheckReport) -> String {
             s += &format!("  warning: {w}\n");
         }
     }
+    if let Some(st) = &r.storage {
+        let on = |b: Option<bool>| match b {
+            Some(true) => "on",
+            Some(false) => "OFF",
+            None => "unknown",
+        };
+        let verdict = if st.problems.is_empty() {
+            "ok"
+        } else {
+            "CANNOT KEEP IMMUTABLE COPIES"
+        };
+        s += &format!(
+            "container {} (account {}) {verdict}\n  blob versioning {}, version-level immutability {}\n",
+            st.container,
+            st.account,
+            on(st.versioning),
+            on(st.version_level_immutability)
+        );
+        for p in &st.problems {
+            s += &format!("  problem: {p}\n");
+        }
+    }
     s
 }
 

@@ -316,3 +316,81 @@ fn an_expired_policy_stops_protecting_and_the_audit_says_so() {
     let d = i.w.py_json(&["try-delete", CONTAINER, &dump]);
     assert_eq!(d["deleted"], true, "{d}");
 }
+
+/// azure-check and the upload's preflight through the fake Resource
+/// Manager (tests/tools/fake_arm.py, blobServices and containers at
+/// Microsoft.Storage 2025-08-01): the account without blob versioning, the
+/// container without version-level immutability.
+#[test]
+fn azure_check_says_what_to_enable_and_the_upload_refuses_before_sending_anything() {
+    use common::arm::{self, FakeArm, SOURCE_RG, STORAGE_ACCOUNT};
+    let mut state = arm::scenario();
+    state["blob_services"] = serde_json::json!({
+        format!("{SOURCE_RG}/{STORAGE_ACCOUNT}"): {"isVersioningEnabled": false}
+    });
+    state["containers"] = serde_json::json!({
+        format!("{SOURCE_RG}/{STORAGE_ACCOUNT}/{CONTAINER}"): {"immutableStorageWithVersioning": false}
+    });
+    let fake = FakeArm::start(state);
+    let i = Immutable::new();
+    i.configure(&format!(
+        "immutable = [\"daily\"]\n[azure.resource_manager]\nsubscription_id = \"{}\"\n\
+         resource_group = \"{SOURCE_RG}\"\nendpoint = \"{}\"\nauth = \"client-secret\"\n\
+         storage_account = \"{STORAGE_ACCOUNT}\"\n",
+        arm::SUBSCRIPTION,
+        fake.endpoint()
+    ));
+    let run = |args: &[&str]| {
+        let mut cmd = i.sb.command(args);
+        cmd.env("AZURE_STORAGE_CONNECTION_STRING", i.w.conn_string())
+            .envs(fake.env());
+        common::run(cmd)
+    };
+    let r = run(&["azure-check", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let st = &report["storage"];
+    assert_eq!(
+        (
+            st["versioning"].clone(),
+            st["version_level_immutability"].clone()
+        ),
+        (Value::Bool(false), Value::Bool(false)),
+        "{report}"
+    );
+    let problems: Vec<&str> = st["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("--enable-versioning true"),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[1].contains("no version-level immutability support"),
+        "{}",
+        problems[1]
+    );
+    for path in ["/blobServices/default", &format!("/containers/{CONTAINER}")] {
+        let got = fake.requests_to("GET", path);
+        assert!(!got.is_empty(), "no GET {path}");
+        assert!(
+            got.iter()
+                .all(|g| g["api_version"] == "2025-08-01" && g["auth"] == "valid"),
+            "{got:?}"
+        );
+    }
+
+    i.run(&["backup", "order"]).ok();
+    let r = run(&["upload", "latest", "order", "--tier", "daily"]);
+    r.fails_with(2, "cannot keep immutable copies, nothing uploaded");
+    // Nothing reached the container: no block, no blob.
+    let log = std::fs::read_to_string(&i.w.log).unwrap_or_default();
+    assert!(!log.contains("\"PUT\""), "{log}");
+    let e = i.w.try_py_reader(&["worm", CONTAINER, ""]).unwrap_err();
+    assert!(e.contains("ContainerNotFound"), "{e}");
+}

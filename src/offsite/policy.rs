@@ -631,7 +631,7 @@ pub fn apply(plan: &ApplyPlan) -> crate::error::Result<()> {
 
 /// The storage account: configured, or the host of account_url, or the
 /// connection string's AccountName.
-fn storage_account(az: &Azure) -> crate::error::Result<String> {
+pub fn storage_account(az: &Azure) -> crate::error::Result<String> {
     let rm = az.resource_manager.as_ref().expect("connected");
     if let Some(a) = &rm.storage_account {
         return Ok(a.clone());

@@ -135,6 +135,7 @@ pub fn upload(
     // Retention must not delete a file while it is being sent.
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let chosen = choose(&catalog.list(&dbs)?, selection)?;
+    preflight_immutability(az)?;
     let store = AzureStore::open(az)?;
     store.prepare()?;
     info!(
@@ -179,6 +180,38 @@ pub fn upload(
         container: store.describe(),
         results,
     })
+}
+
+/// With `azure.immutable` and `[azure.resource_manager]`: refuses before
+/// any upload when Resource Manager says the container cannot keep
+/// immutable copies (no version-level immutability, no blob versioning).
+/// An uploader without Resource Manager rights learns it from the service
+/// instead: its first commit under a policy is refused, with one line, and
+/// nothing more is uploaded (see the Azure driver's commit).
+fn preflight_immutability(az: &Azure) -> Result<()> {
+    if az.immutable.is_empty() || az.resource_manager.is_none() {
+        return Ok(());
+    }
+    let check = crate::arm::Arm::connect(az)
+        .and_then(|arm| crate::ops::geo::azure_check::storage_check(&arm, az));
+    match check {
+        Ok(c) if c.unfit() => Err(Error::Setup(format!(
+            "azure.immutable: container {} cannot keep immutable copies, nothing uploaded: {}",
+            c.container,
+            c.problems.join("; ")
+        ))),
+        // Unreadable (no Resource Manager rights): the service will say at
+        // the first commit.
+        Ok(c) if !c.problems.is_empty() => {
+            warn!("immutability preflight: {}", c.problems.join("; "));
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            warn!("immutability preflight skipped: {e}");
+            Ok(())
+        }
+    }
 }
 
 /// The copies a new upload supersedes get the `superseded` tag, so the

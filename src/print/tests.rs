@@ -415,6 +415,7 @@ fn azure_check_report() {
     let r = CheckReport {
         ok: false,
         servers: vec![server_check(true), server_check(false)],
+        storage: None,
     };
     both("azure_check", &r, azure_check);
 }
