@@ -1061,25 +1061,23 @@ fn infra_enables_immutable_copies_and_ships_a_role_without_delete() {
         read("infra/terraform/variables.tf").contains("variable \"version_level_immutability\"")
     );
 
-    let agent_bicep = storage_actions(
-        block(&bicep, "resource agentRole "),
-        "${blobs}",
-        "readActions",
+    let actions = |bicep_head: &str, tf_head: &str| {
+        let b = storage_actions(block(&bicep, bicep_head), "${blobs}", "readActions");
+        let t = storage_actions(
+            block(&tf, tf_head),
+            "${local.blobs}",
+            "local.blob_read_actions",
+        );
+        assert_eq!(b, t, "{bicep_head} and {tf_head} differ");
+        b
+    };
+    let agent = actions(
+        "resource agentRole ",
+        "resource \"azurerm_role_definition\" \"blob_agent\"",
     );
-    let pruner_bicep = storage_actions(
-        block(&bicep, "resource prunerRole "),
-        "${blobs}",
-        "readActions",
-    );
-    let agent_tf = storage_actions(
-        block(&tf, "resource \"azurerm_role_definition\" \"blob_agent\""),
-        "${local.blobs}",
-        "local.blob_read_actions",
-    );
-    let pruner_tf = storage_actions(
-        block(&tf, "resource \"azurerm_role_definition\" \"blob_pruner\""),
-        "${local.blobs}",
-        "local.blob_read_actions",
+    let pruner = actions(
+        "resource prunerRole ",
+        "resource \"azurerm_role_definition\" \"blob_pruner\"",
     );
     let container_read =
         "Microsoft.Storage/storageAccounts/blobServices/containers/read".to_string();
@@ -1100,16 +1098,12 @@ fn infra_enables_immutable_copies_and_ships_a_role_without_delete() {
         .map(|a| format!("{BLOBS}/{a}"))
         .chain([container_read])
         .collect();
-    assert_eq!(agent_bicep, want_agent);
-    assert_eq!(agent_tf, want_agent);
-    assert_eq!(pruner_bicep, want_pruner);
-    assert_eq!(pruner_tf, want_pruner);
+    assert_eq!(agent, want_agent);
+    assert_eq!(pruner, want_pruner);
     // Nothing that deletes, in any form, for the agent.
     assert!(
-        agent_bicep
-            .iter()
-            .all(|a| !a.to_lowercase().contains("delete")),
-        "{agent_bicep:?}"
+        agent.iter().all(|a| !a.to_lowercase().contains("delete")),
+        "{agent:?}"
     );
     // The agent is assigned the custom role, no longer Storage Blob Data Owner.
     let owner = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b";

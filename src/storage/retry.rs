@@ -461,6 +461,37 @@ mod tests {
     }
 
     #[test]
+    fn an_immutable_write_whose_answer_was_lost_is_settled_with_its_policy() {
+        let ours = "a".repeat(64);
+        let mut f = Faulty::new("write", 1, dropped);
+        f.lands = Some(ours.clone());
+        let s = retry(f);
+        let until = chrono::Utc::now() + chrono::Duration::days(31);
+        let spec = WriteSpec {
+            policy: Some(crate::storage::Policy {
+                until,
+                mode: crate::config::ImmutabilityMode::Locked,
+            }),
+            ..spec_of(&ours)
+        };
+        s.write_bytes("a", b"dump", &spec).unwrap();
+        assert_eq!(
+            s.inner.calls("write"),
+            1,
+            "settled by a look, not a rewrite"
+        );
+        let landed = s.inner.inner.get("a").unwrap();
+        assert_eq!(landed.protection.policy.map(|p| p.until), Some(until));
+        // A protected object is never deleted by a retried write either.
+        assert_eq!(s.delete("a").unwrap_err().kind(), Kind::Immutable);
+        assert_eq!(
+            s.inner.calls("delete"),
+            1,
+            "an immutable refusal is not retried"
+        );
+    }
+
+    #[test]
     fn a_write_is_retried_only_while_no_object_has_the_name() {
         let ours = "a".repeat(64);
         // Dropped without landing: tried again, and written.

@@ -6,12 +6,12 @@
 //! rules are the proxy's. Started as [`super::arm::FakeArm`] is: a free
 //! port, `listening on PORT` on its stdout, SIGTERM when dropped.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::azurite::{ACCOUNT, Azurite, KEY, run_reader};
+use super::arm::listening_port;
+use super::azurite::{Azurite, conn_string_at, expect_reader, reader};
 use super::repo;
 
 pub struct Worm {
@@ -52,28 +52,7 @@ impl Worm {
             .stderr(err)
             .spawn()
             .expect("start tests/tools/worm_proxy.py with python3");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = std::io::BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "worm_proxy.py did not start ({line:?}): {}",
-                std::fs::read_to_string(az.dir.join("worm.stderr")).unwrap_or_default()
-            );
-        };
+        let port = listening_port(&mut child, "worm_proxy.py", &az.dir.join("worm.stderr"));
         Worm {
             az,
             port,
@@ -84,27 +63,18 @@ impl Worm {
 
     /// The account-key connection string of the proxy.
     pub fn conn_string(&self) -> String {
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};\
-             BlobEndpoint=http://127.0.0.1:{}/{ACCOUNT};",
-            self.port
-        )
+        conn_string_at(self.port)
     }
 
     /// tests/tools/blob_reader.py through the proxy; its stdout.
     #[track_caller]
     pub fn py_reader(&self, args: &[&str]) -> String {
-        match self.try_py_reader(args) {
-            Ok(out) => out,
-            Err(e) => panic!("blob_reader.py {args:?} failed: {e}"),
-        }
+        expect_reader(&self.conn_string(), args)
     }
 
     /// As [`Worm::py_reader`], for steps meant to fail: Err holds stderr.
     pub fn try_py_reader(&self, args: &[&str]) -> Result<String, String> {
-        let mut cmd = Command::new(repo().join(".tools/py/bin/python"));
-        cmd.env("AZURE_STORAGE_CONNECTION_STRING", self.conn_string());
-        run_reader(&mut cmd, args)
+        reader(&self.conn_string(), args)
     }
 
     /// The reader's JSON answer.
