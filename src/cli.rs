@@ -146,8 +146,9 @@ by. Exit status 0 only when nothing is wrong.")]
 Sets (or clears) Azure's legal hold on both blobs of the backup's copy (dump and manifest) in
 every tier that holds it: while held, no identity can delete or change them, whatever their
 immutability policy; clearing the hold leaves the policy as it is. The container needs
-version-level immutability support, and the identity the right to set legal holds (README,
-Roles: the pruner's role, not the agent's). `list` and `audit` show holds.
+version-level immutability support, and the identity the immutability right
+(.../blobs/immutableStorage/runAsSuperUser/action: the blob agent role of infra/ has it; a
+SAS needs `i`). `list` and `audit` show holds.
 
 Examples:
   valerix-backup hold set latest order          hold order_db's newest offsite copy
