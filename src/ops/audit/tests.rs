@@ -572,3 +572,70 @@ fn the_audit_counts_what_previous_versions_cost() {
     );
     assert!(i.previous_version_bytes >= 2 * 400, "{i:?}");
 }
+
+/// A store whose listing is older than a hold: it shows no protection, and
+/// the delete meets the service's refusal (a hold set since the listing).
+struct StaleListing<'a>(&'a MemoryStore);
+
+impl Store for StaleListing<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn prepare(&self) -> Result<()> {
+        self.0.prepare()
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<Object>> {
+        let mut all = self.0.list(prefix)?;
+        for o in &mut all {
+            o.protection = Default::default();
+        }
+        Ok(all)
+    }
+    fn head(&self, name: &str) -> Result<Option<Object>> {
+        self.0.head(name)
+    }
+    fn read(
+        &self,
+        name: &str,
+        out: &mut dyn std::io::Write,
+        cancel: &AtomicBool,
+        bar: &crate::ui::Bar,
+    ) -> Result<u64> {
+        self.0.read(name, out, cancel, bar)
+    }
+    fn read_small(&self, name: &str, cancel: &AtomicBool) -> Result<Vec<u8>> {
+        self.0.read_small(name, cancel)
+    }
+    fn write_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        spec: &crate::storage::WriteSpec,
+    ) -> Result<()> {
+        self.0.write_bytes(name, bytes, spec)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.0.delete(name)
+    }
+    fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+        self.0.set_tags(name, tags)
+    }
+    fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+        self.0.set_legal_hold(name, hold)
+    }
+}
+
+#[test]
+fn a_hold_met_only_at_the_delete_keeps_the_copy_and_the_prune_goes_on() {
+    let f = Fixture::healthy();
+    age(&f, 200);
+    for name in [f.dump("21"), manifest_of(&f.dump("21"))] {
+        f.store.set_legal_hold(&name, true).unwrap();
+    }
+    // The 21st is refused at its delete (BlobImmutableDueToLegalHold), the
+    // 23rd goes, and the run succeeds.
+    let removed = prune_store(&f.ctx, &StaleListing(&f.store), Some(now())).unwrap();
+    assert_eq!(removed, [f.dump("23")]);
+    assert!(f.store.get(&f.dump("21")).is_some());
+    assert!(f.store.get(&manifest_of(&f.dump("21"))).is_some());
+}
