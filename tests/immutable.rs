@@ -315,6 +315,23 @@ fn an_expired_policy_stops_protecting_and_the_audit_says_so() {
     // And the copy can be deleted again.
     let d = i.w.py_json(&["try-delete", CONTAINER, &dump]);
     assert_eq!(d["deleted"], true, "{d}");
+
+    // The next upload puts the backup back: the dump under a new policy,
+    // the manifest (still there) under the policy it should have had, until
+    // its upload plus the 31 days.
+    let r = i.json(&["upload", "latest", "order", "--tier", "daily"]);
+    assert_eq!(r["results"][0]["status"], "uploaded", "{r}");
+    let month = chrono::Utc::now() + chrono::Duration::days(30);
+    for name in [dump.clone(), manifest_of(&dump)] {
+        let v = i.current(&name);
+        assert!(until(&v) > month, "{name}: {v}");
+    }
+    let audit = i.json(&["audit", "--db", "order"]);
+    assert!(policy_findings(&audit).is_empty(), "{audit}");
+    assert_eq!(
+        audit["databases"][0]["immutability"]["protected"], 1,
+        "{audit}"
+    );
 }
 
 /// azure-check and the upload's preflight through the fake Resource

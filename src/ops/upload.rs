@@ -16,11 +16,12 @@ use tracing::{info, warn};
 use crate::catalog::copies::{DeepState, repair_tags};
 use crate::catalog::{Catalog, LocalBackup, Manifest, Stamp, manifest_name};
 use crate::config::Azure;
+use crate::config::ImmutabilityMode;
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::{Tier, blob_name};
 use crate::ops::{Context, Observer, outcome};
 use crate::storage::azure::AzureStore;
-use crate::storage::{Policy, Store, WriteSpec};
+use crate::storage::{Object, Policy, Store, WriteSpec};
 
 /// Which local backups to upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +292,7 @@ fn upload_one(
     match store.head(&r.blob)? {
         Some(existing) if existing.sha256().ok() == Some(m.sha256.to_ascii_lowercase()) => {
             info!("{}: already offsite with the same SHA-256", r.blob);
+            protect_existing(store, az, tier, &existing)?;
             r.status = UploadStatus::Present;
         }
         Some(existing) => {
@@ -331,8 +333,8 @@ fn upload_manifest(
     spec: &WriteSpec,
 ) -> Result<()> {
     let name = blob_name(az, tier, &b.dbname, &manifest_name(&b.dbname, &b.stamp));
-    if store.head(&name)?.is_some() {
-        return Ok(());
+    if let Some(existing) = store.head(&name)? {
+        return protect_existing(store, az, tier, &existing);
     }
     let path = b.path.with_file_name(manifest_name(&b.dbname, &b.stamp));
     let bytes = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
@@ -342,6 +344,39 @@ fn upload_manifest(
     spec.metadata.insert("sha256".into(), own.clone());
     spec.expect_sha256 = Some(own);
     store.write_bytes(&name, &bytes, &spec)
+}
+
+/// A blob already offsite in an immutable tier whose policy is missing or
+/// ends before its retention (uploaded before `immutable` was set, or its
+/// unlocked policy shortened) gets the policy it should have: until its
+/// upload plus the tier's immutability days, never shorter than it has. A
+/// locked policy stays locked (it can only be extended). Nothing once that
+/// date has passed: its retention is over.
+fn protect_existing(store: &dyn Store, az: &Azure, tier: Tier, o: &Object) -> Result<()> {
+    let t = tier.as_str();
+    if !az.is_immutable(t) {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let until = o.created.unwrap_or(now) + chrono::Duration::days(az.immutability_days(t));
+    let has = o.protection.policy;
+    if until <= now || has.is_some_and(|p| p.until + chrono::Duration::minutes(1) >= until) {
+        return Ok(());
+    }
+    let mode = match has.map(|p| p.mode) {
+        Some(ImmutabilityMode::Locked) => ImmutabilityMode::Locked,
+        _ => az.immutability_mode,
+    };
+    info!(
+        "{}: immutability policy set until {} ({})",
+        o.name,
+        until.format("%Y-%m-%d %H:%M UTC"),
+        has.map_or("it had none".to_string(), |p| format!(
+            "it had one until {}",
+            p.until.format("%Y-%m-%d %H:%M UTC")
+        ))
+    );
+    store.set_policy(&o.name, &Policy { until, mode })
 }
 
 /// Metadata and index tags of a dump blob. Metadata names must be C#

@@ -114,6 +114,22 @@ impl DirStore {
         }
     }
 
+    /// Changes the protection an existing object's sidecar keeps.
+    fn change_protection(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Protection) -> Result<()>,
+    ) -> Result<()> {
+        if self.head(name)?.is_none() {
+            return Err(Error::NoBackup {
+                what: format!("{name} in {}", self.root.display()),
+            });
+        }
+        let mut s = self.sidecar(name);
+        f(&mut s.protection)?;
+        self.save_sidecar(name, &s)
+    }
+
     /// Files under `dir`, as object names relative to the root; in a flat
     /// store every visible entry of the root, a directory too: one where a
     /// backup should be is listed (and its removal fails, named), never
@@ -333,14 +349,14 @@ impl Store for DirStore {
     }
 
     fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
-        if self.head(name)?.is_none() {
-            return Err(Error::NoBackup {
-                what: format!("{name} in {}", self.root.display()),
-            });
-        }
-        let mut s = self.sidecar(name);
-        s.protection.legal_hold = hold;
-        self.save_sidecar(name, &s)
+        self.change_protection(name, |p| {
+            p.legal_hold = hold;
+            Ok(())
+        })
+    }
+
+    fn set_policy(&self, name: &str, policy: &super::Policy) -> Result<()> {
+        self.change_protection(name, |p| super::apply_policy(name, p, policy))
     }
 }
 

@@ -87,6 +87,14 @@ impl Store for DryRun<'_> {
         Ok(())
     }
 
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        info!(
+            "dry run: would set the immutability policy of {name} until {}",
+            policy.until
+        );
+        Ok(())
+    }
+
     fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
         self.0.previous_versions(prefix)
     }

@@ -159,6 +159,14 @@ impl Store for MemoryStore {
         }
     }
 
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        self.check("set_policy", name)?;
+        match self.objects.lock().unwrap().get_mut(name) {
+            Some((o, _)) => super::apply_policy(name, &mut o.protection, policy),
+            None => Err(Error::NotFound(format!("{name}: HTTP 404 BlobNotFound"))),
+        }
+    }
+
     fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
         self.check("list", prefix)?;
         let previous = self.previous.lock().unwrap();
@@ -223,5 +231,38 @@ mod tests {
         let kept = s.previous_versions("w/").unwrap();
         let kept: Vec<(&str, u64)> = kept.iter().map(|o| (o.name.as_str(), o.size)).collect();
         assert_eq!(kept, [("w/b", 2), ("w/c", 1)]);
+    }
+
+    #[test]
+    fn a_locked_policy_is_only_extended() {
+        let s = MemoryStore::new();
+        let until = Utc::now() + Duration::days(10);
+        let locked = |until| Policy {
+            until,
+            mode: ImmutabilityMode::Locked,
+        };
+        s.write_bytes(
+            "w/a",
+            b"a",
+            &WriteSpec {
+                policy: Some(locked(until)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let shorter = s.set_policy("w/a", &locked(until - Duration::days(1)));
+        assert_eq!(shorter.unwrap_err().kind(), Kind::Immutable);
+        let unlocked = Policy {
+            until: until + Duration::days(1),
+            mode: ImmutabilityMode::Unlocked,
+        };
+        assert_eq!(
+            s.set_policy("w/a", &unlocked).unwrap_err().kind(),
+            Kind::Immutable
+        );
+        s.set_policy("w/a", &locked(until + Duration::days(5)))
+            .unwrap();
+        let p = s.get("w/a").unwrap().protection.policy.unwrap();
+        assert_eq!(p, locked(until + Duration::days(5)));
     }
 }

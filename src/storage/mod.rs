@@ -190,12 +190,33 @@ pub trait Store {
     fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()>;
     /// Sets or clears the legal hold of object `name`.
     fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()>;
+    /// Sets the immutability policy of object `name` (Set Blob Immutability
+    /// Policy: an unlocked one may be changed, a locked one only extended).
+    fn set_policy(&self, name: &str, policy: &Policy) -> Result<()>;
     /// The previous versions of objects under `prefix` that blob versioning
     /// keeps (Azure; the local drivers keep none): what deleted copies still
     /// cost until the lifecycle policy removes them.
     fn previous_versions(&self, _prefix: &str) -> Result<Vec<Object>> {
         Ok(Vec::new())
     }
+}
+
+/// Sets `policy` on an object's `protection` as Azure's Set Blob
+/// Immutability Policy does (the local drivers'): a locked policy that has
+/// not ended may only be extended, and stays locked.
+fn apply_policy(name: &str, protection: &mut Protection, policy: &Policy) -> Result<()> {
+    if let Some(old) = protection.policy
+        && old.mode == ImmutabilityMode::Locked
+        && old.until > chrono::Utc::now()
+        && (policy.until < old.until || policy.mode != ImmutabilityMode::Locked)
+    {
+        return Err(Error::Immutable(format!(
+            "{name}: its immutability policy is locked until {}: it can only be extended",
+            old.until.format("%Y-%m-%d %H:%M UTC")
+        )));
+    }
+    protection.policy = Some(*policy);
+    Ok(())
 }
 
 /// The refusal of a write over an existing object (the local drivers').

@@ -248,6 +248,12 @@ impl<S: Store> Store for Retry<S> {
         })
     }
 
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        self.call(name, &AtomicBool::new(false), || {
+            self.inner.set_policy(name, policy)
+        })
+    }
+
     fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
         let what = format!("listing the previous versions under {prefix}");
         self.call(&what, &AtomicBool::new(false), || {
@@ -356,6 +362,10 @@ mod tests {
         fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
             self.hit("set_legal_hold")
                 .map_or_else(|| self.inner.set_legal_hold(name, hold), Err)
+        }
+        fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+            self.hit("set_policy")
+                .map_or_else(|| self.inner.set_policy(name, policy), Err)
         }
     }
 

@@ -623,6 +623,9 @@ impl Store for StaleListing<'_> {
     fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
         self.0.set_legal_hold(name, hold)
     }
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        self.0.set_policy(name, policy)
+    }
 }
 
 #[test]

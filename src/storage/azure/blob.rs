@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, RequestContent, Url};
 use azure_storage_blob::models::{
-    AccessTier, BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
-    BlobTags, BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions,
-    BlockListType, BlockLookupList, ImmutabilityPolicyMode, ListBlobsIncludeItem,
+    AccessTier, BlobClientGetPropertiesResultHeaders, BlobClientSetImmutabilityPolicyOptions,
+    BlobContainerClientListBlobsOptions, BlobTags, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientStageBlockOptions, BlockListType, BlockLookupList, ImmutabilityPolicyMode,
+    ListBlobsIncludeItem,
 };
 use azure_storage_blob::{
     BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
@@ -513,6 +514,21 @@ impl BlobStore {
                 .await
                 .map(drop)
                 .map_err(|e| az_error(&format!("{name}: {what} its legal hold"), e))
+        })
+    }
+
+    /// Set Blob Immutability Policy on the current version of `name`.
+    pub fn set_policy(&self, name: &str, policy: &Policy) -> Result<()> {
+        let b = self.blob_client(name)?;
+        let opts = BlobClientSetImmutabilityPolicyOptions {
+            immutability_policy_mode: Some(policy_mode(policy.mode)),
+            ..Default::default()
+        };
+        self.rt.block_on(async {
+            b.set_immutability_policy(&to_offset(policy.until), Some(opts))
+                .await
+                .map(drop)
+                .map_err(|e| az_error(&format!("{name}: setting its immutability policy"), e))
         })
     }
 

@@ -84,6 +84,10 @@ impl Store for AzureStore {
         self.0.set_legal_hold(name, hold)
     }
 
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        self.0.set_policy(name, policy)
+    }
+
     fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
         self.0.previous_versions(prefix)
     }
