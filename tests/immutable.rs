@@ -122,6 +122,16 @@ fn copies_are_uploaded_under_a_policy_and_survive_delete_and_overwrite() {
     );
     assert_eq!(i.w.py_reader(&["sha256", CONTAINER, &dump]), sha);
 
+    // Its metadata cannot change; its tags and access tier may (Azure
+    // allows both on an immutable blob), and it reads as before.
+    let e =
+        i.w.try_py_reader(&["set-metadata", CONTAINER, &dump, "sha256=0"])
+            .unwrap_err();
+    assert!(e.contains("BlobImmutableDueToPolicy"), "{e}");
+    i.w.py_reader(&["set-tags", CONTAINER, &dump, "tier=daily", "note=x"]);
+    i.w.py_reader(&["set-tier", CONTAINER, &dump, "Cold"]);
+    assert_eq!(i.w.py_reader(&["sha256", CONTAINER, &dump]), sha);
+
     // They overwrite: Azure allows it with versioning and keeps the
     // protected version as a previous one, which cannot be deleted either.
     let o = i.w.py_json(&["try-overwrite", CONTAINER, &dump]);
@@ -312,7 +322,12 @@ fn an_expired_policy_stops_protecting_and_the_audit_says_so() {
             .contains("no longer protected"),
         "{f:?}"
     );
-    // And the copy can be deleted again.
+    // Its content and metadata stay write-once (an expired policy still
+    // refuses Set Blob Metadata), and the copy can be deleted again.
+    let e =
+        i.w.try_py_reader(&["set-metadata", CONTAINER, &manifest_of(&dump), "a=b"])
+            .unwrap_err();
+    assert!(e.contains("BlobImmutableDueToPolicy"), "{e}");
     let d = i.w.py_json(&["try-delete", CONTAINER, &dump]);
     assert_eq!(d["deleted"], true, "{d}");
 

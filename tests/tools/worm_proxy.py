@@ -52,7 +52,11 @@ Contract followed (cited):
   "This operation is not permitted as the blob is immutable due to a
   policy."; 409 BlobImmutableDueToLegalHold "This operation is not permitted
   as the blob is immutable due to one or more legal holds.". Refused on a
-  protected version: Delete Blob, Set Blob Metadata.
+  protected version: Delete Blob, Set Blob Metadata; on a version whose
+  policy has expired, still Set Blob Metadata ("Version-level WORM policies
+  for immutable blob data", Scenarios: prohibited operations "Delete Blob,
+  Set Blob Metadata, and Put Page"; expired: "Set Blob Metadata and Put
+  Page"; "Blob versions are always immutable for content").
 - What stays allowed on an immutable blob (immutable-storage-overview:
   "objects can be created and read, but not modified or deleted"; "All blob
   access tiers support immutable storage. You can change the access tier of
@@ -290,7 +294,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if m == "PUT" and comp == "block":
             return self.put_block()
         if m == "PUT" and comp == "metadata":
-            return self.guarded(self.current())
+            return self.metadata(self.current())
         if m == "DELETE" and comp == "":
             return self.delete_blob()
         if m in ("GET", "HEAD") and comp == "":
@@ -300,12 +304,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def current(self):
         with STATE.lock:
             return STATE.current.get(self.key)
-
-    def guarded(self, v):
-        """Passes the request on unless version `v` is protected."""
-        if v is not None and v.protection():
-            raise Refusal(409, v.protection())
-        return self.passthrough()
 
     def sas_lacks_immutability(self):
         """Whether the request is a SAS one without the `i` permission."""
@@ -331,6 +329,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if resp.status in (200, 404):
             return None
         return resp.status, resp.getheaders(), b""
+
+    def metadata(self, v):
+        """Set Blob Metadata: refused on a held version and on one with a
+        policy, even an expired one (version-level WORM, "Scenarios": an
+        expired policy still prohibits Set Blob Metadata and Put Page)."""
+        if v is not None and (v.hold or v.until is not None):
+            raise Refusal(409, v.protection() or "BlobImmutableDueToPolicy")
+        return self.passthrough()
 
     def stubbed(self, apply):
         """An operation Azurite stubs: forwarded for Azurite to check the
