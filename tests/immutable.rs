@@ -94,10 +94,11 @@ fn until(v: &Value) -> chrono::DateTime<chrono::Utc> {
 #[test]
 fn copies_are_uploaded_under_a_policy_and_survive_delete_and_overwrite() {
     let i = Immutable::new();
+    i.configure("immutable = [\"daily\", \"weekly\"]\nimmutability_mode = \"locked\"");
     let before = chrono::Utc::now();
     let dump = i.daily_copy();
     // Both copies of the backup, as Microsoft's SDK reads them: until the
-    // daily retention (30 days) plus the margin (1), unlocked.
+    // daily retention (30 days) plus the margin (1), locked.
     for name in [dump.clone(), manifest_of(&dump)] {
         let v = i.current(&name);
         let want = before + chrono::Duration::days(31);
@@ -107,11 +108,18 @@ fn copies_are_uploaded_under_a_policy_and_survive_delete_and_overwrite() {
                 && got <= want + chrono::Duration::minutes(5),
             "{name}: policy until {got}, want about {want}"
         );
-        assert_eq!(v["mode"], "unlocked", "{v}");
+        assert_eq!(v["mode"], "locked", "{v}");
         let props = i.w.py_json(&["props", CONTAINER, &name]);
         assert_eq!(props["until"], v["until"], "{props}");
     }
     let sha = i.w.py_reader(&["sha256", CONTAINER, &dump]);
+    // Locked: nobody may shorten it (extending is allowed).
+    let e =
+        i.w.try_py_reader(&["set-policy", CONTAINER, &dump, "60", "--mode", "Locked"])
+            .unwrap_err();
+    assert!(e.contains("409") || e.contains("Conflict"), "{e}");
+    let days40 = (40 * 86400).to_string();
+    i.w.py_reader(&["set-policy", CONTAINER, &dump, &days40, "--mode", "Locked"]);
 
     // Someone with the key deletes: refused with Azure's code.
     let d = i.w.py_json(&["try-delete", CONTAINER, &dump]);
@@ -299,6 +307,7 @@ fn an_expired_policy_stops_protecting_and_the_audit_says_so() {
             .collect()
     };
     assert!(policy_findings(&audit).is_empty(), "{audit}");
+    assert_eq!(i.current(&dump)["mode"], "unlocked", "the default mode");
     // An unlocked policy may be shortened (by whoever may set policies):
     // it ends in two seconds.
     for name in [dump.clone(), manifest_of(&dump)] {
