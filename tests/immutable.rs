@@ -227,6 +227,24 @@ fn a_held_copy_is_shown_kept_by_prune_and_deletable_once_cleared() {
     i.configure("");
     let copies = two_daily_copies(&i);
     let (old_stamp, old) = &copies[0];
+    // Straight to Azurite, which has no versioning: nothing is counted as a
+    // previous version (its listing has no version ids).
+    let mut cmd = i.sb.command(&["audit", "--db", "order", "--json"]);
+    cmd.env("AZURE_STORAGE_CONNECTION_STRING", i.w.az.conn_string());
+    let direct: Value = serde_json::from_str(&common::run(cmd).stdout).unwrap();
+    assert!(
+        direct["databases"][0].get("immutability").is_none(),
+        "{direct}"
+    );
+    eprintln!(
+        "DIRECT {}",
+        common::run({
+            let mut c = i.sb.command(&["audit", "--db", "order"]);
+            c.env("AZURE_STORAGE_CONNECTION_STRING", i.w.az.conn_string());
+            c
+        })
+        .stderr
+    );
     let r = i.json(&["hold", "set", old_stamp, "order"]);
     let held: Vec<&str> = r["blobs"]
         .as_array()

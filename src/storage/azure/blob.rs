@@ -219,8 +219,10 @@ impl BlobStore {
             let mut out = Vec::new();
             while let Some(item) = pager.try_next().await.map_err(|e| az_error(context, e))? {
                 let Some(name) = item.name else { continue };
-                // Without include=versions every item is current.
-                let current = !versions || item.is_current_version == Some(true);
+                // Without include=versions, or without versioning on the
+                // account (no version ids), every item is current.
+                let current =
+                    !versions || item.is_current_version == Some(true) || item.version_id.is_none();
                 let props = item.properties.unwrap_or_default();
                 let tags = item
                     .blob_tags
