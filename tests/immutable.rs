@@ -236,15 +236,6 @@ fn a_held_copy_is_shown_kept_by_prune_and_deletable_once_cleared() {
         direct["databases"][0].get("immutability").is_none(),
         "{direct}"
     );
-    eprintln!(
-        "DIRECT {}",
-        common::run({
-            let mut c = i.sb.command(&["audit", "--db", "order"]);
-            c.env("AZURE_STORAGE_CONNECTION_STRING", i.w.az.conn_string());
-            c
-        })
-        .stderr
-    );
     let r = i.json(&["hold", "set", old_stamp, "order"]);
     let held: Vec<&str> = r["blobs"]
         .as_array()
