@@ -15,8 +15,7 @@ use tracing::{info, warn};
 
 use crate::catalog::copies::{DeepState, repair_tags};
 use crate::catalog::{Catalog, LocalBackup, Manifest, Stamp, manifest_name};
-use crate::config::Azure;
-use crate::config::ImmutabilityMode;
+use crate::config::{Azure, ImmutabilityMode};
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::{Tier, blob_name};
 use crate::ops::{Context, Observer, outcome};

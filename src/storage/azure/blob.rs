@@ -512,10 +512,14 @@ impl BlobStore {
         let b = self.blob_client(name)?;
         let what = if hold { "setting" } else { "clearing" };
         self.rt.block_on(async {
-            b.set_legal_hold(hold, None)
-                .await
-                .map(drop)
-                .map_err(|e| az_error(&format!("{name}: {what} its legal hold"), e))
+            b.set_legal_hold(hold, None).await.map(drop).map_err(|e| {
+                worm_error(
+                    name,
+                    "legal hold",
+                    format!("{name}: {what} its legal hold"),
+                    e,
+                )
+            })
         })
     }
 
@@ -530,7 +534,10 @@ impl BlobStore {
             b.set_immutability_policy(&to_offset(policy.until), Some(opts))
                 .await
                 .map(drop)
-                .map_err(|e| az_error(&format!("{name}: setting its immutability policy"), e))
+                .map_err(|e| {
+                    let context = format!("{name}: setting its immutability policy");
+                    worm_error(name, "policy", context, e)
+                })
         })
     }
 
@@ -658,14 +665,27 @@ fn to_offset(t: DateTime<Utc>) -> azure_core::time::OffsetDateTime {
         .unwrap_or(azure_core::time::OffsetDateTime::UNIX_EPOCH)
 }
 
-/// A refused commit. One that carried an immutability policy and met a
-/// 409 other than "exists" or "immutable" is the container refusing the
-/// policy: it lacks version-level immutability support (Azure's code for
-/// that is not in the published error-code list, so it is not matched by
-/// name). That is a setting to fix, said once, before anything else is
-/// uploaded; the staged blocks stay uncommitted, no blob exists.
+/// A refused commit: see [`worm_refusal`].
 fn commit_error(name: &str, spec: &WriteSpec, e: azure_core::Error) -> Error {
-    let code = error_code(&e).unwrap_or_default();
+    match spec
+        .policy
+        .is_some()
+        .then(|| worm_refusal(name, "policy", &e))
+        .flatten()
+    {
+        Some(refused) => Error::Setup(format!("{refused}; nothing was committed")),
+        None => az_error(&format!("{name}: committing the block list"), e),
+    }
+}
+
+/// A request that set an immutability policy or a legal hold (`what`) and
+/// met a 409 other than "exists" or "immutable": the container refusing
+/// it, for lack of version-level immutability support (Azure's code for
+/// that is not in the published error-code list, so it is not matched by
+/// name). A setting to fix, said once: the upload stops there, and a commit
+/// refused so leaves its staged blocks uncommitted, no blob.
+fn worm_refusal(name: &str, what: &str, e: &azure_core::Error) -> Option<String> {
+    let code = error_code(e).unwrap_or_default();
     let known = [
         "BlobAlreadyExists",
         "ConditionNotMet",
@@ -673,15 +693,22 @@ fn commit_error(name: &str, spec: &WriteSpec, e: azure_core::Error) -> Error {
         "BlobImmutableDueToLegalHold",
     ];
     let refused = e.http_status() == Some(azure_core::http::StatusCode::Conflict);
-    if spec.policy.is_some() && refused && !known.contains(&code.as_str()) {
-        return Error::Setup(format!(
-            "{name}: the container refused the immutability policy (HTTP 409 {code}): azure.immutable \
-             needs a container with version-level immutability support and blob versioning on the \
-             account (`valerix-backup azure-check` reads both; infra/ enables them); nothing was \
-             committed"
-        ));
+    (refused && !known.contains(&code.as_str())).then(|| {
+        format!(
+            "{name}: the container refused the immutability {what} (HTTP 409 {code}): \
+             azure.immutable and `hold` need a container with version-level immutability support \
+             and blob versioning on the account (`valerix-backup azure-check` reads both; infra/ \
+             enables them)"
+        )
+    })
+}
+
+/// The error of a refused Set Blob Immutability Policy or Legal Hold.
+fn worm_error(name: &str, what: &str, context: String, e: azure_core::Error) -> Error {
+    match worm_refusal(name, what, &e) {
+        Some(refused) => Error::Setup(refused),
+        None => az_error(&context, e),
     }
-    az_error(&format!("{name}: committing the block list"), e)
 }
 
 fn to_chrono(t: azure_core::time::OffsetDateTime) -> DateTime<Utc> {
