@@ -120,7 +120,9 @@ max_offsite_age_hours (36), days of the last 30 without a copy, weekly days of t
 last 12 weeks without a weekly copy, local backups younger than require_offsite_days
 without a copy, copies past retention (is the lifecycle policy applied?), copies without a
 sha256 or whose local manifest disagrees, size anomalies, wrong access tiers and missing
-manifests. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
+manifests; with azure.immutable, copies of an immutable tier without a policy or whose policy
+ends before their retention, and per database the copies protected now, the held ones, and
+what previous versions (blob versioning) still cost. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
 audit (remembered in <backup_dir>/.offsite-deep-checks.json) and reads its manifest;
 --recheck re-reads them all. Repairs the superseded index tags the lifecycle policy deletes
 by. Exit status 0 only when nothing is wrong.")]
@@ -381,7 +383,8 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         dry_run: bool,
         /// Delete offsite copies past their tier's retention instead (for accounts
         /// without the lifecycle policy), only superseded ones: the newest sound copy of each
-        /// database and tier is always kept
+        /// database and tier is always kept, and a copy under an immutability policy or a
+        /// legal hold too (one `kept:` line each)
         #[arg(long)]
         offsite: bool,
         /// With --offsite: judge retention as of this instant (RFC 3339)
