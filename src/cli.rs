@@ -129,7 +129,9 @@ max_offsite_age_hours (36), days of the last 30 without a copy, weeks (from week
 00:00 UTC) of the last 12 without a sound weekly copy on any of their days, local backups
 younger than require_offsite_days without a copy, copies past retention (is the lifecycle policy applied?), copies without a
 sha256 or whose local manifest disagrees, size anomalies, wrong access tiers and missing
-manifests. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
+manifests; with azure.immutable, copies of an immutable tier without a policy or whose policy
+ends before their retention, and per database the copies protected now, the held ones, and
+what previous versions (blob versioning) still cost. --deep downloads and re-hashes each dump blob not yet proven by an earlier deep
 audit (remembered in <backup_dir>/.offsite-deep-checks.json) and reads its manifest;
 --recheck re-reads them all. Repairs the superseded index tags the lifecycle policy deletes
 by. Exit status 0 only when nothing is wrong.")]
@@ -147,6 +149,32 @@ by. Exit status 0 only when nothing is wrong.")]
         /// Judge gaps and retention as of this instant (RFC 3339), e.g. to plan ahead
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         as_of: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Set or clear a legal hold on the offsite copies of one backup (incident, investigation)
+    #[command(after_help = "\
+Sets (or clears) Azure's legal hold on both blobs of the backup's copy (dump and manifest) in
+every tier that holds it: while held, no identity can delete or change them, whatever their
+immutability policy; clearing the hold leaves the policy as it is. The container needs
+version-level immutability support, and the identity the immutability right
+(.../blobs/immutableStorage/runAsSuperUser/action: the blob agent role of infra/ has it; a
+SAS needs `i`). `list` and `audit` show holds.
+
+Examples:
+  valerix-backup hold set latest order          hold order_db's newest offsite copy
+  valerix-backup hold set 20261124_020000       that backup of every database
+  valerix-backup hold clear 20261124_020000 order --json")]
+    #[command(display_order = 9)]
+    Hold {
+        #[arg(value_enum)]
+        action: HoldAction,
+        /// TIMESTAMP (YYYYMMDD_HHMMSS) or 'latest' (each database's newest copy offsite)
+        #[arg(value_name = "TIMESTAMP|latest")]
+        timestamp: String,
+        /// Databases by config name or dbname; all when none
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
         #[command(flatten)]
         out: Output,
     },
@@ -370,7 +398,8 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         dry_run: bool,
         /// Delete offsite copies past their tier's retention instead (for accounts
         /// without the lifecycle policy), only superseded ones: the newest sound copy of each
-        /// database and tier is always kept
+        /// database and tier is always kept, and a copy under an immutability policy or a
+        /// legal hold too (one `kept:` line each)
         #[arg(long)]
         offsite: bool,
         /// With --offsite: judge retention as of this instant (RFC 3339)
@@ -396,6 +425,14 @@ fn parse_job(s: &str) -> Result<Job, String> {
         let names: Vec<&str> = Job::ALL.iter().map(|j| j.as_str()).collect();
         format!("unknown job (one of {})", names.join(", "))
     })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HoldAction {
+    /// Put the copies under a legal hold
+    Set,
+    /// Lift the legal hold
+    Clear,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -190,6 +190,21 @@ pub struct Azure {
     /// old (the daily cadence plus a grace) before uploads count as stopped.
     #[serde(default = "default_max_offsite_age_hours")]
     pub max_offsite_age_hours: u32,
+    /// Tiers whose copies (dump and manifest) are uploaded under a
+    /// time-based immutability policy (Azure version-level WORM) until
+    /// their retention ends: `["weekly"]`, `["daily", "weekly"]`; none by
+    /// default. The container needs version-level immutability support.
+    #[serde(default)]
+    pub immutable: Vec<String>,
+    /// `unlocked` (default: the policy can still be shortened or removed by
+    /// an identity with that right) or `locked` (it can only be extended,
+    /// by anyone, ever: SEC 17a-4 style).
+    #[serde(default)]
+    pub immutability_mode: ImmutabilityMode,
+    /// Days the policy lasts past the tier's retention, so the lifecycle
+    /// policy, which runs about once a day, never meets a copy still locked.
+    #[serde(default = "default_immutability_margin")]
+    pub immutability_margin_days: i64,
     /// `[azure.resource_manager]`: geo-restore, preflight, lifecycle policy.
     #[serde(default)]
     pub resource_manager: Option<ResourceManager>,
@@ -300,6 +315,33 @@ impl WeekdayName {
         }
     }
 }
+
+/// The mode of a time-based immutability policy (Azure's
+/// `x-ms-immutability-policy-mode`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImmutabilityMode {
+    /// May be shortened, extended or deleted (by an identity allowed to).
+    #[default]
+    Unlocked,
+    /// May only be extended; cannot be deleted before it ends.
+    Locked,
+}
+
+impl ImmutabilityMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImmutabilityMode::Unlocked => "unlocked",
+            ImmutabilityMode::Locked => "locked",
+        }
+    }
+}
+
+/// The tiers `azure.immutable` may name.
+pub const IMMUTABLE_TIERS: [&str; 2] = ["daily", "weekly"];
+
+/// Azure's longest time-based retention: 146,000 days (400 years).
+pub const MAX_IMMUTABILITY_DAYS: i64 = 146_000;
 
 /// Blob access tiers a backup may be stored in (Archive is excluded: a
 /// restore at 2 a.m. cannot wait hours for rehydration).
@@ -589,6 +631,10 @@ fn default_max_offsite_age_hours() -> u32 {
     36
 }
 
+fn default_immutability_margin() -> i64 {
+    1
+}
+
 fn default_offsite_lag_days() -> u32 {
     7
 }
@@ -809,6 +855,7 @@ impl Azure {
         if self.size_anomaly_factor <= 1.0 {
             return Err("azure.size_anomaly_factor must be above 1".into());
         }
+        self.validate_immutability()?;
         match (&self.account_url, self.auth) {
             (Some(url), Some(_)) if !url.starts_with("https://") && !url.starts_with("http://") => {
                 Err(format!("azure.account_url '{url}' must be an http(s) URL"))
@@ -819,6 +866,59 @@ impl Azure {
             (None, Some(_)) => Err("azure.auth needs azure.account_url".into()),
             _ => Ok(()),
         }
+    }
+}
+
+impl Azure {
+    /// The retention days of tier `daily` or `weekly`.
+    pub fn tier_retention_days(&self, tier: &str) -> u32 {
+        match tier {
+            "daily" => self.daily_retention_days,
+            _ => self.weekly_retention_days,
+        }
+    }
+
+    /// Whether copies of tier `tier` are uploaded immutable.
+    pub fn is_immutable(&self, tier: &str) -> bool {
+        self.immutable.iter().any(|t| t == tier)
+    }
+
+    /// Days a copy of `tier` stays immutable: its retention plus the margin.
+    pub fn immutability_days(&self, tier: &str) -> i64 {
+        self.tier_retention_days(tier) as i64 + self.immutability_margin_days
+    }
+
+    /// Known tiers only, and a policy that lasts at least the retention: a
+    /// copy that may be deleted before its retention ends is not a
+    /// protected copy.
+    fn validate_immutability(&self) -> std::result::Result<(), String> {
+        for (i, t) in self.immutable.iter().enumerate() {
+            if !IMMUTABLE_TIERS.contains(&t.as_str()) {
+                return Err(format!(
+                    "azure.immutable: unknown tier '{t}' (known: daily, weekly)"
+                ));
+            }
+            if self.immutable[..i].contains(t) {
+                return Err(format!("azure.immutable names tier '{t}' twice"));
+            }
+            let (days, keep) = (self.immutability_days(t), self.tier_retention_days(t));
+            if days < keep as i64 {
+                return Err(format!(
+                    "azure.immutability_margin_days = {} makes the {t} tier's immutability period \
+                     ({days} days) shorter than its retention ({keep} days, \
+                     azure.{t}_retention_days): a copy could be deleted or overwritten before \
+                     its retention ends; use a margin of 0 or more",
+                    self.immutability_margin_days
+                ));
+            }
+            if days > MAX_IMMUTABILITY_DAYS {
+                return Err(format!(
+                    "the {t} tier's immutability period ({days} days) exceeds Azure's maximum \
+                     of {MAX_IMMUTABILITY_DAYS} days"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -981,6 +1081,32 @@ dbname = "inventory_db"
 port = 5433
 user = "inventory_user"
 "#;
+
+    #[test]
+    fn immutable_tiers_must_be_known_and_last_their_retention() {
+        let parse = |extra: &str| {
+            let text = format!("{GOOD}[azure]\ncontainer = \"backups\"\n{extra}\n");
+            Config::parse(&text, Path::new("x.toml")).map(|c| c.azure.unwrap())
+        };
+        let az = parse("").unwrap();
+        assert!(az.immutable.is_empty() && az.immutability_mode == ImmutabilityMode::Unlocked);
+        let az = parse("immutable = [\"weekly\"]\nimmutability_mode = \"locked\"").unwrap();
+        assert!(az.is_immutable("weekly") && !az.is_immutable("daily"));
+        assert_eq!(az.immutability_days("weekly"), 91);
+        let bad = |extra: &str| parse(extra).unwrap_err().to_string();
+        assert!(bad("immutable = [\"monthly\"]").contains("unknown tier 'monthly'"));
+        let short = bad("immutable = [\"daily\"]\nimmutability_margin_days = -3");
+        assert!(
+            short.contains(
+                "daily tier's immutability period (27 days) shorter than its retention (30 days"
+            ),
+            "{short}"
+        );
+        assert!(bad("immutability_mode = \"forever\"").contains("forever"));
+        assert!(
+            bad("immutable = [\"weekly\"]\nweekly_retention_days = 146000").contains("maximum")
+        );
+    }
 
     #[test]
     fn the_example_config_parses_and_carries_the_seeds_schedule() {

@@ -125,6 +125,13 @@ pub enum Error {
     /// delete the wrong ones.
     #[error("{0}")]
     Clock(String),
+
+    /// The store refused to change or delete an object under an
+    /// immutability policy or a legal hold (Azure's 409
+    /// BlobImmutableDueToPolicy / BlobImmutableDueToLegalHold): the copy is
+    /// safe, which is the point; callers that delete report it and go on.
+    #[error("{0}")]
+    Immutable(String),
 }
 
 impl Error {
@@ -163,6 +170,7 @@ impl Error {
             Error::Partial { .. } => Kind::Partial,
             Error::Warning(_) => Kind::Warning,
             Error::Clock(_) => Kind::Clock,
+            Error::Immutable(_) => Kind::Immutable,
         }
     }
 
@@ -231,6 +239,7 @@ kinds! {
     Partial         "partial"          3   "";
     Warning         "warning"          3   "";
     Clock           "clock"            1   "";
+    Immutable       "immutable"        1   "";
 }
 
 impl Kind {

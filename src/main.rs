@@ -14,12 +14,12 @@ use valerix_backup::config::LogFormat;
 use valerix_backup::offsite::policy::{self, PolicyFormat};
 use valerix_backup::ops::upload::Selection;
 use valerix_backup::ops::{
-    Context, audit, backup, check, fetch, geo, inspect, restore, upload, verify,
+    Context, audit, backup, check, fetch, geo, hold, inspect, restore, upload, verify,
 };
 use valerix_backup::ui::Progress;
 use valerix_backup::{Config, Error, Result};
 
-use cli::{Cli, Command, ConfigAction};
+use cli::{Cli, Command, ConfigAction, HoldAction};
 
 fn main() {
     let cli = Cli::parse();
@@ -142,6 +142,16 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             print::emit(json, &report, print::audit)?;
             report.outcome()
         }
+        Command::Hold {
+            action,
+            timestamp,
+            targets,
+            ..
+        } => {
+            let stamp = Stamp::parse_selector(Some(&timestamp))?;
+            let report = hold::hold(&ctx, action == HoldAction::Set, stamp, &targets)?;
+            print::emit(json, &report, print::hold)
+        }
         Command::Verify { args, deep, .. } => {
             let (stamp, targets) = split_selector(&args)?;
             let report = verify::verify(&ctx, stamp, &targets, deep, &ctx.progress)?;
@@ -210,6 +220,7 @@ fn wants_json(cmd: &Command) -> bool {
         } => out.json,
         Command::GeoRestore { out, .. } | Command::AzureCheck { out } => out.json,
         Command::Upload { out, .. } | Command::Audit { out, .. } => out.json,
+        Command::Hold { out, .. } => out.json,
         Command::Backup { out, .. }
         | Command::Verify { out, .. }
         | Command::Restore { out, .. }

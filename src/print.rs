@@ -8,6 +8,7 @@ use valerix_backup::ops::audit::AuditReport;
 use valerix_backup::ops::backup::{BackupReport, BackupRun};
 use valerix_backup::ops::check::ConfigCheck;
 use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport};
+use valerix_backup::ops::hold::HoldReport;
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
 use valerix_backup::ops::restore::RestoreReport;
 use valerix_backup::ops::upload::UploadReport;
@@ -149,13 +150,16 @@ pub fn list(entries: &[ListEntry]) -> String {
     }
     let offsite = entries.iter().any(|e| e.offsite.is_some());
     let encrypted = entries.iter().any(|e| e.encrypted_to.is_some());
+    let tiers: Vec<String> = entries.iter().map(offsite_column).collect();
+    // OFFSITE is as wide as its widest cell (protection marks are long).
+    let width = tiers.iter().map(|t| t.len()).chain([7]).max().unwrap_or(7);
     let row = |c: [&str; 8]| {
         let mut line = format!(
             "{:<16} {:<16} {:>10}  {:<13} {:<12} {:>10}",
             c[0], c[1], c[2], c[3], c[4], c[5]
         );
         if offsite {
-            line += &format!("  {:<7}", c[6]);
+            line += &format!("  {:<width$}", c[6]);
         }
         if encrypted {
             line += &format!("  {}", c[7]);
@@ -172,8 +176,7 @@ pub fn list(entries: &[ListEntry]) -> String {
         "OFFSITE",
         "ENCRYPTED TO",
     ]);
-    for e in entries {
-        let tiers: Vec<&str> = e.offsite.iter().flatten().map(|t| t.as_str()).collect();
+    for (e, tiers) in entries.iter().zip(&tiers) {
         s += &row([
             &e.timestamp.to_string(),
             &e.dbname,
@@ -181,15 +184,26 @@ pub fn list(entries: &[ListEntry]) -> String {
             &e.state.to_string(),
             e.sha256.as_deref().map_or("-", |h| &h[..12]),
             &e.rows.map_or("-".to_string(), |r| r.to_string()),
-            &if tiers.is_empty() {
-                "-".to_string()
-            } else {
-                tiers.join(",")
-            },
+            tiers,
             &encrypted_to(e),
         ]);
     }
     s
+}
+
+/// The tiers holding a copy, each with what protects it; `-` for none.
+fn offsite_column(e: &ListEntry) -> String {
+    let tiers: Vec<String> = e
+        .offsite
+        .iter()
+        .flatten()
+        .map(|t| tier_with_protection(*t, e))
+        .collect();
+    if tiers.is_empty() {
+        "-".to_string()
+    } else {
+        tiers.join(",")
+    }
 }
 
 /// The recipients of an encrypted backup, each key shortened (the whole
@@ -206,6 +220,27 @@ fn encrypted_to(e: &ListEntry) -> String {
             short.join(",")
         }
     }
+}
+
+/// `weekly`, or `weekly(hold)`, `weekly(locked to 2027-03-01)`,
+/// `weekly(unlocked to ...)` for a protected copy.
+fn tier_with_protection(t: valerix_backup::offsite::Tier, e: &ListEntry) -> String {
+    let Some(p) = e.protected.iter().find(|p| p.tier == t) else {
+        return t.to_string();
+    };
+    let mut marks = Vec::new();
+    if p.protection.legal_hold {
+        marks.push("hold".to_string());
+    }
+    if let Some(pol) = p.protection.policy {
+        let until = pol.until.format("%Y-%m-%d");
+        marks.push(if pol.until > chrono::Utc::now() {
+            format!("{} to {until}", pol.mode.as_str())
+        } else {
+            format!("expired {until}")
+        });
+    }
+    format!("{t}({})", marks.join(", "))
 }
 
 pub fn upload(r: &UploadReport) -> String {
@@ -252,6 +287,18 @@ pub fn audit(r: &AuditReport) -> String {
             stamp(d.newest_weekly)
         );
     }
+    for d in r.databases.iter().filter(|d| !d.immutability.is_empty()) {
+        let i = &d.immutability;
+        s += &format!(
+            "{}: {} cop{} protected ({} under a legal hold); {} previous version(s), {}\n",
+            d.dbname,
+            i.protected,
+            if i.protected == 1 { "y" } else { "ies" },
+            i.held,
+            i.previous_versions,
+            human_bytes(i.previous_version_bytes)
+        );
+    }
     if r.findings.is_empty() {
         s += "no problems found\n";
     }
@@ -292,6 +339,18 @@ pub fn status(r: &StatusReport) -> String {
         );
     }
     s
+}
+
+pub fn hold(r: &HoldReport) -> String {
+    let verb = if r.legal_hold {
+        "set on"
+    } else {
+        "cleared from"
+    };
+    r.blobs
+        .iter()
+        .map(|b| format!("legal hold {verb} {}\n", b.blob))
+        .collect()
 }
 
 pub fn prune(removed: &[String], dry_run: bool) -> String {
@@ -376,6 +435,28 @@ pub fn azure_check(r: &CheckReport) -> String {
         }
         for w in &c.warnings {
             s += &format!("  warning: {w}\n");
+        }
+    }
+    if let Some(st) = &r.storage {
+        let on = |b: Option<bool>| match b {
+            Some(true) => "on",
+            Some(false) => "OFF",
+            None => "unknown",
+        };
+        let verdict = if st.problems.is_empty() {
+            "ok"
+        } else {
+            "CANNOT KEEP IMMUTABLE COPIES"
+        };
+        s += &format!(
+            "container {} (account {}) {verdict}\n  blob versioning {}, version-level immutability {}\n",
+            st.container,
+            st.account,
+            on(st.versioning),
+            on(st.version_level_immutability)
+        );
+        for p in &st.problems {
+            s += &format!("  problem: {p}\n");
         }
     }
     s

@@ -1001,3 +1001,119 @@ fn the_cron_translation_is_right() {
     assert_eq!(compose_default("${X:-./backups}"), "./backups");
     assert_eq!(compose_default("./backups"), "./backups");
 }
+
+// Immutable copies: infra/bicep/storage.bicep and infra/terraform/storage.tf
+// enable blob versioning and version-level immutability, and ship the same
+// two data-plane roles: the agent's without any delete, the pruner's with.
+
+const BLOBS: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs";
+
+/// The text of the block that starts at `head`, up to the next top-level
+/// `resource` (or the end).
+fn block<'a>(text: &'a str, head: &str) -> &'a str {
+    let start = text
+        .find(head)
+        .unwrap_or_else(|| panic!("no {head:?} in the file"));
+    let rest = &text[start + head.len()..];
+    let end = rest.find("\nresource ").unwrap_or(rest.len());
+    &text[start..start + head.len() + end]
+}
+
+/// The Microsoft.Storage action strings of a role block, the shared names
+/// (`blobs`, the read actions) expanded.
+fn storage_actions(block: &str, blobs_var: &str, read_var: &str) -> BTreeSet<String> {
+    let text = block.replace(blobs_var, BLOBS);
+    let mut out: BTreeSet<String> = text
+        .split(['\'', '"'])
+        .filter(|s| s.starts_with("Microsoft.Storage/"))
+        .map(str::to_string)
+        .collect();
+    if text.contains(read_var) {
+        out.insert(format!("{BLOBS}/read"));
+        out.insert(format!("{BLOBS}/tags/read"));
+    }
+    out
+}
+
+#[test]
+fn infra_enables_immutable_copies_and_ships_a_role_without_delete() {
+    let bicep = read("infra/bicep/storage.bicep");
+    let tf = read("infra/terraform/storage.tf");
+    assert!(bicep.contains("isVersioningEnabled: true"));
+    let container = block(&bicep, "resource container ");
+    assert!(
+        container
+            .contains("immutableStorageWithVersioning: {\n      enabled: versionLevelImmutability"),
+        "{container}"
+    );
+    assert!(bicep.contains("param versionLevelImmutability bool = true"));
+    assert!(tf.contains("versioning_enabled = true"));
+    let account = block(&tf, "resource \"azurerm_storage_account\" \"backups\"");
+    assert!(
+        account.contains("dynamic \"immutability_policy\""),
+        "{account}"
+    );
+    assert!(
+        account.contains("state                         = \"Disabled\""),
+        "{account}"
+    );
+    assert!(
+        read("infra/terraform/variables.tf").contains("variable \"version_level_immutability\"")
+    );
+
+    let actions = |bicep_head: &str, tf_head: &str| {
+        let b = storage_actions(block(&bicep, bicep_head), "${blobs}", "readActions");
+        let t = storage_actions(
+            block(&tf, tf_head),
+            "${local.blobs}",
+            "local.blob_read_actions",
+        );
+        assert_eq!(b, t, "{bicep_head} and {tf_head} differ");
+        b
+    };
+    let agent = actions(
+        "resource agentRole ",
+        "resource \"azurerm_role_definition\" \"blob_agent\"",
+    );
+    let pruner = actions(
+        "resource prunerRole ",
+        "resource \"azurerm_role_definition\" \"blob_pruner\"",
+    );
+    let container_read =
+        "Microsoft.Storage/storageAccounts/blobServices/containers/read".to_string();
+    let want_agent: BTreeSet<String> = [
+        "read",
+        "tags/read",
+        "write",
+        "add/action",
+        "tags/write",
+        "immutableStorage/runAsSuperUser/action",
+    ]
+    .iter()
+    .map(|a| format!("{BLOBS}/{a}"))
+    .chain([container_read.clone()])
+    .collect();
+    let want_pruner: BTreeSet<String> = ["read", "tags/read", "tags/write", "delete"]
+        .iter()
+        .map(|a| format!("{BLOBS}/{a}"))
+        .chain([container_read])
+        .collect();
+    assert_eq!(agent, want_agent);
+    assert_eq!(pruner, want_pruner);
+    // Nothing that deletes, in any form, for the agent.
+    assert!(
+        agent.iter().all(|a| !a.to_lowercase().contains("delete")),
+        "{agent:?}"
+    );
+    // The agent is assigned the custom role, no longer Storage Blob Data Owner.
+    let owner = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b";
+    assert!(!bicep.contains(owner) && !tf.contains(owner));
+    assert!(block(&bicep, "resource agentBlobAccess ").contains("roleDefinitionId: agentRole.id"));
+    assert!(
+        block(
+            &tf,
+            "resource \"azurerm_role_assignment\" \"agent_blob_access\""
+        )
+        .contains("azurerm_role_definition.blob_agent.role_definition_resource_id")
+    );
+}

@@ -1,8 +1,8 @@
 // Resource Manager access for the identity that runs `valerix-backup
 // azure-check`, `geo-restore` and `lifecycle-policy --apply`: custom roles
 // with only the actions those commands use, each assigned where it is needed
-// and nowhere else. (Its data-plane access, Storage Blob Data Owner on
-// the container, is assigned by storage.bicep.)
+// and nowhere else. (Its data-plane access, the custom blob agent role on
+// the container, without delete, is defined and assigned by storage.bicep.)
 //
 //   az deployment sub create --location <region> --template-file infra/bicep/roles.bicep \
 //     --parameters principalId=<principal id> serverResourceGroups='["<rg>"]' \

@@ -1,6 +1,7 @@
 // Offsite storage for valerix-backup: a storage account, the `database-backups`
-// container, versioning and soft delete, the lifecycle policy that enforces the
-// offsite retention, and the agent's access to the container.
+// container (with version-level immutability, for [azure] immutable), versioning
+// and soft delete, the lifecycle policy that enforces the offsite retention, and
+// the data-plane roles: the agent's (no delete) and the pruner's (delete).
 //
 //   az deployment group create --resource-group <rg> --template-file infra/bicep/storage.bicep \
 //     --parameters storageAccountName=<name> principalId=<agent identity principal id>
@@ -25,18 +26,103 @@ param skuName string = 'Standard_RAGRS'
 @description('Allow account-key and SAS (shared key) authorization. Off: Entra ID only (managed identity); Azurite-style connection strings and account SAS then stop working.')
 param allowSharedKeyAccess bool = false
 
-@description('Principal (object) ID of the backup agent\'s managed identity; it gets Storage Blob Data Owner on the container (blob index tags need it).')
+@description('Principal (object) ID of the backup agent\'s managed identity; it gets the custom agent role on the container: read, write, tags, immutability policies; no delete.')
 param principalId string
+
+@description('Optional: principal (object) ID of the identity that runs `prune --offsite` (accounts without the lifecycle policy); it gets the custom pruner role on the container (read, tags, delete). Empty: no one may delete copies but the lifecycle policy.')
+param prunerPrincipalId string = ''
+
+@description('Version-level immutability support on the container, which [azure] immutable needs (each copy under its own time-based retention policy). Once a container holds immutable blobs it can only be deleted empty.')
+param versionLevelImmutability bool = true
+
+@description('Prefix of the custom role names (unique in a directory).')
+param roleNamePrefix string = 'valerix-backup'
 
 // Must equal `container` in the [azure] section of valerix-backup.toml, and the
 // container name in the generated lifecycle policy below.
 var containerName = 'database-backups'
 
-// Built-in role Storage Blob Data Owner: Storage Blob Data Contributor's
-// read/write/delete plus blob index tags (.../blobs/tags/read and
-// .../blobs/tags/write), which uploads set and the lifecycle policy filters on
-// (the `superseded` tag). Assigned on the container only.
-var storageBlobDataOwner = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+// Data actions as "Azure permissions for Storage" and the Blob service's
+// "Permissions for Blob service operations" list them
+// (learn.microsoft.com/azure/role-based-access-control/permissions/storage,
+// /rest/api/storageservices/authorize-with-azure-active-directory):
+//   List Blobs, Get Blob, Get Blob Properties   .../blobs/read
+//   Put Block, Put Block List (a new blob)      .../blobs/write, .../blobs/add/action
+//   Get/Set Blob Tags (the `superseded` tag)    .../blobs/tags/read, .../blobs/tags/write
+//   the immutability policy of each upload,     .../blobs/immutableStorage/runAsSuperUser/action
+//     Set Blob Legal Hold (`hold`)              ("Write Blob legal hold and immutability policy")
+//   Delete Blob (`prune --offsite`)             .../blobs/delete
+// Set Blob Legal Hold is also listed, in the second page, under the action
+// .../containers/write, which this role does not grant: if Azure asks for it,
+// run `hold` as an identity that has it (Storage Blob Data Owner on the
+// container). Not tested against Azure (see docs/design.md).
+var blobs = 'Microsoft.Storage/storageAccounts/blobServices/containers/blobs'
+var readActions = [
+  '${blobs}/read'
+  '${blobs}/tags/read'
+]
+
+// The agent: uploads (each under its immutability policy), reads, tags. No
+// delete of any kind: a stolen agent credential cannot delete a copy, nor a
+// previous version (.../deleteBlobVersion/action), nor overwrite one in
+// place (an overwrite makes a new version and keeps the old). The built-in
+// Storage Blob Data Owner would also do, with delete.
+resource agentRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, roleNamePrefix, 'blob-agent')
+  properties: {
+    roleName: '${roleNamePrefix} blob agent'
+    description: 'valerix-backup agent: list, read and upload backup blobs under an immutability policy, set their index tags. No delete.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/read'
+        ]
+        notActions: []
+        dataActions: concat(readActions, [
+          '${blobs}/write'
+          '${blobs}/add/action'
+          '${blobs}/tags/write'
+          '${blobs}/immutableStorage/runAsSuperUser/action'
+        ])
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+// The pruner: deletes expired copies (`prune --offsite`) and repairs their
+// tags; it may not write, nor touch an immutability policy or a hold, so
+// even with both credentials an unlocked policy must be removed by someone
+// else first. The built-in Storage Blob Data Contributor would also do
+// (without tags/write: tag repairs then fail, as a warning).
+resource prunerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, roleNamePrefix, 'blob-pruner')
+  properties: {
+    roleName: '${roleNamePrefix} blob pruner'
+    description: 'valerix-backup prune --offsite: list and read backup blobs, repair their index tags, delete expired ones.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/read'
+        ]
+        notActions: []
+        dataActions: concat(readActions, [
+          '${blobs}/tags/write'
+          '${blobs}/delete'
+        ])
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
@@ -80,16 +166,33 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
   name: containerName
   properties: {
     publicAccess: 'None'
+    // Version-level WORM: each blob version may carry its own time-based
+    // retention policy and legal hold (needs isVersioningEnabled above).
+    immutableStorageWithVersioning: {
+      enabled: versionLevelImmutability
+    }
   }
 }
 
 resource agentBlobAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(container.id, principalId, storageBlobDataOwner)
+  name: guid(container.id, principalId, agentRole.id)
   scope: container
   properties: {
-    roleDefinitionId: storageBlobDataOwner
+    roleDefinitionId: agentRole.id
     principalId: principalId
     principalType: 'ServicePrincipal'
+    description: 'valerix-backup agent: upload, read, tag; no delete.'
+  }
+}
+
+resource prunerBlobAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(prunerPrincipalId)) {
+  name: guid(container.id, prunerPrincipalId, prunerRole.id)
+  scope: container
+  properties: {
+    roleDefinitionId: prunerRole.id
+    principalId: prunerPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'valerix-backup prune --offsite: delete expired copies.'
   }
 }
 

@@ -1,8 +1,8 @@
 # Resource Manager access for the identity that runs `valerix-backup
 # azure-check`, `geo-restore` and `lifecycle-policy --apply`: custom roles
 # with only the actions those commands use, each assigned where it is needed
-# and nowhere else. (Its data-plane access, Storage Blob Data Owner on
-# the container, is in storage.tf.) Creating role definitions needs Owner or
+# and nowhere else. (Its data-plane access, the custom blob agent role on
+# the container, without delete, is in storage.tf.) Creating role definitions needs Owner or
 # User Access Administrator on the subscription. See infra/README.md.
 #
 # What valerix-backup sends, and the action each request needs:

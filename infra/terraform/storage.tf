@@ -42,6 +42,20 @@ resource "azurerm_storage_account" "backups" {
   cross_tenant_replication_enabled = false
   default_to_oauth_authentication  = true
 
+  # Version-level immutability support, which [azure] immutable needs (each
+  # copy under its own time-based retention policy). azurerm sets it on the
+  # account (immutableStorageWithVersioning), so every container of this
+  # dedicated account has it; the account-wide default policy stays
+  # Disabled: valerix-backup sets each copy's own. Only at creation.
+  dynamic "immutability_policy" {
+    for_each = var.version_level_immutability ? [1] : []
+    content {
+      allow_protected_append_writes = false
+      state                         = "Disabled"
+      period_since_creation_in_days = 1
+    }
+  }
+
   blob_properties {
     # Overwriting or deleting a blob keeps the old content as a previous
     # version; the lifecycle rules below delete those with the copies.
@@ -66,20 +80,75 @@ resource "azurerm_storage_container" "backups" {
   container_access_type = "private"
 }
 
-resource "azurerm_role_assignment" "agent_blob_access" {
+# Data actions as "Azure permissions for Storage" and the Blob service's
+# "Permissions for Blob service operations" list them (see the table in
+# infra/bicep/storage.bicep): the same two roles as there.
+locals {
+  blobs = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
+  blob_read_actions = [
+    "${local.blobs}/read",
+    "${local.blobs}/tags/read",
+  ]
   # The container's Resource Manager ID, spelled out (the container's `id`
   # attribute has changed meaning across azurerm versions).
-  scope = "${azurerm_storage_account.backups.id}/blobServices/default/containers/${azurerm_storage_container.backups.name}"
-  # Built-in role Storage Blob Data Owner: Storage Blob Data Contributor's
-  # read/write/delete plus blob index tags (.../blobs/tags/read and
-  # .../blobs/tags/write), which uploads set and the lifecycle policy filters
-  # on (the `superseded` tag). Scoped to the container only.
-  role_definition_id = "${data.azurerm_subscription.current.id}/providers/Microsoft.Authorization/roleDefinitions/b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+  backup_container_id = "${azurerm_storage_account.backups.id}/blobServices/default/containers/${azurerm_storage_container.backups.name}"
+}
+
+# The agent: uploads (each under its immutability policy), reads, tags. No
+# delete of any kind. The built-in Storage Blob Data Owner would also do,
+# with delete.
+resource "azurerm_role_definition" "blob_agent" {
+  name        = "${var.role_name_prefix} blob agent"
+  scope       = data.azurerm_resource_group.backups.id
+  description = "valerix-backup agent: list, read and upload backup blobs under an immutability policy, set their index tags. No delete."
+  permissions {
+    actions = ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
+    data_actions = concat(local.blob_read_actions, [
+      "${local.blobs}/write",
+      "${local.blobs}/add/action",
+      "${local.blobs}/tags/write",
+      "${local.blobs}/immutableStorage/runAsSuperUser/action",
+    ])
+    not_actions      = []
+    not_data_actions = []
+  }
+  assignable_scopes = [data.azurerm_resource_group.backups.id]
+}
+
+# The pruner: deletes expired copies (prune --offsite) and repairs their
+# tags; no write, no immutability policy or hold. The built-in Storage Blob
+# Data Contributor would also do (tag repairs then fail, as a warning).
+resource "azurerm_role_definition" "blob_pruner" {
+  name        = "${var.role_name_prefix} blob pruner"
+  scope       = data.azurerm_resource_group.backups.id
+  description = "valerix-backup prune --offsite: list and read backup blobs, repair their index tags, delete expired ones."
+  permissions {
+    actions = ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
+    data_actions = concat(local.blob_read_actions, [
+      "${local.blobs}/tags/write",
+      "${local.blobs}/delete",
+    ])
+    not_actions      = []
+    not_data_actions = []
+  }
+  assignable_scopes = [data.azurerm_resource_group.backups.id]
+}
+
+resource "azurerm_role_assignment" "agent_blob_access" {
+  scope              = local.backup_container_id
+  role_definition_id = azurerm_role_definition.blob_agent.role_definition_resource_id
   principal_id       = var.principal_id
   principal_type     = "ServicePrincipal"
 }
 
-# The generated block below refers to the account through this local.
+resource "azurerm_role_assignment" "pruner_blob_access" {
+  count              = var.pruner_principal_id == "" ? 0 : 1
+  scope              = local.backup_container_id
+  role_definition_id = azurerm_role_definition.blob_pruner.role_definition_resource_id
+  principal_id       = var.pruner_principal_id
+  principal_type     = "ServicePrincipal"
+}
+
 locals {
   backup_storage_account_id = azurerm_storage_account.backups.id
 }

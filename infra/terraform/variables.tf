@@ -38,7 +38,19 @@ variable "shared_access_key_enabled" {
 
 variable "principal_id" {
   type        = string
-  description = "Principal (object) ID of the backup agent's managed identity; it gets Storage Blob Data Owner on the container and the custom roles of roles.tf."
+  description = "Principal (object) ID of the backup agent's managed identity; it gets the custom blob agent role on the container (read, write, tags, immutability policies; no delete) and the custom roles of roles.tf."
+}
+
+variable "pruner_principal_id" {
+  type        = string
+  default     = ""
+  description = "Optional: principal (object) ID of the identity that runs `prune --offsite`; it gets the custom blob pruner role (read, tags, delete) on the container. Empty: only the lifecycle policy deletes copies."
+}
+
+variable "version_level_immutability" {
+  type        = bool
+  default     = true
+  description = "Version-level immutability support on the storage account (needed by [azure] immutable). Only at creation."
 }
 
 # --- PostgreSQL flexible server (postgres.tf) ---

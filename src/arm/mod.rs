@@ -29,6 +29,10 @@ use crate::error::{Error, IoContext, Result};
 
 pub const LOCATIONS_API: &str = "2022-12-01";
 pub const STORAGE_API: &str = "2023-05-01";
+/// Microsoft.Storage blobServices and containers: the newest stable
+/// api-version of the published spec (azure-rest-api-specs,
+/// specification/storage/resource-manager/Microsoft.Storage/stable/2025-08-01).
+pub const BLOB_API: &str = "2025-08-01";
 
 /// Longest wait for the answer to the creating PUT. Resource Manager answers
 /// a write within about a minute (else 504): past that, the answer is lost.

@@ -153,6 +153,23 @@ pub fn paired_region(arm: &Arm, sub: &str, location: &str) -> Result<Option<Stri
         .map(|n| region(&n)))
 }
 
+/// `.../storageAccounts/<account>/blobServices/default` (GET): whether
+/// blob versioning is on (`properties.isVersioningEnabled`, absent = off).
+pub fn versioning_enabled(body: &Value) -> bool {
+    body.pointer("/properties/isVersioningEnabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// `.../blobServices/default/containers/<container>` (GET): whether the
+/// container has version-level immutability support
+/// (`properties.immutableStorageWithVersioning.enabled`, absent = off).
+pub fn version_level_immutability(body: &Value) -> bool {
+    body.pointer("/properties/immutableStorageWithVersioning/enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
 /// `Microsoft.Storage/storageAccounts/<account>/managementPolicies/default`:
 /// the body of its GET and PUT, `{"properties": {"policy": {...}}}`.
 ///

@@ -44,6 +44,16 @@ const CODES: &[(&str, Kind, &str)] = &[
         Kind::Offsite,
         "the data was damaged in transit",
     ),
+    (
+        "BlobImmutableDueToPolicy",
+        Kind::Immutable,
+        "the copy is under an immutability policy until its retention ends",
+    ),
+    (
+        "BlobImmutableDueToLegalHold",
+        Kind::Immutable,
+        "the copy is under a legal hold: `valerix-backup hold clear` lifts it",
+    ),
 ];
 
 const AUTH_HINT: &str = Kind::Authentication.info().hint;
@@ -103,6 +113,7 @@ pub fn of_kind(kind: Kind, msg: String) -> Error {
         Kind::Authentication => Error::Authentication(msg),
         Kind::Throttled => Error::Throttled(msg),
         Kind::Timeout => Error::Timeout(msg),
+        Kind::Immutable => Error::Immutable(msg),
         _ => Error::Offsite(msg),
     }
 }
@@ -197,6 +208,9 @@ mod tests {
             e.to_string(),
             "listing x: HTTP 409 BlobAlreadyExists (a blob of that name exists)"
         );
+        let e = refused(409, Some("BlobImmutableDueToLegalHold"));
+        assert_eq!(e.kind(), Kind::Immutable);
+        assert!(e.to_string().contains("legal hold"), "{e}");
         let down = azure_core::Error::with_message(ErrorKind::Connection, "refused?sig=secret");
         let e = az_error("GET c", down);
         assert_eq!(e.kind(), Kind::Offsite);

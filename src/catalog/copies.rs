@@ -309,7 +309,7 @@ impl TagRepair {
                     db.clone(),
                     format!(
                         "{n} blob(s) not tagged, so the lifecycle policy cannot delete them when \
-                         superseded (tag writes need Storage Blob Data Owner, or a role with \
+                         superseded (tag writes need the blob agent role of infra/, or Storage Blob Data Owner: \
                          .../blobs/tags/write); first error: {first}"
                     ),
                 )

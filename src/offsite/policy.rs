@@ -24,8 +24,11 @@
 //! Backups are written once, so the age is counted from creation
 //! (`daysAfterCreationGreaterThan`). With blob versioning on, deleting a blob
 //! only turns it into a previous version; each rule therefore deletes the
-//! previous versions too, or expired copies would be kept (and billed)
-//! forever.
+//! previous versions too (the `version` action, counted from the version's
+//! creation, which for write-once copies is their upload), or expired copies
+//! would be kept (and billed) forever. A tier in `azure.immutable` is
+//! deleted once its copies' immutability policy ends (retention plus
+//! `immutability_margin_days`), never while the service would refuse.
 
 use crate::arm::resources::{
     BlobActions, DeleteAction, ManagementPolicy, PolicyDocument, PolicyRule, RuleActions,
@@ -63,11 +66,19 @@ struct Rule {
 }
 
 fn policy_rules(az: &Azure) -> [Rule; 2] {
+    // A copy of an immutable tier cannot be deleted before its policy ends
+    // (retention plus the margin): the rule waits as long, so it never
+    // tries to delete a copy still under its policy. A legal hold cannot be
+    // filtered on; the service skips a held blob and deletes it once the
+    // hold is cleared.
     let rule = |kind: &'static str, name: &'static str, days: u32, tier: AccessTierName| Rule {
         kind,
         name,
         prefix_match: format!("{}/{}{}/", az.container, az.prefix, kind),
-        days,
+        days: match az.is_immutable(kind) {
+            true => az.immutability_days(kind).max(days as i64) as u32,
+            false => days,
+        },
         tier,
     };
     // Rule names are letters and digits only: Azure refuses
@@ -210,6 +221,15 @@ fn notes(az: &Azure, c: &str) -> String {
         "(`valerix-backup lifecycle-policy --apply` merges with the rules that are not ours)."
             .to_string(),
     ];
+    for t in &az.immutable {
+        lines.push(format!(
+            "The {t} tier is immutable (azure.immutable): its copies are deleted after {} days, once",
+            az.immutability_days(t)
+        ));
+        lines.push(
+            "their immutability policy has ended (retention plus immutability_margin_days).".into(),
+        );
+    }
     lines.extend(warnings(az).into_iter().map(|w| format!("WARNING: {w}")));
     lines.iter().map(|l| format!("{c} {l}\n")).collect()
 }
@@ -611,7 +631,7 @@ pub fn apply(plan: &ApplyPlan) -> crate::error::Result<()> {
 
 /// The storage account: configured, or the host of account_url, or the
 /// connection string's AccountName.
-fn storage_account(az: &Azure) -> crate::error::Result<String> {
+pub fn storage_account(az: &Azure) -> crate::error::Result<String> {
     let rm = az.resource_manager.as_ref().expect("connected");
     if let Some(a) = &rm.storage_account {
         return Ok(a.clone());
@@ -704,6 +724,26 @@ mod tests {
             weekly["definition"]["actions"]["baseBlob"]["delete"]["daysAfterCreationGreaterThan"],
             90
         );
+    }
+
+    #[test]
+    fn immutable_tiers_are_deleted_only_once_their_policy_ends() {
+        let az = azure("immutable = [\"weekly\"]\nimmutability_margin_days = 2");
+        let p = lifecycle_policy(&az);
+        let days = |i: usize, action: &str| {
+            p["rules"][i]["definition"]["actions"][action]["delete"]["daysAfterCreationGreaterThan"]
+                .clone()
+        };
+        assert_eq!(
+            (days(0, "baseBlob"), days(0, "version")),
+            (json!(30), json!(30))
+        );
+        assert_eq!(
+            (days(1, "baseBlob"), days(1, "version")),
+            (json!(92), json!(92))
+        );
+        let bicep = render(&az, PolicyFormat::Bicep);
+        assert!(bicep.contains("deleted after 92 days"), "{bicep}");
     }
 
     #[test]

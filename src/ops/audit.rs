@@ -25,7 +25,7 @@ use crate::catalog::copies::{
 };
 use crate::catalog::{Catalog, LocalBackup, Stamp, manifest_of, parse_file_name};
 use crate::config::{Azure, Database};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::offsite::{BlobPath, Tier, short, week_of};
 use crate::ops::upload::azure;
 use crate::ops::{Context, Observer, anomaly};
@@ -77,6 +77,11 @@ pub enum FindingKind {
     GeoRestore,
     /// A flexible server's backups fall short of the plan (retention).
     ServerBackup,
+    /// A copy of an immutable tier (`azure.immutable`) without an
+    /// immutability policy, within its retention.
+    NotImmutable,
+    /// A copy of an immutable tier whose policy ends before its retention.
+    PolicyTooShort,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,6 +114,29 @@ pub struct DbInventory {
     pub newest_daily: Option<Stamp>,
     pub newest_weekly: Option<Stamp>,
     pub oldest: Option<Stamp>,
+    /// What protects the copies, and what deleted ones still cost.
+    #[serde(skip_serializing_if = "Immutability::is_empty")]
+    pub immutability: Immutability,
+}
+
+/// Per database: copies protected now, and the previous versions blob
+/// versioning keeps of deleted or overwritten blobs (dumps and manifests),
+/// billed until the lifecycle policy's version rule deletes them.
+#[derive(Debug, Serialize, Default, Clone, PartialEq, Eq)]
+pub struct Immutability {
+    /// Copies (dump blobs) an immutability policy or a legal hold protects
+    /// as of the audit.
+    pub protected: usize,
+    /// Of which under a legal hold.
+    pub held: usize,
+    pub previous_versions: usize,
+    pub previous_version_bytes: u64,
+}
+
+impl Immutability {
+    pub fn is_empty(&self) -> bool {
+        *self == Immutability::default()
+    }
 }
 
 impl AuditReport {
@@ -173,15 +201,19 @@ pub fn audit_store(
         });
     }
     let mut state = DeepState::load(&ctx.cfg.backup_dir);
+    let previous = previous_versions(store, az);
     for db in &dbs {
         let copies = copies_of(az, &blobs, db);
-        report.databases.push(inventory(db, &copies));
+        let mut inv = inventory(db, &copies);
+        inv.immutability = immutability_of(az, db, &copies, &previous, now);
+        report.databases.push(inv);
         let mut f = Vec::new();
         empty_or_stale(az, store, &copies, now, &mut f);
         let weekly = sound_weekly(az, &blobs, db, &state);
         gaps(az, &copies, &weekly, now, &mut f);
         not_offsite(az, db, &local, &copies, now, &mut f);
         per_blob(az, &blobs, &copies, &local, now, &mut f);
+        policies(az, &copies, now, &mut f);
         size_anomalies(az, &copies, now, &mut f);
         for x in &mut f {
             x.database = db.dbname.clone();
@@ -258,6 +290,89 @@ fn inventory(db: &Database, copies: &[OffsiteCopy]) -> DbInventory {
         newest_daily: newest(Tier::Daily),
         newest_weekly: newest(Tier::Weekly),
         oldest: copies.first().map(|c| c.stamp),
+        immutability: Immutability::default(),
+    }
+}
+
+/// The previous versions in the store (none without blob versioning). A
+/// store that cannot list them leaves the count out, with a warning: the
+/// copies themselves are what the audit is about.
+fn previous_versions(store: &dyn Store, az: &Azure) -> Vec<Object> {
+    store.previous_versions(&az.prefix).unwrap_or_else(|e| {
+        warn!("previous versions not counted: {e}");
+        Vec::new()
+    })
+}
+
+fn immutability_of(
+    az: &Azure,
+    db: &Database,
+    copies: &[OffsiteCopy],
+    previous: &[Object],
+    now: DateTime<Utc>,
+) -> Immutability {
+    let mine: Vec<&Object> = previous
+        .iter()
+        .filter(|o| BlobPath::parse(az, &o.name).is_some_and(|p| p.dbname == db.dbname))
+        .collect();
+    Immutability {
+        protected: copies
+            .iter()
+            .filter(|c| c.blob.protection.protects(now))
+            .count(),
+        held: copies
+            .iter()
+            .filter(|c| c.blob.protection.legal_hold)
+            .count(),
+        previous_versions: mine.len(),
+        previous_version_bytes: mine.iter().map(|o| o.size).sum(),
+    }
+}
+
+/// Copies of an immutable tier still within their retention: each must be
+/// under a policy that lasts until its retention ends, or anyone with the
+/// right to delete can take it away before then. Counted from the upload,
+/// as the policy's date was; a minute's slack for the clock between the two.
+fn policies(az: &Azure, copies: &[OffsiteCopy], now: DateTime<Utc>, out: &mut Vec<Finding>) {
+    for c in copies.iter().filter(|c| az.is_immutable(c.tier.as_str())) {
+        let days = c.tier.retention_days(az);
+        let ends = created(c) + Duration::days(days as i64);
+        if ends <= now {
+            continue;
+        }
+        let name = Some(c.blob.name.as_str());
+        match c.blob.protection.policy {
+            None => out.push(finding(
+                FindingKind::NotImmutable,
+                name,
+                format!(
+                    "no immutability policy, though the {} tier is immutable (azure.immutable): \
+                     it can be deleted before its retention ends on {} (uploaded before \
+                     azure.immutable was set, or by another tool?)",
+                    c.tier,
+                    ends.format("%Y-%m-%d")
+                ),
+            )),
+            Some(p) if p.until + Duration::minutes(1) < ends => {
+                let state = if p.until <= now { "ended" } else { "ends" };
+                out.push(finding(
+                    FindingKind::PolicyTooShort,
+                    name,
+                    format!(
+                        "its immutability policy {state} {}, before its retention ends on {} \
+                         ({days} days after upload): it is {}",
+                        p.until.format("%Y-%m-%d %H:%M UTC"),
+                        ends.format("%Y-%m-%d"),
+                        if p.until <= now {
+                            "no longer protected"
+                        } else {
+                            "protected for less than its retention"
+                        }
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -444,7 +559,7 @@ fn per_blob(
             ));
         }
         let born = created(c);
-        if past_retention(az, c, now, RETENTION_SLACK_DAYS) {
+        if past_retention(az, c, now, RETENTION_SLACK_DAYS) && !c.blob.protection.protects(now) {
             out.push(f(
                 FindingKind::PastRetention,
                 format!(
@@ -643,17 +758,42 @@ pub fn prune_store(
         for j in gone {
             let (name, tier) = (&j.copy.blob.name, j.copy.tier);
             ctx.check_cancel()?;
+            // Protection is the service's, by its clock: not as of `as_of`.
+            if let Some(why) = j.copy.blob.protection.refusal(name, Utc::now()) {
+                info!("{name}: kept, {}", protected_reason(&why));
+                continue;
+            }
             info!(
                 "{name}: superseded and past the {tier} tier's {} days{}; deleting",
                 tier.retention_days(az),
                 if j.sound { "" } else { " (not sound)" }
             );
-            store.delete(name)?;
-            store.delete(&manifest_of(name))?;
-            removed.push(name.clone());
+            match delete_copy(store, name) {
+                Ok(()) => removed.push(name.clone()),
+                // Held or locked since the listing: the copy is safe, which
+                // is what a hold is for; one line, and the run goes on.
+                Err(e) if e.kind() == Kind::Immutable => warn!("{name}: kept: {e}"),
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(removed)
+}
+
+/// Deletes a dump blob, then its manifest (a manifest offsite always has
+/// its dump).
+fn delete_copy(store: &dyn Store, name: &str) -> Result<()> {
+    store.delete(name)?;
+    store.delete(&manifest_of(name))
+}
+
+/// The refusal's reason, without the "deleting NAME: HTTP 409 CODE" head.
+fn protected_reason(e: &Error) -> String {
+    let s = e.to_string();
+    match s.find(" (") {
+        Some(i) => s[i + 2..].trim_end_matches(')').to_string(),
+        None => s,
+    }
 }
 
 /// After deletions, the tags of what is left are made true again.

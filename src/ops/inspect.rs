@@ -32,6 +32,17 @@ pub struct ListEntry {
     /// manifest, or an offsite copy's metadata); absent when unencrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encrypted_to: Option<Vec<String>>,
+    /// The offsite copies under an immutability policy or a legal hold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<ProtectedCopy>,
+}
+
+/// What protects one offsite copy (its dump blob).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProtectedCopy {
+    pub tier: Tier,
+    #[serde(flatten)]
+    pub protection: crate::storage::Protection,
 }
 
 /// Local backups, and with `offsite` the copies in Azure beside them
@@ -55,11 +66,22 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
         for db in &dbs {
             for c in copies_of(az, &blobs, db) {
                 let (stamp, tier, blob) = (c.stamp, c.tier, c.blob);
+                let p = blob.protection;
+                let protected: Vec<ProtectedCopy> = (p.legal_hold || p.policy.is_some())
+                    .then_some(ProtectedCopy {
+                        tier,
+                        protection: p,
+                    })
+                    .into_iter()
+                    .collect();
                 match entries
                     .iter_mut()
                     .find(|e| e.dbname == db.dbname && e.timestamp == stamp)
                 {
-                    Some(e) => e.offsite.get_or_insert_with(Vec::new).push(tier),
+                    Some(e) => {
+                        e.offsite.get_or_insert_with(Vec::new).push(tier);
+                        e.protected.extend(protected);
+                    }
                     None => entries.push(ListEntry {
                         timestamp: stamp,
                         database: db.name.clone(),
@@ -73,6 +95,7 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
                         offsite: Some(vec![tier]),
                         encrypted_to: crate::catalog::is_encrypted(&blob.name)
                             .then(|| recipients_of(blob)),
+                        protected,
                     }),
                 }
             }
@@ -109,6 +132,7 @@ fn local_entries(ctx: &Context, dbs: &[&crate::config::Database]) -> Result<Vec<
             database: b.database,
             dbname: b.dbname,
             offsite: None,
+            protected: Vec::new(),
         })
         .collect())
 }

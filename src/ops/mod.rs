@@ -9,6 +9,7 @@ pub mod backup;
 pub mod check;
 pub mod fetch;
 pub mod geo;
+pub mod hold;
 pub mod inspect;
 pub mod journal;
 pub mod read;

@@ -17,12 +17,12 @@ use tracing::{info, warn};
 
 use crate::catalog::copies::{DeepState, repair_tags, sound_weekly};
 use crate::catalog::{Catalog, LocalBackup, Manifest, Stamp, manifest_name};
-use crate::config::Azure;
+use crate::config::{Azure, ImmutabilityMode};
 use crate::error::{Error, IoContext, Result};
 use crate::offsite::{Tier, blob_name};
 use crate::ops::{Context, Observer, outcome};
 use crate::storage::azure::AzureStore;
-use crate::storage::{Store, WriteSpec};
+use crate::storage::{Object, Policy, Store, WriteSpec};
 
 /// Which local backups to upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +140,7 @@ pub fn upload(
     // Retention must not delete a file while it is being sent.
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let chosen = choose(&catalog.list(&dbs)?, selection)?;
+    preflight_immutability(az)?;
     let store = AzureStore::open(az)?;
     store.prepare()?;
     info!(
@@ -180,6 +181,9 @@ pub fn upload(
         match upload_one(ctx, &store, az, &b, t, &mut r, obs) {
             Ok(()) => {}
             Err(Error::Interrupted) => return Err(Error::Interrupted),
+            // A container that refuses the immutability policy refuses it
+            // for every copy: say so once, upload nothing more.
+            Err(e @ Error::Setup(_)) => return Err(e),
             Err(e) => {
                 warn!("{}: {e}", r.file);
                 r.status = UploadStatus::Failed;
@@ -248,6 +252,38 @@ impl<'a> TierRule<'a> {
             && let Some(held) = self.weekly.get_mut(&b.dbname)
         {
             held.push(b.stamp.to_utc());
+        }
+    }
+}
+
+/// With `azure.immutable` and `[azure.resource_manager]`: refuses before
+/// any upload when Resource Manager says the container cannot keep
+/// immutable copies (no version-level immutability, no blob versioning).
+/// An uploader without Resource Manager rights learns it from the service
+/// instead: its first commit under a policy is refused, with one line, and
+/// nothing more is uploaded (see the Azure driver's commit).
+fn preflight_immutability(az: &Azure) -> Result<()> {
+    if az.immutable.is_empty() || az.resource_manager.is_none() {
+        return Ok(());
+    }
+    let check = crate::arm::Arm::connect(az)
+        .and_then(|arm| crate::ops::geo::azure_check::storage_check(&arm, az));
+    match check {
+        Ok(c) if c.unfit() => Err(Error::Setup(format!(
+            "azure.immutable: container {} cannot keep immutable copies, nothing uploaded: {}",
+            c.container,
+            c.problems.join("; ")
+        ))),
+        // Unreadable (no Resource Manager rights): the service will say at
+        // the first commit.
+        Ok(c) if !c.problems.is_empty() => {
+            warn!("immutability preflight: {}", c.problems.join("; "));
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            warn!("immutability preflight skipped: {e}");
+            Ok(())
         }
     }
 }
@@ -329,6 +365,7 @@ fn upload_one(
     match store.head(&r.blob)? {
         Some(existing) if existing.sha256().ok() == Some(m.sha256.to_ascii_lowercase()) => {
             info!("{}: already offsite with the same SHA-256", r.blob);
+            protect_existing(store, az, tier, &existing)?;
             r.status = UploadStatus::Present;
         }
         Some(existing) => {
@@ -369,8 +406,8 @@ fn upload_manifest(
     spec: &WriteSpec,
 ) -> Result<()> {
     let name = blob_name(az, tier, &b.dbname, &manifest_name(&b.dbname, &b.stamp));
-    if store.head(&name)?.is_some() {
-        return Ok(());
+    if let Some(existing) = store.head(&name)? {
+        return protect_existing(store, az, tier, &existing);
     }
     let path = b.path.with_file_name(manifest_name(&b.dbname, &b.stamp));
     let bytes = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
@@ -380,6 +417,39 @@ fn upload_manifest(
     spec.metadata.insert("sha256".into(), own.clone());
     spec.expect_sha256 = Some(own);
     store.write_bytes(&name, &bytes, &spec)
+}
+
+/// A blob already offsite in an immutable tier whose policy is missing or
+/// ends before its retention (uploaded before `immutable` was set, or its
+/// unlocked policy shortened) gets the policy it should have: until its
+/// upload plus the tier's immutability days, never shorter than it has. A
+/// locked policy stays locked (it can only be extended). Nothing once that
+/// date has passed: its retention is over.
+fn protect_existing(store: &dyn Store, az: &Azure, tier: Tier, o: &Object) -> Result<()> {
+    let t = tier.as_str();
+    if !az.is_immutable(t) {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let until = o.created.unwrap_or(now) + chrono::Duration::days(az.immutability_days(t));
+    let has = o.protection.policy;
+    if until <= now || has.is_some_and(|p| p.until + chrono::Duration::minutes(1) >= until) {
+        return Ok(());
+    }
+    let mode = match has.map(|p| p.mode) {
+        Some(ImmutabilityMode::Locked) => ImmutabilityMode::Locked,
+        _ => az.immutability_mode,
+    };
+    info!(
+        "{}: immutability policy set until {} ({})",
+        o.name,
+        until.format("%Y-%m-%d %H:%M UTC"),
+        has.map_or("it had none".to_string(), |p| format!(
+            "it had one until {}",
+            p.until.format("%Y-%m-%d %H:%M UTC")
+        ))
+    );
+    store.set_policy(&o.name, &Policy { until, mode })
 }
 
 /// Metadata and index tags of a dump blob. Metadata names must be C#
@@ -414,7 +484,20 @@ pub fn blob_spec(az: &Azure, m: &Manifest, tier: Tier) -> WriteSpec {
         tags,
         tier: Some(tier.access_tier(az)),
         expect_sha256: Some(m.sha256.clone()),
+        policy: policy_for(az, tier, chrono::Utc::now()),
     }
+}
+
+/// The immutability policy of a copy of `tier` uploaded at `now`: until its
+/// retention ends plus the margin, in the configured mode; none for a tier
+/// that is not immutable. The retention is counted from the upload, as the
+/// lifecycle policy counts a blob's age from its creation.
+pub fn policy_for(az: &Azure, tier: Tier, now: chrono::DateTime<chrono::Utc>) -> Option<Policy> {
+    let t = tier.as_str();
+    az.is_immutable(t).then(|| Policy {
+        until: now + chrono::Duration::days(az.immutability_days(t)),
+        mode: az.immutability_mode,
+    })
 }
 
 pub fn host_name() -> String {

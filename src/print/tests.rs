@@ -259,6 +259,7 @@ fn list_entry(dbname: &str, state: BackupState, offsite: Option<Vec<Tier>>) -> L
         rows: sound.then_some(4600),
         offsite,
         encrypted_to: None,
+        protected: Vec::new(),
     }
 }
 
@@ -381,6 +382,7 @@ fn inventory() -> Vec<DbInventory> {
         newest_daily: Some(stamp("20261201_020000")),
         newest_weekly: Some(stamp("20261129_020000")),
         oldest: Some(stamp("20260901_020000")),
+        immutability: Default::default(),
     }]
 }
 
@@ -448,6 +450,7 @@ fn azure_check_report() {
     let r = CheckReport {
         ok: false,
         servers: vec![server_check(true), server_check(false)],
+        storage: None,
     };
     both("azure_check", &r, azure_check);
 }

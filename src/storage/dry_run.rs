@@ -63,6 +63,15 @@ impl Store for DryRun<'_> {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
+        // What the store would refuse is refused here too, so a dry run of
+        // `prune --offsite` says which copies it would keep.
+        if let Some(e) = self
+            .0
+            .head(name)?
+            .and_then(|o| o.protection.refusal(name, chrono::Utc::now()))
+        {
+            return Err(e);
+        }
         info!("dry run: would delete {name}");
         Ok(())
     }
@@ -70,5 +79,23 @@ impl Store for DryRun<'_> {
     fn set_tags(&self, name: &str, _tags: &BTreeMap<String, String>) -> Result<()> {
         info!("dry run: would set the tags of {name}");
         Ok(())
+    }
+
+    fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+        let what = if hold { "set" } else { "clear" };
+        info!("dry run: would {what} the legal hold of {name}");
+        Ok(())
+    }
+
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        info!(
+            "dry run: would set the immutability policy of {name} until {}",
+            policy.until
+        );
+        Ok(())
+    }
+
+    fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
+        self.0.previous_versions(prefix)
     }
 }

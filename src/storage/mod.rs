@@ -27,7 +27,7 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::AccessTierName;
+use crate::config::{AccessTierName, ImmutabilityMode};
 use crate::error::{Error, Result};
 use crate::offsite::{SUPERSEDED_TAG, SUPERSEDED_VALUE};
 use crate::pipeline::hash::check_sha256;
@@ -47,6 +47,51 @@ pub struct Object {
     pub access_tier: Option<String>,
     pub created: Option<DateTime<Utc>>,
     pub etag: Option<String>,
+    /// Its immutability policy and legal hold (Azure version-level WORM).
+    pub protection: Protection,
+}
+
+/// A time-based retention policy: until when, in which mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Policy {
+    pub until: DateTime<Utc>,
+    pub mode: ImmutabilityMode,
+}
+
+/// What keeps an object from being deleted or changed: a time-based
+/// retention policy (which stops protecting once its date passes) and a
+/// legal hold (until it is cleared).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Protection {
+    pub policy: Option<Policy>,
+    pub legal_hold: bool,
+}
+
+impl Protection {
+    /// Whether the object may not be deleted or changed as of `now`.
+    pub fn protects(&self, now: DateTime<Utc>) -> bool {
+        self.legal_hold || self.policy.is_some_and(|p| p.until > now)
+    }
+
+    /// The refusal of a delete of `name` while protected, worded as the
+    /// Azure driver words the service's 409 (the local drivers').
+    pub fn refusal(&self, name: &str, now: DateTime<Utc>) -> Option<Error> {
+        let why = if self.legal_hold {
+            "HTTP 409 BlobImmutableDueToLegalHold (the copy is under a legal hold: \
+             `valerix-backup hold clear` lifts it)"
+                .to_string()
+        } else {
+            match self.policy {
+                Some(p) if p.until > now => format!(
+                    "HTTP 409 BlobImmutableDueToPolicy (the copy is under an immutability policy \
+                     until {})",
+                    p.until.format("%Y-%m-%d %H:%M UTC")
+                ),
+                _ => return None,
+            }
+        };
+        Some(Error::Immutable(format!("deleting {name}: {why}")))
+    }
 }
 
 impl Object {
@@ -84,6 +129,9 @@ pub struct WriteSpec {
     /// before the object gets its name, so a file that changed is never
     /// stored.
     pub expect_sha256: Option<String>,
+    /// The immutability policy the object is written under (set in the
+    /// same request as the content, so no window without it).
+    pub policy: Option<Policy>,
 }
 
 /// What a write did.
@@ -140,6 +188,35 @@ pub trait Store {
     fn delete(&self, name: &str) -> Result<()>;
     /// Replaces the tags of object `name`, content and ETag unchanged.
     fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()>;
+    /// Sets or clears the legal hold of object `name`.
+    fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()>;
+    /// Sets the immutability policy of object `name` (Set Blob Immutability
+    /// Policy: an unlocked one may be changed, a locked one only extended).
+    fn set_policy(&self, name: &str, policy: &Policy) -> Result<()>;
+    /// The previous versions of objects under `prefix` that blob versioning
+    /// keeps (Azure; the local drivers keep none): what deleted copies still
+    /// cost until the lifecycle policy removes them.
+    fn previous_versions(&self, _prefix: &str) -> Result<Vec<Object>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Sets `policy` on an object's `protection` as Azure's Set Blob
+/// Immutability Policy does (the local drivers'): a locked policy that has
+/// not ended may only be extended, and stays locked.
+fn apply_policy(name: &str, protection: &mut Protection, policy: &Policy) -> Result<()> {
+    if let Some(old) = protection.policy
+        && old.mode == ImmutabilityMode::Locked
+        && old.until > chrono::Utc::now()
+        && (policy.until < old.until || policy.mode != ImmutabilityMode::Locked)
+    {
+        return Err(Error::Immutable(format!(
+            "{name}: its immutability policy is locked until {}: it can only be extended",
+            old.until.format("%Y-%m-%d %H:%M UTC")
+        )));
+    }
+    protection.policy = Some(*policy);
+    Ok(())
 }
 
 /// The refusal of a write over an existing object (the local drivers').
@@ -191,6 +268,10 @@ fn object_of(name: &str, size: u64, sha256: &str, spec: &WriteSpec) -> Object {
         access_tier: spec.tier.map(|t| t.as_str().to_string()),
         created: Some(chrono::Utc::now()),
         etag: Some(format!("\"{}\"", &sha256[..16])),
+        protection: Protection {
+            policy: spec.policy,
+            legal_hold: false,
+        },
     }
 }
 

@@ -241,6 +241,25 @@ impl<S: Store> Store for Retry<S> {
             self.inner.set_tags(name, tags)
         })
     }
+
+    fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+        self.call(name, &AtomicBool::new(false), || {
+            self.inner.set_legal_hold(name, hold)
+        })
+    }
+
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        self.call(name, &AtomicBool::new(false), || {
+            self.inner.set_policy(name, policy)
+        })
+    }
+
+    fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
+        let what = format!("listing the previous versions under {prefix}");
+        self.call(&what, &AtomicBool::new(false), || {
+            self.inner.previous_versions(prefix)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -339,6 +358,14 @@ mod tests {
         fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
             self.hit("set_tags")
                 .map_or_else(|| self.inner.set_tags(name, tags), Err)
+        }
+        fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+            self.hit("set_legal_hold")
+                .map_or_else(|| self.inner.set_legal_hold(name, hold), Err)
+        }
+        fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+            self.hit("set_policy")
+                .map_or_else(|| self.inner.set_policy(name, policy), Err)
         }
     }
 
@@ -441,6 +468,37 @@ mod tests {
         let e = s.write_bytes("a", b"dump", &spec_of(&ours)).unwrap_err();
         assert_eq!((e.kind(), s.inner.calls("write")), (Kind::Offsite, 1));
         assert_eq!(s.inner.inner.get("a").unwrap().metadata["sha256"], theirs);
+    }
+
+    #[test]
+    fn an_immutable_write_whose_answer_was_lost_is_settled_with_its_policy() {
+        let ours = "a".repeat(64);
+        let mut f = Faulty::new("write", 1, dropped);
+        f.lands = Some(ours.clone());
+        let s = retry(f);
+        let until = chrono::Utc::now() + chrono::Duration::days(31);
+        let spec = WriteSpec {
+            policy: Some(crate::storage::Policy {
+                until,
+                mode: crate::config::ImmutabilityMode::Locked,
+            }),
+            ..spec_of(&ours)
+        };
+        s.write_bytes("a", b"dump", &spec).unwrap();
+        assert_eq!(
+            s.inner.calls("write"),
+            1,
+            "settled by a look, not a rewrite"
+        );
+        let landed = s.inner.inner.get("a").unwrap();
+        assert_eq!(landed.protection.policy.map(|p| p.until), Some(until));
+        // A protected object is never deleted by a retried write either.
+        assert_eq!(s.delete("a").unwrap_err().kind(), Kind::Immutable);
+        assert_eq!(
+            s.inner.calls("delete"),
+            1,
+            "an immutable refusal is not retried"
+        );
     }
 
     #[test]

@@ -117,6 +117,36 @@ pub fn make_ca(dir: &Path) {
     );
 }
 
+/// The port a test tool prints as `listening on PORT` once it accepts
+/// connections. Read in a thread (that then drains stdout to its end), so
+/// a tool that hangs fails the test instead of stalling it; one that does
+/// not start is killed and its stderr (the file `stderr`) shown.
+pub fn listening_port(child: &mut Child, tool: &str, stderr: &Path) -> u16 {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let port = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok());
+    let Some(port) = port else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{tool} did not start ({line:?}): {}",
+            std::fs::read_to_string(stderr).unwrap_or_default()
+        );
+    };
+    port
+}
+
 /// The running fake; SIGTERM and its directory removed when dropped.
 pub struct FakeArm {
     pub port: u16,
@@ -200,31 +230,7 @@ impl FakeArm {
             .stderr(err)
             .spawn()
             .expect("start tests/tools/fake_arm.py with python3");
-        // It prints `listening on PORT` once it accepts connections. Read in
-        // a thread (that then drains stdout to its end), so a fake that
-        // hangs fails the test instead of stalling it.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = std::io::BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "fake_arm.py did not start ({line:?}): {}",
-                std::fs::read_to_string(dir.join("fake_arm.stderr")).unwrap_or_default()
-            );
-        };
+        let port = listening_port(&mut child, "fake_arm.py", &dir.join("fake_arm.stderr"));
         FakeArm {
             port,
             ca: dir.join("ca.pem"),

@@ -58,11 +58,7 @@ impl Azurite {
     /// The connection string for the program's config (as
     /// `azurite.sh conn PORT` prints it).
     pub fn conn_string(&self) -> String {
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};\
-             BlobEndpoint={};",
-            self.blob_endpoint()
-        )
+        conn_string_at(self.port)
     }
 
     /// `http://127.0.0.1:PORT/devstoreaccount1` (path-style).
@@ -107,19 +103,13 @@ impl Azurite {
     /// Panics with its stderr when it fails.
     #[track_caller]
     pub fn py_reader(&self, args: &[&str]) -> String {
-        match self.try_py_reader(args) {
-            Ok(out) => out,
-            Err(e) => panic!("blob_reader.py {args:?} failed: {e}"),
-        }
+        expect_reader(&self.conn_string(), args)
     }
 
     /// As [`Azurite::py_reader`], for steps that are meant to fail: Err
     /// holds its stderr.
     pub fn try_py_reader(&self, args: &[&str]) -> Result<String, String> {
-        run_reader(
-            Command::new(python()).env("AZURE_STORAGE_CONNECTION_STRING", self.conn_string()),
-            args,
-        )
+        reader(&self.conn_string(), args)
     }
 
     /// Creates a container (no error if it exists).
@@ -267,6 +257,33 @@ impl Azurite {
 
 /// Runs tests/tools/blob_reader.py with `args`: its stdout, or its stderr
 /// when it fails.
+/// The account-key connection string of a blob endpoint on
+/// 127.0.0.1:`port` (Azurite's, or a proxy's in front of it).
+pub fn conn_string_at(port: u16) -> String {
+    format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};\
+         BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+    )
+}
+
+/// [`reader`]'s stdout; panics with its stderr when it fails.
+#[track_caller]
+pub fn expect_reader(conn: &str, args: &[&str]) -> String {
+    match reader(conn, args) {
+        Ok(out) => out,
+        Err(e) => panic!("blob_reader.py {args:?} failed: {e}"),
+    }
+}
+
+/// tests/tools/blob_reader.py with the connection string `conn`: its
+/// stdout, or its stderr when it fails.
+pub fn reader(conn: &str, args: &[&str]) -> Result<String, String> {
+    run_reader(
+        Command::new(python()).env("AZURE_STORAGE_CONNECTION_STRING", conn),
+        args,
+    )
+}
+
 fn run_reader(cmd: &mut Command, args: &[&str]) -> Result<String, String> {
     let out = cmd
         .arg(repo().join("tests/tools/blob_reader.py"))

@@ -6,6 +6,7 @@
 
 pub mod arm;
 pub mod azurite;
+pub mod worm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

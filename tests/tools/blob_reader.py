@@ -34,6 +34,24 @@ Retries a failed request $BLOB_READER_RETRIES times (default 2, 0.5 s apart).
   blob_reader.py put-many CONTAINER PREFIX N [--concurrency C]
                       [--metadata K=V]... [--tag K=V]...
                       N tiny blobs PREFIX000000.. in parallel; prints JSON
+
+Immutability (version-level WORM; the SDK's own API for these headers, so
+it checks what tests/tools/worm_proxy.py and valerix-backup send and read):
+  blob_reader.py worm CONTAINER [PREFIX]  JSON list with include=versions,
+                      immutabilitypolicy, legalhold: name, version_id,
+                      is_current_version, size, until (ISO 8601 or null),
+                      mode, legal_hold
+  blob_reader.py props CONTAINER BLOB     JSON: until, mode, legal_hold,
+                      version_id (Get Blob Properties)
+  blob_reader.py try-delete CONTAINER BLOB [--version-id V]
+                      JSON: {"deleted": true} or {"deleted": false, "status",
+                      "code"}
+  blob_reader.py try-overwrite CONTAINER BLOB
+                      upload_blob(overwrite=True) of other bytes; JSON as
+                      try-delete, "written" for "deleted"
+  blob_reader.py set-policy CONTAINER BLOB SECONDS [--mode Unlocked|Locked]
+                      Set Blob Immutability Policy until now + SECONDS
+  blob_reader.py set-hold CONTAINER BLOB true|false
 """
 
 import argparse
@@ -245,6 +263,67 @@ def cmd_sas(a):
     ))
 
 
+def error_of(e):
+    """(status, code) of a refused request; the code from the body when the
+    SDK's error map did not set it."""
+    import re
+    code = getattr(getattr(e, "error_code", None), "value", None) or getattr(e, "error_code", None)
+    if not code:
+        m = re.search(r"<Code>([^<]+)</Code>", str(e))
+        code = m.group(1) if m else None
+    return getattr(e, "status_code", None), code
+
+
+def policy_json(p):
+    return {"until": iso(p.expiry_time) if p else None, "mode": p.policy_mode if p else None}
+
+
+def cmd_worm(a):
+    cc = service().get_container_client(a.container)
+    out = []
+    for b in cc.list_blobs(name_starts_with=a.prefix, include=["versions", "immutabilitypolicy", "legalhold"]):
+        out.append({"name": b.name, "version_id": b.version_id, "is_current_version": bool(b.is_current_version),
+                    "size": b.size, "legal_hold": bool(b.has_legal_hold), **policy_json(b.immutability_policy)})
+    json.dump(out, sys.stdout, indent=1, sort_keys=True)
+    print()
+
+
+def cmd_props(a):
+    p = service().get_blob_client(a.container, a.blob).get_blob_properties()
+    print(json.dumps({"legal_hold": bool(p.has_legal_hold), "version_id": p.version_id,
+                      **policy_json(p.immutability_policy)}))
+
+
+def cmd_try_delete(a):
+    try:
+        service().get_blob_client(a.container, a.blob).delete_blob(version_id=a.version_id)
+        print(json.dumps({"deleted": True}))
+    except AzureError as e:
+        status, code = error_of(e)
+        print(json.dumps({"deleted": False, "status": status, "code": code}))
+
+
+def cmd_try_overwrite(a):
+    try:
+        service().get_blob_client(a.container, a.blob).upload_blob(b"overwritten by blob_reader.py\n", overwrite=True)
+        print(json.dumps({"written": True}))
+    except AzureError as e:
+        status, code = error_of(e)
+        print(json.dumps({"written": False, "status": status, "code": code}))
+
+
+def cmd_set_policy(a):
+    import datetime
+    from azure.storage.blob import ImmutabilityPolicy
+    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=a.seconds)
+    service().get_blob_client(a.container, a.blob).set_immutability_policy(
+        ImmutabilityPolicy(expiry_time=until, policy_mode=a.mode))
+
+
+def cmd_set_hold(a):
+    service().get_blob_client(a.container, a.blob).set_legal_hold(a.hold == "true")
+
+
 def main():
     p = argparse.ArgumentParser(prog="blob_reader.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -300,6 +379,23 @@ def main():
     s.add_argument("--metadata", action="append", metavar="K=V")
     s.add_argument("--tag", action="append", metavar="K=V")
     s.set_defaults(fn=cmd_put_many)
+    s = sub.add_parser("worm")
+    s.add_argument("container")
+    s.add_argument("prefix", nargs="?")
+    s.set_defaults(fn=cmd_worm)
+    for name, fn in (("props", cmd_props), ("try-delete", cmd_try_delete), ("try-overwrite", cmd_try_overwrite),
+                     ("set-policy", cmd_set_policy), ("set-hold", cmd_set_hold)):
+        s = sub.add_parser(name)
+        s.add_argument("container")
+        s.add_argument("blob")
+        s.set_defaults(fn=fn)
+        if name == "try-delete":
+            s.add_argument("--version-id")
+        if name == "set-policy":
+            s.add_argument("seconds", type=float)
+            s.add_argument("--mode", default="Unlocked", choices=["Unlocked", "Locked"])
+        if name == "set-hold":
+            s.add_argument("hold", choices=["true", "false"])
     a = p.parse_args()
     try:
         a.fn(a)

@@ -59,6 +59,15 @@ ARM):
            storageAccounts/{account}/managementPolicies/default
            ?api-version=2023-05-01   {"properties": {"policy": {"rules": []}}}
   GET  (same URL)  the last policy stored
+  GET  /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/
+           storageAccounts/{account}/blobServices/default?api-version=2025-08-01
+           the blob service properties (isVersioningEnabled), as the spec's
+           example BlobServicesGet.json; 404 ResourceNotFound for an account
+           that does not exist, 404 for a blob service not named default
+  GET  .../blobServices/default/containers/{container}?api-version=2025-08-01
+           the container (properties.immutableStorageWithVersioning.enabled,
+           as BlobContainersPutObjectLevelWorm.json shows it); 404
+           ContainerNotFound "The specified container does not exist."
 
 The scenario comes from the JSON state file (see load_state for every key
 and its default). With --log, each request is appended to FILE as one JSON
@@ -256,6 +265,13 @@ def load_state(path):
                            replacing the built-in table
       management_policies  {"rg/account": {"rules": [...]}}: policies that
                            exist at start (see seed_policies)
+      blob_api_version     str or list; blobServices and containers
+                           api-versions (default "2025-08-01")
+      blob_services        {"rg/account": {"isVersioningEnabled": bool}}
+                           (an existing account not named here: versioning
+                           off, as a new account is)
+      containers           {"rg/account/container": {"immutableStorageWithVersioning":
+                           bool}}: the containers that exist
     """
     with open(path, encoding="utf-8") as f:
         st = json.load(f)
@@ -270,6 +286,9 @@ def load_state(path):
 
     st["api_versions"] = as_list(st.get("api_version"), ["2025-08-01"])
     st["storage_api_versions"] = as_list(st.get("storage_api_version"), ["2023-05-01"])
+    st["blob_api_versions"] = as_list(st.get("blob_api_version"), ["2025-08-01"])
+    st["blob_services"] = {str(k).lower(): v for k, v in (st.get("blob_services") or {}).items()}
+    st["containers"] = {str(k).lower(): v for k, v in (st.get("containers") or {}).items()}
     for k, d in (("polls", 3), ("retry_after", 1), ("ready_after", 2), ("token_lifetime", 3600),
                  ("throttle_count", 1), ("throttle_retry_after", 1), ("fail_status", 500)):
         st[k] = int(st.get(k, d))
@@ -766,6 +785,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if (ns == "microsoft.storage" and typ == "storageaccounts" and len(lrest) == 8
                     and lrest[6] == "managementpolicies"):
                 return self.management_policy(claims, query, rg, rest[5], rest[7], raw)
+            if (ns == "microsoft.storage" and typ == "storageaccounts" and len(lrest) in (8, 10)
+                    and lrest[6] == "blobservices" and (len(lrest) == 8 or lrest[8] == "containers")):
+                return self.blob_service(query, rg, rest[5], rest[7], rest[9] if len(rest) == 10 else None)
             self.api_version(query, None, None)
             self.rg_exists(rg)
             fail(404, "InvalidResourceType", "The resource type '{}' could not be found in the namespace '{}' for "
@@ -1025,6 +1047,58 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if op["status"] == "Failed":
             return st["fail_status"], {"error": op["error"]}, {}
         return 200, srv_body, {}
+
+    # -- blob service and container properties (read only) --
+
+    def storage_account_exists(self, rg, account):
+        self.rg_exists(rg)
+        accts = self.server.state["storage_accounts"]
+        if accts is not None and "{}/{}".format(rg, account).lower() not in accts:
+            fail(404, "ResourceNotFound", "The Resource 'Microsoft.Storage/storageAccounts/{}' under resource group "
+                 "'{}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix".format(
+                     account, rg))
+
+    def blob_service(self, query, rg, account, service, container):
+        st = self.server.state
+        self.method_is("GET")
+        kind = "storageAccounts/blobServices" + ("/containers" if container else "")
+        self.api_version(query, st["blob_api_versions"], kind)
+        self.storage_account_exists(rg, account)
+        if service.lower() != "default":
+            fail(404, "HttpResourceNotFound", "The request url {} is not found.".format(self.base_url() + self.path))
+        base = "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}/blobServices/" \
+               "default".format(st["subscription"], rg, account)
+        if container is None:
+            props = st["blob_services"].get("{}/{}".format(rg, account).lower()) or {}
+            return 200, {
+                "id": base,
+                "name": "default",
+                "type": "Microsoft.Storage/storageAccounts/blobServices",
+                "properties": {
+                    "deleteRetentionPolicy": {"enabled": False},
+                    "isVersioningEnabled": bool(props.get("isVersioningEnabled", False)),
+                },
+                "sku": {"name": "Standard_GRS", "tier": "Standard"},
+            }, {}
+        c = st["containers"].get("{}/{}/{}".format(rg, account, container).lower())
+        if c is None:
+            fail(404, "ContainerNotFound", "The specified container does not exist.")
+        props = {
+            "publicAccess": "None",
+            "hasImmutabilityPolicy": False,
+            "hasLegalHold": False,
+            "deleted": False,
+            "remainingRetentionDays": 0,
+        }
+        if c.get("immutableStorageWithVersioning"):
+            props["immutableStorageWithVersioning"] = {"enabled": True}
+        return 200, {
+            "id": base + "/containers/" + container,
+            "name": container,
+            "type": "Microsoft.Storage/storageAccounts/blobServices/containers",
+            "etag": "\"0x8D589847D51C7DE\"",
+            "properties": props,
+        }, {}
 
     # -- storage lifecycle management policy --
 

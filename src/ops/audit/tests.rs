@@ -37,10 +37,15 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with_azure("")
+    }
+
+    /// As [`Fixture::new`], `extra` added to `[azure]`.
+    fn with_azure(extra: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "backup_dir = {:?}\n[[database]]\nname = \"order\"\ndbname = \"order_db\"\n\
-             user = \"u\"\n[azure]\ncontainer = \"database-backups\"\n",
+             user = \"u\"\n[azure]\ncontainer = \"database-backups\"\n{extra}\n",
             dir.path().join("backups")
         );
         let cfg = crate::Config::parse(&text, std::path::Path::new("x.toml")).unwrap();
@@ -163,6 +168,7 @@ fn object(name: &str, sha: &str, tier: &str, at: Stamp) -> Object {
         access_tier: Some(tier.to_string()),
         created: Some(at.to_utc() + Duration::minutes(5)),
         etag: Some(format!("\"{name}\"")),
+        protection: Default::default(),
     }
 }
 
@@ -473,4 +479,211 @@ fn fetch_writes_nothing_when_no_copy_verifies() {
             .unwrap()
             .is_empty()
     );
+}
+
+// Immutable copies: the audit's policy findings and counts, and a prune
+// that never deletes a protected copy.
+
+/// The healthy baseline with every tier immutable.
+fn immutable() -> Fixture {
+    let f = Fixture::with_azure("immutable = [\"daily\", \"weekly\"]");
+    for d in DAYS {
+        f.copy(d);
+    }
+    f
+}
+
+/// Puts both blobs of day `day`'s copy under a policy lasting `days`
+/// after its upload.
+fn lock_for(f: &Fixture, day: &str, days: i64) {
+    for name in [f.dump(day), manifest_of(&f.dump(day))] {
+        f.edit(&name, |o| {
+            o.protection.policy = Some(crate::storage::Policy {
+                until: o.created.unwrap() + Duration::days(days),
+                mode: crate::config::ImmutabilityMode::Unlocked,
+            })
+        });
+    }
+}
+
+#[test]
+fn copies_of_an_immutable_tier_need_a_policy_as_long_as_their_retention() {
+    let f = immutable();
+    let r = f.audit(false);
+    let none: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|x| x.kind == FindingKind::NotImmutable)
+        .collect();
+    assert_eq!(none.len(), 4, "{:?}", r.findings);
+    assert!(
+        none[0].detail.contains("no immutability policy"),
+        "{}",
+        none[0].detail
+    );
+    for d in DAYS {
+        lock_for(&f, d, f.tier(d).retention_days(f.az()) as i64 + 1);
+    }
+    assert!(f.kinds(false).is_empty(), "{:?}", f.audit(false).findings);
+    assert_eq!(f.audit(false).databases[0].immutability.protected, 4);
+    // A policy shorter than the daily tier's 30 days, and one already
+    // ended (as an expired one has): neither protects the copy for its
+    // retention.
+    lock_for(&f, "23", 10);
+    lock_for(&f, "24", 0);
+    let r = f.audit(false);
+    let short: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|x| x.kind == FindingKind::PolicyTooShort)
+        .collect();
+    assert_eq!(short.len(), 2, "{:?}", r.findings);
+    assert!(
+        short[0]
+            .detail
+            .contains("protected for less than its retention"),
+        "{}",
+        short[0].detail
+    );
+    assert!(
+        short[1].detail.contains("no longer protected"),
+        "{}",
+        short[1].detail
+    );
+    assert_eq!(r.databases[0].immutability.protected, 3);
+}
+
+#[test]
+fn prune_never_deletes_a_held_or_locked_copy() {
+    let f = Fixture::healthy();
+    age(&f, 200);
+    // The 21st is held, the 23rd under a policy that has not ended (by the
+    // service's clock, whatever --as-of says).
+    for name in [f.dump("21"), manifest_of(&f.dump("21"))] {
+        f.store.set_legal_hold(&name, true).unwrap();
+    }
+    for name in [f.dump("23"), manifest_of(&f.dump("23"))] {
+        f.edit(&name, |o| {
+            o.protection.policy = Some(crate::storage::Policy {
+                until: Utc::now() + Duration::days(1),
+                mode: crate::config::ImmutabilityMode::Locked,
+            })
+        });
+    }
+    let before = f.store.names();
+    let dry = prune_store(&f.ctx, &DryRun(&f.store), Some(now())).unwrap();
+    assert!(dry.is_empty(), "{dry:?}");
+    assert!(
+        prune_store(&f.ctx, &f.store, Some(now()))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(f.store.names(), before);
+    let r = f.audit(false);
+    assert_eq!(
+        (
+            r.databases[0].immutability.protected,
+            r.databases[0].immutability.held
+        ),
+        (2, 1)
+    );
+    // Once the hold is cleared the 21st goes, as retention says.
+    for name in [f.dump("21"), manifest_of(&f.dump("21"))] {
+        f.store.set_legal_hold(&name, false).unwrap();
+    }
+    assert_eq!(
+        prune_store(&f.ctx, &f.store, Some(now())).unwrap(),
+        [f.dump("21")]
+    );
+}
+
+#[test]
+fn the_audit_counts_what_previous_versions_cost() {
+    let f = Fixture::healthy();
+    age(&f, 200);
+    let removed = prune_store(&f.ctx, &f.store, Some(now())).unwrap();
+    assert_eq!(removed.len(), 2);
+    let i = &f.audit(false).databases[0].immutability;
+    // Two copies deleted: dump and manifest each, kept as versions.
+    assert_eq!(i.previous_versions, 4, "{i:?}");
+    assert_eq!(
+        i.previous_version_bytes,
+        f.store
+            .previous_versions("")
+            .unwrap()
+            .iter()
+            .map(|o| o.size)
+            .sum::<u64>()
+    );
+    assert!(i.previous_version_bytes >= 2 * 400, "{i:?}");
+}
+
+/// A store whose listing is older than a hold: it shows no protection, and
+/// the delete meets the service's refusal (a hold set since the listing).
+struct StaleListing<'a>(&'a MemoryStore);
+
+impl Store for StaleListing<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn prepare(&self) -> Result<()> {
+        self.0.prepare()
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<Object>> {
+        let mut all = self.0.list(prefix)?;
+        for o in &mut all {
+            o.protection = Default::default();
+        }
+        Ok(all)
+    }
+    fn head(&self, name: &str) -> Result<Option<Object>> {
+        self.0.head(name)
+    }
+    fn read(
+        &self,
+        name: &str,
+        out: &mut dyn std::io::Write,
+        cancel: &AtomicBool,
+        bar: &crate::ui::Bar,
+    ) -> Result<u64> {
+        self.0.read(name, out, cancel, bar)
+    }
+    fn read_small(&self, name: &str, cancel: &AtomicBool) -> Result<Vec<u8>> {
+        self.0.read_small(name, cancel)
+    }
+    fn write_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        spec: &crate::storage::WriteSpec,
+    ) -> Result<()> {
+        self.0.write_bytes(name, bytes, spec)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.0.delete(name)
+    }
+    fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+        self.0.set_tags(name, tags)
+    }
+    fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+        self.0.set_legal_hold(name, hold)
+    }
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        self.0.set_policy(name, policy)
+    }
+}
+
+#[test]
+fn a_hold_met_only_at_the_delete_keeps_the_copy_and_the_prune_goes_on() {
+    let f = Fixture::healthy();
+    age(&f, 200);
+    for name in [f.dump("21"), manifest_of(&f.dump("21"))] {
+        f.store.set_legal_hold(&name, true).unwrap();
+    }
+    // The 21st is refused at its delete (BlobImmutableDueToLegalHold), the
+    // 23rd goes, and the run succeeds.
+    let removed = prune_store(&f.ctx, &StaleListing(&f.store), Some(now())).unwrap();
+    assert_eq!(removed, [f.dump("23")]);
+    assert!(f.store.get(&f.dump("21")).is_some());
+    assert!(f.store.get(&manifest_of(&f.dump("21"))).is_some());
 }

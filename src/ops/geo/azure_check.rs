@@ -1,11 +1,15 @@
 //! `azure-check`: is every configured server restorable into its paired
-//! region (geo-redundant backup on, a paired region, a restore point)?
+//! region (geo-redundant backup on, a paired region, a restore point)? And
+//! with `azure.immutable`, can the container keep immutable copies (blob
+//! versioning on the account, version-level immutability on the container)?
 
 use serde::Serialize;
 
 use super::server_id;
 use crate::arm::Arm;
-use crate::arm::resources::{FlexibleServer, paired_region, region};
+use crate::arm::resources::{
+    FlexibleServer, paired_region, region, version_level_immutability, versioning_enabled,
+};
 use crate::error::{Error, Result};
 use crate::ops::Context;
 use crate::ops::upload::azure;
@@ -32,6 +36,24 @@ pub struct ServerCheck {
 pub struct CheckReport {
     pub ok: bool,
     pub servers: Vec<ServerCheck>,
+    /// With `azure.immutable`: the container's readiness for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageCheck>,
+}
+
+/// What immutable copies need of the storage account and the container, as
+/// Resource Manager reports it.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct StorageCheck {
+    pub account: String,
+    pub container: String,
+    /// `blobServices/default` `isVersioningEnabled`; `None` when unread.
+    pub versioning: Option<bool>,
+    /// The container's `immutableStorageWithVersioning.enabled`; `false`
+    /// too when the container does not exist.
+    pub version_level_immutability: Option<bool>,
+    /// What to enable, one line each.
+    pub problems: Vec<String>,
 }
 
 impl CheckReport {
@@ -45,10 +67,21 @@ impl CheckReport {
             .filter(|s| !s.problems.is_empty())
             .map(|s| format!("{} ({})", s.name, s.problems.join("; ")))
             .collect();
-        Err(Error::Unsound(format!(
-            "geo-restore would not be possible for {}",
-            bad.join(", ")
-        )))
+        let mut parts = Vec::new();
+        if !bad.is_empty() {
+            parts.push(format!(
+                "geo-restore would not be possible for {}",
+                bad.join(", ")
+            ));
+        }
+        if let Some(st) = self.storage.as_ref().filter(|s| !s.problems.is_empty()) {
+            parts.push(format!(
+                "container {} cannot keep immutable copies ({})",
+                st.container,
+                st.problems.join("; ")
+            ));
+        }
+        Err(Error::Unsound(parts.join("; ")))
     }
 }
 
@@ -57,9 +90,10 @@ const WANTED_RETENTION_DAYS: u64 = 30;
 
 pub fn check(ctx: &Context) -> Result<CheckReport> {
     let az = azure(ctx)?;
-    if az.postgres_servers.is_empty() {
+    if az.postgres_servers.is_empty() && az.immutable.is_empty() {
         return Err(Error::Setup(
-            "no [[azure.postgres_server]] configured: nothing to check".into(),
+            "no [[azure.postgres_server]] and no azure.immutable configured: nothing to check"
+                .into(),
         ));
     }
     let arm = Arm::connect(az)?;
@@ -77,10 +111,79 @@ pub fn check(ctx: &Context) -> Result<CheckReport> {
             &s.name,
         )?);
     }
+    let storage = match az.immutable.is_empty() {
+        true => None,
+        false => Some(storage_check(&arm, az)?),
+    };
+    let storage_ok = storage.as_ref().is_none_or(|s| s.problems.is_empty());
     Ok(CheckReport {
-        ok: servers.iter().all(|s| s.problems.is_empty()),
+        ok: servers.iter().all(|s| s.problems.is_empty()) && storage_ok,
         servers,
+        storage,
     })
+}
+
+/// Blob versioning on the account and version-level immutability on the
+/// container, read through Resource Manager; each one missing is a problem
+/// saying exactly what to enable. A resource that cannot be read is a
+/// problem too (naming the refusal): unknown is not ready.
+pub fn storage_check(arm: &Arm, az: &crate::config::Azure) -> Result<StorageCheck> {
+    let account = crate::offsite::policy::storage_account(az)?;
+    let rg = &arm.cfg.resource_group;
+    let service = format!(
+        "{}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{account}/\
+         blobServices/default",
+        arm.subscription_path()
+    );
+    let container = format!("{service}/containers/{}", az.container);
+    let mut c = StorageCheck {
+        account: account.clone(),
+        container: az.container.clone(),
+        ..Default::default()
+    };
+    let a = arm.get(&arm.url(&service, crate::arm::BLOB_API))?;
+    match a.ok() {
+        true => c.versioning = Some(versioning_enabled(&a.body)),
+        false => c.problems.push(format!(
+            "cannot read the blob service of storage account {account}: {}",
+            a.error_text()
+        )),
+    }
+    if c.versioning == Some(false) {
+        c.problems.push(format!(
+            "blob versioning is off on storage account {account}: enable it (`az storage account \
+             blob-service-properties update -g {rg} -n {account} --enable-versioning true`, or \
+             infra/: isVersioningEnabled / versioning_enabled)"
+        ));
+    }
+    let a = arm.get(&arm.url(&container, crate::arm::BLOB_API))?;
+    match (a.ok(), a.status) {
+        (true, _) => c.version_level_immutability = Some(version_level_immutability(&a.body)),
+        (false, 404) => {
+            c.version_level_immutability = Some(false);
+            c.problems.push(format!(
+            "container {} does not exist: create it with version-level immutability (`az storage \
+             container-rm create -g {rg} --storage-account {account} -n {} --enable-vlw`, or infra/)",
+            az.container, az.container
+        ))
+        }
+        (false, _) => c.problems.push(format!(
+            "cannot read container {}: {}",
+            az.container,
+            a.error_text()
+        )),
+    }
+    if c.version_level_immutability == Some(false) && a.ok() {
+        c.problems.push(format!(
+            "container {} has no version-level immutability support: azure.immutable needs it \
+             (a new container: `az storage container-rm create ... --enable-vlw`, or infra/: \
+             immutableStorageWithVersioning; an existing one: `az storage container-rm \
+             migrate-vlw -g {rg} --storage-account {account} -n {}`, which needs a container-level \
+             policy first)",
+            az.container, az.container
+        ));
+    }
+    Ok(c)
 }
 
 fn check_one(arm: &Arm, sub: &str, id: &str, name: &str) -> Result<ServerCheck> {
@@ -136,4 +239,12 @@ fn check_one(arm: &Arm, sub: &str, id: &str, name: &str) -> Result<ServerCheck> 
         }
     }
     Ok(c)
+}
+
+impl StorageCheck {
+    /// Whether Resource Manager said the container cannot keep immutable
+    /// copies (not merely that it could not be read).
+    pub fn unfit(&self) -> bool {
+        self.versioning == Some(false) || self.version_level_immutability == Some(false)
+    }
 }

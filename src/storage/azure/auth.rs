@@ -208,7 +208,9 @@ pub fn sign_account_sas(
     })?;
     let st = (now - Duration::minutes(15)).to_rfc3339_opts(SecondsFormat::Secs, true);
     let se = (now + Duration::hours(24)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    let (sp, ss, srt, spr) = ("racwdlt", "b", "sco", transport.spr());
+    // `i`: set immutability policies and legal holds (azure.immutable,
+    // `hold`); the rest as before.
+    let (sp, ss, srt, spr) = ("racwdlti", "b", "sco", transport.spr());
     // Version 2020-12-06 and later: account, sp, ss, srt, st, se, sip, spr,
     // sv, ses, each followed by a newline.
     let to_sign = format!("{account}\n{sp}\n{ss}\n{srt}\n{st}\n{se}\n\n{spr}\n{SAS_VERSION}\n\n");
@@ -257,7 +259,7 @@ mod tests {
         let sign = |t| sign_account_sas("devstoreaccount1", "a2V5", now, t).unwrap();
         let sas = sign(SasTransport::Https);
         assert!(
-            sas.starts_with("sv=2025-01-05&ss=b&srt=sco&sp=racwdlt&st=2026-11-25T01%3A45%3A00Z")
+            sas.starts_with("sv=2025-01-05&ss=b&srt=sco&sp=racwdlti&st=2026-11-25T01%3A45%3A00Z")
         );
         assert!(sas.contains("&spr=https&sig="), "{sas}");
         assert!(sas.contains("&sig="));

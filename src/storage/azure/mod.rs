@@ -79,4 +79,16 @@ impl Store for AzureStore {
     fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
         self.0.set_tags(name, tags)
     }
+
+    fn set_legal_hold(&self, name: &str, hold: bool) -> Result<()> {
+        self.0.set_legal_hold(name, hold)
+    }
+
+    fn set_policy(&self, name: &str, policy: &crate::storage::Policy) -> Result<()> {
+        self.0.set_policy(name, policy)
+    }
+
+    fn previous_versions(&self, prefix: &str) -> Result<Vec<Object>> {
+        self.0.previous_versions(prefix)
+    }
 }
