@@ -84,7 +84,8 @@ pub(crate) fn prepare(
     let source = match source {
         Ok(None) if sealed => {
             let inflate = || inflate_sealed(ctx, b, &file, threads, obs);
-            return beside_creation(ctx, b, (scratch, &file), t, create, obs, inflate);
+            let how = format!("decrypted as read, {threads} threads");
+            return beside_creation(ctx, b, (scratch, &file, how), t, create, obs, inflate);
         }
         Ok(Some(source)) => source,
         Ok(None) => {
@@ -103,19 +104,20 @@ pub(crate) fn prepare(
         }
         Err(e) => return (Err(e), false),
     };
-    info!("{name}: {} gzip members", source.1.len());
+    let how = format!("{} gzip members, {threads} threads", source.1.len());
     let inflate = || inflate_backup(ctx, b, &source, &file, threads, obs).map(Some);
-    beside_creation(ctx, b, (scratch, &file), t, create, obs, inflate)
+    beside_creation(ctx, b, (scratch, &file, how), t, create, obs, inflate)
 }
 
 /// The parallel path of [`prepare`]: `inflate` (the members on every core
-/// into the scratch `file`) while `create` runs on another thread. An
+/// into the scratch `file`; `how`, for the log) while `create` runs on
+/// another thread. An
 /// `inflate` that finds no index (`None`) falls back to the serial read,
 /// the database already created.
 fn beside_creation(
     ctx: &Context,
     b: &LocalBackup,
-    (scratch, file): (ScratchFile, &std::fs::File),
+    (scratch, file, how): (ScratchFile, &std::fs::File, String),
     t: Instant,
     create: &(dyn Fn() -> Result<()> + Sync),
     obs: &dyn Observer,
@@ -157,10 +159,7 @@ fn beside_creation(
     };
     fill_offsets(&name, file);
     let secs = t.elapsed().as_secs_f64();
-    info!(
-        "{name}: inflated in parallel ({} threads) in {secs:.1} s; checking it beside the load",
-        ctx.cfg.restore_jobs()
-    );
+    info!("{name}: inflated in parallel ({how}) in {secs:.1} s; checking it beside the load");
     let prepared = Prepared {
         scratch,
         read: None,
