@@ -271,18 +271,26 @@ step_a() {
 # previous round's backup is deleted first (untimed), so that every round
 # writes the one backup that (e), (f) and (g) then read.
 step_b() {
-  local r=$1 vals
-  rm -f "$work/tool/backups/"order_db_*
-  settle
-  timed "b$r" "$tool" -c "$cfg" --no-progress backup order --json \
-    >"$work/b$r.json" 2>"$work/b$r.log" || { cat "$work/b$r.log" >&2; die "valerix-backup backup"; }
-  show_log "$work/b$r.log"
-  vals=$(json_values '.results[0].manifest | .file, .size_bytes, .uncompressed_bytes' "$work/b$r.json") \
-    || die "valerix-backup backup: unexpected report"
-  read -r file_b size_b stream_b <<<"$vals"
-  [ "$(stat -c %s "$work/tool/backups/$file_b")" -eq "$size_b" ] \
-    || die "$file_b's size on disk differs from its manifest"
+  tool_backup b "$1" "$cfg" "$work/tool/backups" "valerix-backup backup"
+  file_b=$backup_file size_b=$backup_size stream_b=$backup_stream
   check_one_good_backup "$cfg" # the tool's own listing agrees
+}
+
+# tool_backup STEP ROUND CONFIG DIR WHAT: `backup order` with CONFIG into
+# DIR, timed as STEP, after deleting the previous round's backup (untimed);
+# sets backup_file, backup_size and backup_stream from its report.
+tool_backup() {
+  local run=$1$2 config=$3 dir=$4 what=$5 vals
+  rm -f "$dir/"order_db_*
+  settle
+  timed "$run" "$tool" -c "$config" --no-progress backup order --json \
+    >"$work/$run.json" 2>"$work/$run.log" || { cat "$work/$run.log" >&2; die "$what"; }
+  show_log "$work/$run.log"
+  vals=$(json_values '.results[0].manifest | .file, .size_bytes, .uncompressed_bytes' "$work/$run.json") \
+    || die "$what: unexpected report"
+  read -r backup_file backup_size backup_stream <<<"$vals"
+  [ "$(stat -c %s "$dir/$backup_file")" -eq "$backup_size" ] \
+    || die "$backup_file's size on disk differs from its manifest"
 }
 
 # (c) The backup floor: what pg_dump alone costs, without compression or disk.
@@ -314,16 +322,20 @@ step_d() {
 
 # (e) valerix-backup restore: every check, the parallel load into a fresh
 # database, row counts, then the swap.
-step_e() {
-  local r=$1 vals
+step_e() { tool_restore e "$1" "$cfg" "valerix-backup restore"; }
+
+# tool_restore STEP ROUND CONFIG WHAT: `restore latest order` with CONFIG,
+# timed as STEP; the report must say ok and the fingerprint must hold.
+tool_restore() {
+  local run=$1$2 config=$3 what=$4 vals
   quiesce
   settle
-  timed "e$r" "$tool" -c "$cfg" --no-progress restore latest order --yes --json \
-    >"$work/e$r.json" 2>"$work/e$r.log" || { cat "$work/e$r.log" >&2; die "valerix-backup restore"; }
-  show_log "$work/e$r.log"
-  vals=$(json_values '.results[0].ok' "$work/e$r.json") || die "valerix-backup restore: unexpected report"
-  [ "$vals" = true ] || die "valerix-backup restore reported failure: $(cat "$work/e$r.json")"
-  check_fingerprint "after-e$r"
+  timed "$run" "$tool" -c "$config" --no-progress restore latest order --yes --json \
+    >"$work/$run.json" 2>"$work/$run.log" || { cat "$work/$run.log" >&2; die "$what"; }
+  show_log "$work/$run.log"
+  vals=$(json_values '.results[0].ok' "$work/$run.json") || die "$what: unexpected report"
+  [ "$vals" = true ] || die "$what reported failure: $(cat "$work/$run.json")"
+  check_fingerprint "after-$run"
 }
 
 # (f) The restore floor: pg_restore --jobs of (b)'s archive, inflated and
@@ -369,32 +381,13 @@ step_g() {
 
 # (h) (b) encrypted: compress, then age, then hash, in the same pass.
 step_h() {
-  local r=$1 vals
-  rm -f "$work/enc/backups/"order_db_*
-  settle
-  timed "h$r" "$tool" -c "$cfg_enc" --no-progress backup order --json \
-    >"$work/h$r.json" 2>"$work/h$r.log" || { cat "$work/h$r.log" >&2; die "valerix-backup backup (encrypted)"; }
-  show_log "$work/h$r.log"
-  vals=$(json_values '.results[0].manifest | .file, .size_bytes' "$work/h$r.json") \
-    || die "valerix-backup backup (encrypted): unexpected report"
-  read -r file_h size_h <<<"$vals"
+  tool_backup h "$1" "$cfg_enc" "$work/enc/backups" "valerix-backup backup (encrypted)"
+  file_h=$backup_file size_h=$backup_size
   case "$file_h" in *.dump.gz.age) ;; *) die "(h) wrote $file_h, not an encrypted backup" ;; esac
-  [ "$(stat -c %s "$work/enc/backups/$file_h")" -eq "$size_h" ] \
-    || die "$file_h's size on disk differs from its manifest"
 }
 
 # (i) (e) of (h)'s encrypted backup, decrypted with its identity.
-step_i() {
-  local r=$1 vals
-  quiesce
-  settle
-  timed "i$r" "$tool" -c "$cfg_enc" --no-progress restore latest order --yes --json \
-    >"$work/i$r.json" 2>"$work/i$r.log" || { cat "$work/i$r.log" >&2; die "valerix-backup restore (encrypted)"; }
-  show_log "$work/i$r.log"
-  vals=$(json_values '.results[0].ok' "$work/i$r.json") || die "valerix-backup restore: unexpected report"
-  [ "$vals" = true ] || die "valerix-backup restore (encrypted) reported failure: $(cat "$work/i$r.json")"
-  check_fingerprint "after-i$r"
-}
+step_i() { tool_restore i "$1" "$cfg_enc" "valerix-backup restore (encrypted)"; }
 
 # Untimed: what one plain `gzip -6` stream makes of (b)'s uncompressed dump.
 # Against (b) it shows the cost of independent members; against (a) what the

@@ -281,19 +281,17 @@ fn an_encrypted_backup_goes_offsite_and_comes_back_on_an_empty_machine() {
     let sb = Sandbox::new();
     let az = Azurite::start();
     let (key, public) = keygen(sb.work.path(), "key.txt");
-    let text = format!(
-        "{}\n[encryption]\nrecipients = [\"{public}\"]\n\n[azure]\ncontainer = \"enc\"\n\
-         max_retries = 2\nretry_max_secs = 3\n",
-        sb.config_text("")
-    );
-    std::fs::write(sb.config_path(), text).unwrap();
+    let keys =
+        format!("max_retries = 2\nretry_max_secs = 3\n[encryption]\nrecipients = [\"{public}\"]");
+    sb.write_azure_config("enc", &keys);
     let conn = az.conn_string();
     let offsite = |args: &[&str], with_key: bool| {
+        if !with_key {
+            return sb.run_with_conn(args, &conn);
+        }
         let mut cmd = sb.command(args);
         cmd.env("AZURE_STORAGE_CONNECTION_STRING", &conn);
-        if with_key {
-            cmd.env("VALERIX_BACKUP_IDENTITY_FILE", &key);
-        }
+        cmd.env("VALERIX_BACKUP_IDENTITY_FILE", &key);
         run(cmd)
     };
     let before = sb.pg.fingerprint("order_db");

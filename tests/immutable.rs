@@ -34,25 +34,16 @@ impl Immutable {
 
     /// The sandbox's config plus an [azure] section; `extra` adds keys.
     fn configure(&self, extra: &str) {
-        let text = format!(
-            "{}\n[azure]\ncontainer = \"{CONTAINER}\"\nmax_retries = 1\nretry_max_secs = 2\n{extra}\n",
-            self.sb.config_text("")
-        );
-        std::fs::write(self.sb.config_path(), text).unwrap();
+        let keys = format!("max_retries = 1\nretry_max_secs = 2\n{extra}");
+        self.sb.write_azure_config(CONTAINER, &keys);
     }
 
     fn run(&self, args: &[&str]) -> common::Run {
-        let mut cmd = self.sb.command(args);
-        cmd.env("AZURE_STORAGE_CONNECTION_STRING", self.w.conn_string());
-        common::run(cmd)
+        self.sb.run_with_conn(args, &self.w.conn_string())
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let r = self.run(&a);
-        serde_json::from_str(&r.stdout)
-            .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", r.stdout, r.stderr))
+        self.sb.json_with_conn(args, &self.w.conn_string())
     }
 
     /// Every version under `prefix` as the SDK lists it.

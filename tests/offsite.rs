@@ -32,11 +32,8 @@ impl Offsite {
 
     /// The sandbox's config plus an [azure] section; `extra` adds keys.
     fn configure(&self, extra: &str) {
-        let text = format!(
-            "{}\n[azure]\ncontainer = \"{CONTAINER}\"\nmax_retries = 2\nretry_max_secs = 3\n{extra}\n",
-            self.sb.config_text("")
-        );
-        std::fs::write(self.sb.config_path(), text).unwrap();
+        let keys = format!("max_retries = 2\nretry_max_secs = 3\n{extra}");
+        self.sb.write_azure_config(CONTAINER, &keys);
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -44,17 +41,11 @@ impl Offsite {
     }
 
     fn run_with(&self, args: &[&str], conn: &str) -> Run {
-        let mut cmd = self.sb.command(args);
-        cmd.env("AZURE_STORAGE_CONNECTION_STRING", conn);
-        common::run(cmd)
+        self.sb.run_with_conn(args, conn)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let r = self.run(&a);
-        serde_json::from_str(&r.stdout)
-            .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", r.stdout, r.stderr))
+        self.sb.json_with_conn(args, &self.az.conn_string())
     }
 
     fn blobs(&self) -> Vec<Value> {

@@ -185,28 +185,8 @@ pub fn inflate_into(
             progress(plain.len() as u64);
         }
     };
-    let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                s.spawn(|| {
-                    let r = worker();
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    r
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("inflate worker panicked"))
-            .collect()
-    });
-    // The error of the earliest kind that matters: a corrupt member over a
-    // cancellation caused by it.
-    let mut errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
-    errors.sort_by_key(|e| matches!(e, InflateError::Cancelled));
-    if let Some(e) = errors.into_iter().next() {
+    let failure = std::thread::scope(|s| first_error(spawn_workers(s, threads, &failed, &worker)));
+    if let Some(e) = failure {
         return Err(e);
     }
     Ok(index
@@ -228,8 +208,7 @@ pub fn inflate_stream(
     cancel: &AtomicBool,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Option<u64>, InflateError> {
-    let threads = threads.max(1);
-    let (tx, rx) = crossbeam_channel::bounded::<(Member, Vec<u8>)>(threads * 2);
+    let (tx, rx) = crossbeam_channel::bounded::<(Member, Vec<u8>)>(threads.max(1) * 2);
     let failed = AtomicBool::new(false);
     let worker = || -> Result<(), InflateError> {
         let (mut plain, mut inflater) = (Vec::new(), Decompressor::new());
@@ -245,30 +224,46 @@ pub fn inflate_stream(
         Ok(())
     };
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let r = worker();
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    r
-                })
-            })
-            .collect();
+        let workers = spawn_workers(s, threads, &failed, &worker);
         let read = read_members(src, &tx, cancel, &failed);
         drop(tx);
-        let mut errors: Vec<InflateError> = handles
-            .into_iter()
-            .filter_map(|h| h.join().expect("inflate worker panicked").err())
-            .collect();
         // A worker's corrupt member over the reader's view of it.
-        errors.sort_by_key(|e| matches!(e, InflateError::Cancelled));
-        match (errors.into_iter().next(), read) {
+        match (first_error(workers), read) {
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(total)) => Ok(total),
         }
     })
+}
+
+type Worker<'scope> = std::thread::ScopedJoinHandle<'scope, Result<(), InflateError>>;
+
+/// Runs `worker` on `threads` threads of scope `s`; the first that fails
+/// sets `failed`, which tells the others to stop.
+fn spawn_workers<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    threads: usize,
+    failed: &'env AtomicBool,
+    worker: &'env (dyn Fn() -> Result<(), InflateError> + Sync),
+) -> Vec<Worker<'scope>> {
+    let run = move || {
+        let r = worker();
+        if r.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        r
+    };
+    (0..threads.max(1)).map(|_| s.spawn(run)).collect()
+}
+
+/// The error that answers for a run, once every worker ended: a corrupt
+/// member over a cancellation caused by it.
+fn first_error(workers: Vec<Worker<'_>>) -> Option<InflateError> {
+    let mut errors: Vec<InflateError> = workers
+        .into_iter()
+        .filter_map(|h| h.join().expect("inflate worker panicked").err())
+        .collect();
+    errors.sort_by_key(|e| matches!(e, InflateError::Cancelled));
+    errors.into_iter().next()
 }
 
 /// The reading half of [`inflate_stream`]: members in order, each with

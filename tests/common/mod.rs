@@ -253,6 +253,32 @@ impl Sandbox {
         std::fs::write(self.config_path(), self.config_text(top)).unwrap();
     }
 
+    /// Writes the config plus an `[azure]` section for `container`; `keys`
+    /// adds lines after it (more keys, then maybe other sections).
+    pub fn write_azure_config(&self, container: &str, keys: &str) {
+        let text = format!(
+            "{}\n[azure]\ncontainer = \"{container}\"\n{keys}\n",
+            self.config_text("")
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Runs the binary with `conn` as the Azure connection string.
+    pub fn run_with_conn(&self, args: &[&str], conn: &str) -> Run {
+        let mut cmd = self.command(args);
+        cmd.env("AZURE_STORAGE_CONNECTION_STRING", conn);
+        run(cmd)
+    }
+
+    /// [`Sandbox::run_with_conn`] of `args --json`, its stdout parsed.
+    pub fn json_with_conn(&self, args: &[&str], conn: &str) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let r = self.run_with_conn(&a, conn);
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", r.stdout, r.stderr))
+    }
+
     /// Points the config's pg_bin_dir at a directory whose `tool` is the
     /// bash script `body` wrapped around the real one (see [`fake_bin_dir`]).
     pub fn wrap_tool(&self, tool: &str, body: &str) -> PathBuf {
