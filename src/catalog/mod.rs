@@ -40,7 +40,7 @@ use crate::storage::dir::DirStore;
 pub use lock::Lock;
 pub use manifest::Manifest;
 pub use naming::{
-    DUMP_SUFFIX, ENCRYPTED_SUFFIX, FileKind, MANIFEST_SUFFIX, dump_name, dump_name_as,
+    DUMP_SUFFIX, ENCRYPTED_SUFFIX, FileKind, MANIFEST_SUFFIX, dump_name, dump_name_as, file_part,
     is_encrypted, manifest_name, manifest_of, parse_file_name,
 };
 pub use stamp::Stamp;
@@ -158,6 +158,13 @@ impl Catalog {
 
     pub fn lock(&self) -> Result<Lock> {
         Lock::acquire(&self.dir.join(lock::LOCK_NAME))
+    }
+
+    /// Whether a dump of `dbname` at `stamp` is here, encrypted or not.
+    pub fn holds_dump(&self, dbname: &str, stamp: &Stamp) -> bool {
+        [false, true]
+            .into_iter()
+            .any(|enc| self.dir.join(dump_name_as(dbname, stamp, enc)).exists())
     }
 
     /// Every backup of the given databases, oldest first.

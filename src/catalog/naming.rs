@@ -29,6 +29,11 @@ pub fn dump_name_as(dbname: &str, stamp: &Stamp, encrypted: bool) -> String {
     format!("{dbname}_{stamp}{suffix}")
 }
 
+/// The file part of a blob name (`daily/o/x.dump.gz` -> `x.dump.gz`).
+pub fn file_part(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
 /// Whether a dump's file or blob name is an encrypted one.
 pub fn is_encrypted(name: &str) -> bool {
     name.ends_with(ENCRYPTED_SUFFIX)
@@ -103,6 +108,7 @@ mod tests {
         assert!(is_encrypted(&sealed) && !is_encrypted(&dump_name("o", &s)));
         assert_eq!(parse_file_name(&sealed, "o"), Some((s, FileKind::Dump)));
         assert_eq!(manifest_of(&sealed), manifest_name("o", &s));
+        assert_eq!(file_part(&format!("p/daily/o/{sealed}")), sealed);
         assert_eq!(parse_file_name("o_20261125_020000.dump.age", "o"), None);
     }
 }

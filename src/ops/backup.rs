@@ -325,15 +325,7 @@ fn check_server_clock(ctx: &Context, db: &Database) -> Result<()> {
 /// one second must not collide).
 fn free_stamp(catalog: &Catalog, dbs: &[&Database]) -> Stamp {
     let mut stamp = Stamp::now();
-    let taken = |db: &Database, s: &Stamp| {
-        [false, true].iter().any(|&enc| {
-            catalog
-                .dir()
-                .join(dump_name_as(&db.dbname, s, enc))
-                .exists()
-        })
-    };
-    while dbs.iter().any(|db| taken(db, &stamp)) {
+    while dbs.iter().any(|db| catalog.holds_dump(&db.dbname, &stamp)) {
         stamp = stamp.next_second();
     }
     stamp

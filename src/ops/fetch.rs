@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::catalog::copies::{OffsiteCopy, copies_of, read_manifest, stamps};
 use crate::catalog::fsutil::{AtomicFile, create_private_dir};
 use crate::catalog::sets::newest_common;
-use crate::catalog::{Catalog, Stamp, dump_name, dump_name_as, manifest_name};
+use crate::catalog::{Catalog, Stamp, dump_name, file_part, manifest_name};
 use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::offsite::{Tier, blob_name, short};
@@ -98,11 +98,11 @@ fn fetch_one(
     let az = azure(ctx)?;
     // The copies' own file name: `.dump.gz`, or `.dump.gz.age` when the
     // backup was encrypted.
-    let file = copies
-        .first()
-        .map_or_else(|| dump_name(&db.dbname, &stamp), |c| file_of(c.blob));
-    let here = [false, true].map(|enc| catalog.dir().join(dump_name_as(&db.dbname, &stamp, enc)));
-    if here.iter().any(|p| p.exists()) {
+    let file = copies.first().map_or_else(
+        || dump_name(&db.dbname, &stamp),
+        |c| file_part(&c.blob.name).into(),
+    );
+    if catalog.holds_dump(&db.dbname, &stamp) {
         return use_local(catalog, db, stamp, copies);
     }
     let mut failures = Vec::new();
@@ -172,7 +172,7 @@ fn fetch_copy(
     let mname = manifest_name(&db.dbname, &stamp);
     let mblob = blob_name(az, tier, &db.dbname, &mname);
     let (_, text) = read_manifest(store, &mblob, &want, db, stamp, &ctx.cancel)?;
-    let target = catalog.dir().join(file_of(blob));
+    let target = catalog.dir().join(file_part(&blob.name));
     let mut out = AtomicFile::create(&target)?;
     let mut hashing = HashingWriter::new(out.file());
     let bar = obs.bytes(format!("{}: downloading", db.dbname));
@@ -197,13 +197,4 @@ fn fetch_copy(
     // One left by a run cut off here has no dump beside it and is replaced.
     crate::catalog::fsutil::replace_atomic(&catalog.dir().join(&mname), &text)?;
     out.commit().map(drop)
-}
-
-/// The file name part of a copy's blob name.
-fn file_of(blob: &Object) -> String {
-    blob.name
-        .rsplit('/')
-        .next()
-        .unwrap_or(&blob.name)
-        .to_string()
 }

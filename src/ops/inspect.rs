@@ -86,7 +86,7 @@ pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<List
                         timestamp: stamp,
                         database: db.name.clone(),
                         dbname: db.dbname.clone(),
-                        file: blob.name.rsplit('/').next().unwrap_or_default().into(),
+                        file: crate::catalog::file_part(&blob.name).into(),
                         size_bytes: blob.size,
                         state: BackupState::OffsiteOnly,
                         sha256: blob.sha256().ok(),

@@ -111,9 +111,8 @@ pub(crate) fn prepare(
 
 /// The parallel path of [`prepare`]: `inflate` (the members on every core
 /// into the scratch `file`; `how`, for the log) while `create` runs on
-/// another thread. An
-/// `inflate` that finds no index (`None`) falls back to the serial read,
-/// the database already created.
+/// another thread. An `inflate` that finds no index (`None`) falls back to
+/// the serial read, the database already created.
 fn beside_creation(
     ctx: &Context,
     b: &LocalBackup,
