@@ -240,6 +240,12 @@ Examples:
         #[command(flatten)]
         out: Output,
     },
+    /// Disaster drills: rehearse a recovery for real and time it
+    #[command(display_order = 11)]
+    Drill {
+        #[command(subcommand)]
+        action: DrillAction,
+    },
     /// Run the whole schedule: backups, uploads, verification, audit, restore drills
     #[command(after_help = "\
 The schedule is [agent.schedule] in the config (cron, in agent.timezone, UTC by default):
@@ -405,6 +411,50 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         /// With --offsite: judge retention as of this instant (RFC 3339)
         #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "offsite")]
         as_of: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillAction {
+    /// Region failure drill: geo-restore into a throwaway server, smoke-check it, delete it
+    #[command(after_help = "\
+Steps, each timed (together: the measured RTO of a region failure):
+  preflight  GET the source server (geo-redundant backup on) and its paired region
+  accepted   PUT the throwaway server, createMode GeoRestore, tagged
+             valerix-backup-drill-of = <source id>
+  operation  follow the long-running operation (Retry-After honoured)
+  ready      GET the server until it is Ready
+  connect    psql to it ([drill] sslmode, default require)
+  smoke      every table of the newest local backup's manifest exists and holds at least
+             its row count; then [drill] smoke_query, if set, must return true
+  delete     DELETE the server and follow the operation until it is gone
+The server is deleted even when a step failed or the run was interrupted (Ctrl-C), unless
+--keep. A run first deletes the drill servers an earlier, killed run left behind; it
+never deletes a server it did not name <source>-drill-<YYYYMMDD> and tag (one line,
+exit 1). The password for the smoke check comes from each database's password_env (else
+PGPASSWORD, ~/.pgpass), never the command line. A drill costs the server's hours (often
+under one) and its storage; the agent runs it only when agent.schedule.drill_region is
+set (quarterly: \"0 3 1 */3 *\").
+
+Examples:
+  valerix-backup drill region --yes                      drill the first configured server
+  valerix-backup drill region --source valerix-postgres --json --yes
+  valerix-backup drill region --keep --yes               leave it running to look around")]
+    Region {
+        /// The [[azure.postgres_server]] to drill [default: [drill] source, else the first]
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// Name of the throwaway server [default: <source>-drill-<YYYYMMDD>, UTC]
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// Do not delete the drill server at the end (it costs money until deleted)
+        #[arg(long)]
+        keep: bool,
+        /// Do not ask for confirmation (creating a server costs money)
+        #[arg(short, long)]
+        yes: bool,
         #[command(flatten)]
         out: Output,
     },

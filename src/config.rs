@@ -59,6 +59,9 @@ pub struct Config {
     /// `[encryption]`: new backups are age-encrypted to these recipients.
     #[serde(default)]
     pub encryption: Option<Encryption>,
+    /// `[drill]`: `drill region`, the geo-restore drill.
+    #[serde(default)]
+    pub drill: Option<DrillConfig>,
     /// Where the config was read from (not part of the TOML).
     #[serde(skip)]
     pub path: PathBuf,
@@ -444,7 +447,10 @@ impl TryFrom<AgentToml> for AgentConfig {
                 (Job::WeeklyUpload, &s.weekly_upload),
                 (Job::Audit, &s.audit),
                 (Job::Drill, &s.drill),
-            ],
+            ]
+            .into_iter()
+            // Off unless configured: a region drill costs a server's hours.
+            .chain(s.drill_region.as_deref().map(|e| (Job::DrillRegion, e))),
         )?;
         Ok(AgentConfig {
             listen: t.listen,
@@ -479,6 +485,10 @@ struct ScheduleToml {
     audit: String,
     #[serde(default = "default_drill_cron")]
     drill: String,
+    /// `drill region` (a geo-restore into a throwaway server); absent:
+    /// never (it costs money; the seed says quarterly, `0 3 1 */3 *`).
+    #[serde(default)]
+    drill_region: Option<String>,
 }
 
 impl Default for ScheduleToml {
@@ -489,6 +499,7 @@ impl Default for ScheduleToml {
             weekly_upload: default_weekly_cron(),
             audit: default_audit_cron(),
             drill: default_drill_cron(),
+            drill_region: None,
         }
     }
 }
@@ -1118,13 +1129,15 @@ user = "inventory_user"
         assert_eq!(c.databases.len(), 2);
         let s = &c.agent.schedule;
         assert_eq!(
-            Job::ALL.map(|j| s.expr(j).unwrap()),
+            Job::ALL.map(|j| s.expr(j)),
             [
-                "0 2 * * *",
-                "0 3 * * *",
-                "0 1 * * SUN",
-                "30 3 * * *",
-                "0 4 * * SUN#1"
+                Some("0 2 * * *"),
+                Some("0 3 * * *"),
+                Some("0 1 * * SUN"),
+                Some("30 3 * * *"),
+                Some("0 4 * * SUN#1"),
+                // The region drill costs money: off unless configured.
+                None,
             ]
         );
     }
@@ -1194,5 +1207,59 @@ user = "inventory_user"
         let secret = id.to_string().expose_secret().to_string();
         let e = parse_recipient(&secret).unwrap_err();
         assert!(e.contains("private key") && !e.contains(&secret), "{e}");
+    }
+}
+
+/// `[drill]`: how `drill region` reaches and checks its throwaway server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    /// The `[[azure.postgres_server]]` to drill (default: the first one).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The role the smoke check connects as (default: each database's
+    /// `user`); its password is the database's `password_env`, else
+    /// PGPASSWORD or ~/.pgpass, never the config.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// libpq `sslmode` of the smoke check (`require`; Azure refuses
+    /// unencrypted connections).
+    #[serde(default = "default_drill_sslmode")]
+    pub sslmode: String,
+    /// `{ "<fqdn>" = "IP:PORT" }`, as curl's `--resolve`: the server's
+    /// name stays the host (TLS checks it) while libpq connects to the
+    /// address (`hostaddr`). For tests and split-horizon DNS.
+    #[serde(default)]
+    pub resolve: std::collections::BTreeMap<String, String>,
+    /// SQL that must return true on the drill server (`select count(*) >
+    /// 0 from orders where created_at > now() - interval '2 days'`).
+    #[serde(default)]
+    pub smoke_query: Option<String>,
+    /// The database (config name) `smoke_query` runs in (default: the
+    /// first of the server's).
+    #[serde(default)]
+    pub smoke_database: Option<String>,
+}
+
+fn default_drill_sslmode() -> String {
+    "require".into()
+}
+
+impl DrillConfig {
+    /// The `hostaddr` and port `resolve` maps `fqdn` to, if any; a value
+    /// that is not `IP:PORT` is an error naming the key.
+    pub fn resolved(&self, fqdn: &str) -> Result<Option<std::net::SocketAddr>> {
+        let Some((_, v)) = self
+            .resolve
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(fqdn))
+        else {
+            return Ok(None);
+        };
+        v.parse().map(Some).map_err(|_| {
+            Error::Setup(format!(
+                "drill.resolve \"{fqdn}\" = \"{v}\": expected IP:PORT (e.g. 127.0.0.1:5432)"
+            ))
+        })
     }
 }

@@ -19,7 +19,7 @@ use valerix_backup::ops::{
 use valerix_backup::ui::Progress;
 use valerix_backup::{Config, Error, Result};
 
-use cli::{Cli, Command, ConfigAction, HoldAction};
+use cli::{Cli, Command, ConfigAction, DrillAction, HoldAction};
 
 fn main() {
     let cli = Cli::parse();
@@ -89,6 +89,25 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             report.outcome()
         }
         cmd @ Command::GeoRestore { .. } => geo_restore(&ctx, cmd, json),
+        Command::Drill {
+            action:
+                DrillAction::Region {
+                    source,
+                    target,
+                    keep,
+                    yes,
+                    ..
+                },
+        } => drill_region(
+            &ctx,
+            geo::drill::DrillRequest {
+                source,
+                target,
+                keep,
+            },
+            yes,
+            json,
+        ),
         Command::Config {
             action: ConfigAction::Check { .. },
         } => {
@@ -221,6 +240,9 @@ fn wants_json(cmd: &Command) -> bool {
         Command::GeoRestore { out, .. } | Command::AzureCheck { out } => out.json,
         Command::Upload { out, .. } | Command::Audit { out, .. } => out.json,
         Command::Hold { out, .. } => out.json,
+        Command::Drill {
+            action: DrillAction::Region { out, .. },
+        } => out.json,
         Command::Backup { out, .. }
         | Command::Verify { out, .. }
         | Command::Restore { out, .. }
@@ -309,6 +331,23 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
     let ns = update_k8s.as_deref();
     geo::point_services(&mut report, &databases, ns, &arm.cfg.k8s_namespace)?;
     print::emit(json, &report, print::geo_report)
+}
+
+/// `drill region`: confirm (it creates a server that costs money), run,
+/// print the report (also when a step failed), then its outcome.
+fn drill_region(ctx: &Context, req: geo::drill::DrillRequest, yes: bool, json: bool) -> Result<()> {
+    let az = upload::azure_of(&ctx.cfg)?;
+    let arm = valerix_backup::arm::Arm::connect(az)?;
+    if !yes {
+        ask(
+            &[],
+            "drill region creates a flexible server (billed until the drill deletes it)",
+            "drill cancelled; nothing was sent",
+        )?;
+    }
+    let report = geo::drill::drill(ctx, &arm, &req, &ctx.progress)?;
+    print::emit(json, &report, print::drill_region)?;
+    report.into_outcome()
 }
 
 /// `lifecycle-policy --apply`: show what merging our rules changes, ask

@@ -7,6 +7,7 @@ use serde::Serialize;
 use valerix_backup::ops::audit::AuditReport;
 use valerix_backup::ops::backup::{BackupReport, BackupRun};
 use valerix_backup::ops::check::ConfigCheck;
+use valerix_backup::ops::geo::drill::DrillReport;
 use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport};
 use valerix_backup::ops::hold::HoldReport;
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
@@ -472,6 +473,51 @@ pub fn config_check(r: &ConfigCheck) -> String {
             i.detail
         );
     }
+    s
+}
+
+/// `drill region`: each step's seconds, the smoke check, what is left.
+pub fn drill_region(r: &DrillReport) -> String {
+    let mut s = format!("drill region: {} into {}\n", r.source_id, r.target_id);
+    for l in &r.left_behind {
+        s += &format!(
+            "  left behind by an earlier drill, deleted first: {} ({:.1} s)\n",
+            l.name, l.secs
+        );
+    }
+    for (step, secs) in r.steps.list() {
+        s += &format!("  {step:<10} {secs:>8.1} s\n");
+    }
+    let rows: u64 = r.tables.iter().filter_map(|t| t.found).sum();
+    let bad = r
+        .tables
+        .iter()
+        .filter(|t| t.found.is_none_or(|n| n < t.expected))
+        .count();
+    if !r.tables.is_empty() {
+        s += &format!(
+            "  smoke check: {} tables, {rows} rows, {bad} short or missing\n",
+            r.tables.len()
+        );
+    }
+    if let Some(ok) = r.smoke_query {
+        s += &format!("  smoke_query: {}\n", if ok { "true" } else { "NOT true" });
+    }
+    s += &match (r.deleted, r.kept) {
+        (true, _) => format!("  {} deleted\n", r.name()),
+        (false, true) => format!(
+            "  {} kept (--keep): delete it when done, it costs money\n",
+            r.name()
+        ),
+        (false, false) => format!("  {} NOT deleted: delete it by hand\n", r.name()),
+    };
+    s += &match &r.error {
+        Some(e) => format!("FAILED: {e}\n"),
+        None => format!(
+            "ok: measured RTO of the region scenario {:.1} s\n",
+            r.steps.total
+        ),
+    };
     s
 }
 

@@ -27,15 +27,19 @@ pub enum Job {
     Audit,
     /// Restore drill: `verify --deep`, the measured RTO.
     Drill,
+    /// Region drill: `drill region` (geo-restore, smoke check, delete);
+    /// scheduled only when `agent.schedule.drill_region` is set.
+    DrillRegion,
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
+    pub const ALL: [Job; 6] = [
         Job::Backup,
         Job::Verify,
         Job::WeeklyUpload,
         Job::Audit,
         Job::Drill,
+        Job::DrillRegion,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Job {
             Job::WeeklyUpload => "weekly-upload",
             Job::Audit => "audit",
             Job::Drill => "drill",
+            Job::DrillRegion => "drill-region",
         }
     }
 

@@ -7,10 +7,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, list_dir, terminate};
+use common::{Sandbox, list_dir, receiver, terminate};
 use serde_json::Value;
 
 fn free_port() -> u16 {
@@ -277,49 +276,6 @@ fn sigterm_mid_backup_leaves_no_partial_file() {
         "{left:?}"
     );
     assert!(sb.dumps().is_empty(), "{left:?}");
-}
-
-/// A webhook receiver: every POST body, in order.
-fn receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let mut s = stream.unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = s.read(&mut chunk).unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(i) = text.find("\r\n\r\n") {
-                    let len: usize = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= i + 4 + len {
-                        let body = &buf[i + 4..i + 4 + len];
-                        sink.lock()
-                            .unwrap()
-                            .push(serde_json::from_slice(body).unwrap());
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, got)
 }
 
 #[test]

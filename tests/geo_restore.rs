@@ -875,3 +875,258 @@ fn the_fake_refuses_what_resource_manager_refuses() {
         json!([401, "ExpiredAuthenticationToken"])
     );
 }
+
+// ---- drill region: a geo-restore into a throwaway server, smoke-checked
+// over a real connection, then deleted ----
+
+/// The drill server's name today and its FQDN: the fake names servers
+/// `<name>.drill.invalid` (`fqdn_suffix`), a name that never resolves, so
+/// only `[drill] resolve` reaches it.
+fn drill_name() -> (String, String) {
+    let name = format!(
+        "{SOURCE_SERVER}-drill-{}",
+        chrono::Utc::now().format("%Y%m%d")
+    );
+    let fqdn = format!("{name}.drill.invalid");
+    (name, fqdn)
+}
+
+/// The sandbox's config with [azure], the fake Resource Manager, the
+/// source server and `[drill]` (sslmode disable: the local clusters have
+/// no TLS) resolving the drill server's FQDN to 127.0.0.1:`port`.
+fn write_drill_config(sb: &common::Sandbox, fake: &FakeArm, top: &str, port: u16, more: &str) {
+    let (_, fqdn) = drill_name();
+    let text = format!(
+        "{}\n[azure]\ncontainer = \"database-backups\"\nmax_retries = 3\nretry_max_secs = 10\n\
+         [azure.resource_manager]\nsubscription_id = \"{}\"\nresource_group = \"{SOURCE_RG}\"\n\
+         endpoint = \"{}\"\nauth = \"client-secret\"\npoll_interval_secs = 1\ntimeout_minutes = 2\n\
+         [[azure.postgres_server]]\nname = \"{SOURCE_SERVER}\"\ndatabases = [\"order\", \"inventory\"]\n\
+         [drill]\nsslmode = \"disable\"\nresolve = {{ \"{fqdn}\" = \"127.0.0.1:{port}\" }}\n{more}",
+        sb.config_text(top),
+        arm::SUBSCRIPTION,
+        fake.endpoint()
+    );
+    std::fs::write(sb.config_path(), text).unwrap();
+}
+
+/// The fake with drill FQDNs and short operations: one poll InProgress,
+/// Retry-After 1, Ready at once.
+fn drill_state() -> Value {
+    json_merge(
+        arm::scenario(),
+        json!({ "fqdn_suffix": "drill.invalid", "polls": 1, "ready_after": 0 }),
+    )
+}
+
+fn drill_fake() -> FakeArm {
+    FakeArm::start(drill_state())
+}
+
+fn drill_run(sb: &common::Sandbox, fake: &FakeArm, args: &[&str]) -> common::Run {
+    let mut cmd = sb.command(args);
+    cmd.envs(fake.env());
+    common::run(cmd)
+}
+
+/// The requests with `method` to the drill server, after the program
+/// exited (the fake logs right after answering).
+fn to_drill_server(fake: &FakeArm, method: &str) -> Vec<Value> {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    fake.requests_to(method, &format!("/flexibleServers/{}", drill_name().0))
+}
+
+/// What DELETE answered: 202 with the operation's URLs and Retry-After, as
+/// Servers_Delete (2025-08-01) documents; then GETs until 404.
+#[track_caller]
+fn assert_deleted(fake: &FakeArm, deletes: usize) {
+    let d = to_drill_server(fake, "DELETE");
+    assert_eq!(d.len(), deletes, "{d:?}");
+    for del in &d {
+        assert_eq!(del["status"], 202, "{del}");
+        for h in ["Azure-AsyncOperation", "Location", "Retry-After"] {
+            assert!(del["response_headers"][h].is_string(), "{h} in {del}");
+        }
+    }
+    let gets = to_drill_server(fake, "GET");
+    let last = gets.last().unwrap();
+    assert_eq!(last["status"], 404, "{last}");
+    assert_eq!(last["error"], "ResourceNotFound");
+}
+
+#[test]
+fn drill_region_restores_checks_the_rows_and_deletes_and_a_short_table_fails_it_and_alerts() {
+    let sb = common::Sandbox::with_scale(20);
+    sb.run(&["backup"]).ok();
+    // The "restored" server: a second cluster loaded from that backup.
+    let standin = common::Pg::start(1);
+    let load = sb.work.path().join("standin.toml");
+    std::fs::write(
+        &load,
+        sb.config_text("").replace(
+            &format!("port = {}", sb.pg.port),
+            &format!("port = {}", standin.port),
+        ),
+    )
+    .unwrap();
+    let mut restore = std::process::Command::new(common::bin());
+    restore
+        .args([
+            "--config",
+            load.to_str().unwrap(),
+            "restore",
+            "latest",
+            "--yes",
+        ])
+        .current_dir(sb.work.path())
+        .env("ORDER_DB_PASSWORD", common::ORDER_PW)
+        .env("INVENTORY_DB_PASSWORD", common::INVENTORY_PW);
+    common::run(restore).ok();
+    assert_eq!(
+        standin.fingerprint("order_db"),
+        sb.pg.fingerprint("order_db")
+    );
+
+    let fake = drill_fake();
+    write_drill_config(&sb, &fake, "", standin.port, "");
+    let (name, _) = drill_name();
+    let r = drill_run(&sb, &fake, &["drill", "region", "--yes", "--json"]).ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    for step in [
+        "preflight",
+        "accepted",
+        "operation",
+        "ready",
+        "connect",
+        "smoke",
+        "delete",
+    ] {
+        let secs = report["steps"][step].as_f64();
+        assert!(secs.is_some_and(|s| s >= 0.0), "{step}: {report}");
+    }
+    assert!(
+        report["steps"]["total"].as_f64().unwrap() >= 2.0,
+        "{report}"
+    );
+    assert_eq!(report["deleted"], true);
+    assert_eq!(report["error"], Value::Null);
+    // Every table of both manifests, counted on the stand-in.
+    let tables = report["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 8, "{report}");
+    for t in tables {
+        assert!(
+            t["found"].as_u64().unwrap() >= t["expected"].as_u64().unwrap(),
+            "{t}"
+        );
+    }
+    let items = tables
+        .iter()
+        .find(|t| t["table"] == "public.order_items")
+        .unwrap();
+    let rows: u64 = standin
+        .psql("order_db", "SELECT count(*) FROM order_items")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(items["found"], rows);
+
+    // One PUT: a geo-restore into the paired region, tagged as a drill.
+    let puts = to_drill_server(&fake, "PUT");
+    assert_eq!(puts.len(), 1);
+    let body = &puts[0]["json"];
+    assert_eq!(body["properties"]["createMode"], "GeoRestore");
+    assert_eq!(body["location"], PAIRED_REGION);
+    assert_eq!(
+        body["tags"]["valerix-backup-drill-of"],
+        arm::server_id(SOURCE_RG, SOURCE_SERVER).to_lowercase()
+    );
+    assert_deleted(&fake, 1);
+
+    // A short table on the drill server: the drill fails naming it, the
+    // server is deleted all the same, and the agent's job alerts.
+    standin.psql("order_db", "DELETE FROM order_items WHERE line % 2 = 0");
+    let (port, got) = common::receiver();
+    write_drill_config(
+        &sb,
+        &fake,
+        "",
+        standin.port,
+        &format!("[[alert.webhook]]\nurl = \"http://127.0.0.1:{port}/hook\"\n"),
+    );
+    let r = drill_run(&sb, &fake, &["agent", "--once", "drill-region"]);
+    let e = r.fails_with(1, "public.order_items has");
+    assert!(e.contains(&name), "{e}");
+    assert_deleted(&fake, 2);
+    let alerts = got.lock().unwrap().clone();
+    let alert = alerts
+        .iter()
+        .find(|a| a["kind"] == "drill-failed")
+        .unwrap_or_else(|| panic!("{alerts:?}"));
+    assert!(
+        alert["summary"]
+            .as_str()
+            .unwrap()
+            .contains("public.order_items"),
+        "{alert}"
+    );
+}
+
+#[test]
+fn a_killed_drill_is_deleted_by_the_next_one_and_an_untagged_look_alike_never() {
+    let sb = common::Sandbox::with_scale(5);
+    sb.run(&["backup"]).ok();
+    let fake = drill_fake();
+    // A psql that records its pid and hangs: the drill is SIGKILLed during
+    // its smoke check, its server created and Ready.
+    let mark = sb.work.path().join("psql.pid");
+    let hang = format!("echo $$ > '{}'\nexec sleep 60", mark.display());
+    let dir = common::fake_bin_dir(sb.work.path(), "psql", &hang);
+    let top = format!("pg_bin_dir = \"{}\"", dir.display());
+    write_drill_config(&sb, &fake, &top, sb.pg.port, "");
+    let mut cmd = sb.command(&["drill", "region", "--yes"]);
+    cmd.envs(fake.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    let pid = loop {
+        let text = std::fs::read_to_string(&mark).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            break pid;
+        }
+        assert!(t0.elapsed().as_secs() < 60, "the drill never reached psql");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // SAFETY: kill(2) of the hanging stand-in psql this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let (name, _) = drill_name();
+    assert_eq!(to_drill_server(&fake, "PUT").len(), 1);
+    assert!(to_drill_server(&fake, "DELETE").is_empty());
+
+    // The next drill deletes the one left behind before it creates its own.
+    write_drill_config(&sb, &fake, "", sb.pg.port, "");
+    let r = drill_run(&sb, &fake, &["drill", "region", "--yes", "--json"]).ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["left_behind"][0]["name"], name.as_str(), "{report}");
+    assert_eq!(report["deleted"], true);
+    assert_deleted(&fake, 2);
+    let puts = to_drill_server(&fake, "PUT");
+    let deletes = to_drill_server(&fake, "DELETE");
+    assert_eq!(puts.len(), 2);
+    assert!(deletes[0]["seq"].as_u64() < puts[1]["seq"].as_u64());
+
+    // A server named like a drill server but without the tag is not ours:
+    // refused in one line, nothing deleted, nothing created.
+    let lookalike = format!("{SOURCE_SERVER}-drill-20250301");
+    let mut state = drill_state();
+    state["servers"][format!("{SOURCE_RG}/{lookalike}")] = json!({ "location": PAIRED_REGION });
+    let other = FakeArm::start(state);
+    write_drill_config(&sb, &other, "", sb.pg.port, "");
+    let r = drill_run(&sb, &other, &["drill", "region", "--yes"]);
+    let e = r.fails_with(2, &format!("refusing to delete {lookalike}"));
+    assert!(e.contains("valerix-backup-drill-of"), "{e}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(other.requests_to("DELETE", "").is_empty());
+    assert!(other.requests_to("PUT", "").is_empty());
+}

@@ -25,6 +25,8 @@ pub enum AlertKind {
     VerifyFailed,
     AuditFailed,
     Recovered,
+    /// `drill region` failed (its smoke check, the geo-restore, the delete).
+    DrillFailed,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -30,6 +30,7 @@ pub fn run(ctx: &Context, shared: &Shared, job: Job) -> Result<()> {
         Job::Drill => run_verify(ctx, shared, true),
         Job::WeeklyUpload => run_weekly_catch_up(ctx, shared),
         Job::Audit => run_audit(ctx, shared),
+        Job::DrillRegion => run_drill_region(ctx, shared),
     };
     let secs = t0.elapsed().as_secs_f64();
     m.running.get_or_create(&l).set(0.0);
@@ -235,4 +236,19 @@ pub fn check_freshness(ctx: &Context, shared: &Shared) {
             AlertKind::BackupMissing,
         );
     }
+}
+
+/// The region drill (`drill region`): geo-restore into a throwaway server,
+/// smoke check, delete. Each step's seconds become
+/// `drill_region_seconds{step}`; a failure is alerted by the job's outcome.
+fn run_drill_region(ctx: &Context, shared: &Shared) -> Result<()> {
+    let az = crate::ops::upload::azure(ctx)?;
+    let arm = crate::arm::Arm::connect(az)?;
+    let report = crate::ops::geo::drill::drill(ctx, &arm, &Default::default(), &ctx.progress)?;
+    let gauge = &shared.metrics.drill_region;
+    gauge.clear();
+    for (step, secs) in report.steps.list() {
+        gauge.get_or_create(&labels(&[("step", step)])).set(secs);
+    }
+    report.into_outcome()
 }

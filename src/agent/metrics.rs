@@ -28,6 +28,8 @@ pub struct Metrics {
     pub drill_restore: G,
     pub audit_findings: G,
     pub newest_backup_age: G,
+    /// `drill region`'s steps (preflight ... delete, total), the last run.
+    pub drill_region: G,
 }
 
 fn gauge(r: &mut Registry, name: &str, help: &str) -> G {
@@ -95,6 +97,11 @@ impl Default for Metrics {
                 &mut r,
                 "newest_backup_age_seconds",
                 "Age of the newest sound local backup",
+            ),
+            drill_region: gauge(
+                &mut r,
+                "drill_region_seconds",
+                "Seconds of each step of the last region drill (step=\"total\": the measured RTO)",
             ),
             registry: r,
         }

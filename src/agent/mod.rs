@@ -88,6 +88,7 @@ impl Shared {
             Job::Verify | Job::Drill => AlertKind::VerifyFailed,
             Job::Audit => AlertKind::AuditFailed,
             Job::Backup | Job::WeeklyUpload => AlertKind::JobFailed,
+            Job::DrillRegion => AlertKind::DrillFailed,
         };
         self.transition(job.as_str(), db, failure, kind);
     }

@@ -180,6 +180,11 @@ impl Arm {
         self.send(Method::Put, url, Some(body))
     }
 
+    /// DELETE (safe to repeat: a second one of a deleted resource is 204).
+    pub fn delete(&self, url: &str) -> Result<Answer> {
+        self.send(Method::Delete, url, None)
+    }
+
     /// PUT without any retry, for a write that must not be repeated
     /// blindly. An error before the request could be sent (no token, no
     /// connection) is an `Err`; once sent, either the answer or `Lost`.

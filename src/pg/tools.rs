@@ -63,7 +63,12 @@ impl PgTools {
     /// Runs an SQL script through psql (on stdin, not the command line) and
     /// returns the rows of its output, fields split.
     pub fn query(&self, db: &Database, dbname: &str, sql: &str) -> Result<Vec<Vec<String>>> {
-        let mut cmd = self.command("psql", db, dbname)?;
+        self.query_with(self.command("psql", db, dbname)?, sql)
+    }
+
+    /// [`PgTools::query`] through `cmd`, a psql [`PgTools::command`] its
+    /// caller added settings to (`PGHOSTADDR`, `PGSSLMODE`).
+    pub fn query_with(&self, mut cmd: Command, sql: &str) -> Result<Vec<Vec<String>>> {
         cmd.args([
             "-X",
             "-q",

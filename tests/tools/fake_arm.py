@@ -51,6 +51,17 @@ ARM):
            characters without < > % & \\ ? /, values at most 256) and shown
            by GET; createMode and sourceServerResourceId are never shown by
            GET (the spec returns the source only for read replicas)
+  DELETE /subscriptions/{sub}/resourceGroups/{rg}/providers/
+           Microsoft.DBforPostgreSQL/flexibleServers/{name}?api-version=V
+           (Servers_Delete, 2025-08-01 openapi.json: 202 "Resource deletion
+           accepted" with Azure-AsyncOperation, Location and Retry-After; 204
+           "Resource does not exist"; final-state-via location) -> the server
+           is "Dropping" while its operation is InProgress (polls), then gone:
+           GET 404 ResourceNotFound; 403 AuthorizationFailed
+           (flexibleServers/delete) in forbidden_resource_groups
+  GET  /subscriptions/{sub}/resourceGroups/{rg}/providers/
+           Microsoft.DBforPostgreSQL/flexibleServers?api-version=V
+           (Servers_ListByResourceGroup: {"value": [server, ...]})
   GET  /subscriptions/{sub}/providers/Microsoft.DBforPostgreSQL/locations/
            {loc}/azureAsyncOperation/{opid}?api-version=V
   GET  /subscriptions/{sub}/providers/Microsoft.DBforPostgreSQL/locations/
@@ -272,6 +283,9 @@ def load_state(path):
                            off, as a new account is)
       containers           {"rg/account/container": {"immutableStorageWithVersioning":
                            bool}}: the containers that exist
+      fqdn_suffix          the servers' fullyQualifiedDomainName is
+                           <name>.<fqdn_suffix> ("postgres.database.azure.com"):
+                           tests use a name that never resolves (drill.invalid)
     """
     with open(path, encoding="utf-8") as f:
         st = json.load(f)
@@ -355,7 +369,8 @@ def new_server(st, rg, name, spec):
                 "earliestRestoreDate": earliest,
             },
             "dataEncryption": {"type": "SystemManaged"},
-            "fullyQualifiedDomainName": "{}.postgres.database.azure.com".format(name.lower()),
+            "fullyQualifiedDomainName": "{}.{}".format(
+                name.lower(), st.get("fqdn_suffix") or "postgres.database.azure.com"),
             "highAvailability": {"mode": "Disabled", "state": "NotEnabled"},
             "maintenanceWindow": {"customWindow": "Disabled", "dayOfWeek": 0, "startHour": 0, "startMinute": 0},
             "minorVersion": str(spec.get("minorVersion", "9")),
@@ -776,6 +791,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.api_version(query, st["api_versions"], "locations/" + rest[4], lrest[3])
             return self.poll(lrest[3], lrest[4], rest[5])
 
+        # /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DBforPostgreSQL/flexibleServers
+        if (len(lrest) == 5 and lrest[0] == "resourcegroups" and lrest[2] == "providers"
+                and lrest[3] == "microsoft.dbforpostgresql" and lrest[4] == "flexibleservers"):
+            return self.list_servers(query, rest[1])
+
         # /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/...]
         if len(lrest) >= 6 and lrest[0] == "resourcegroups" and lrest[2] == "providers":
             rg = rest[1]
@@ -830,7 +850,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def flexible_server(self, claims, query, rg, name, raw):
         st = self.server.state
-        self.method_is("GET", "PUT")
+        self.method_is("GET", "PUT", "DELETE")
         key = (rg.lower(), name.lower())
         with self.server.lock:
             srv = st["servers"].get(key)
@@ -858,7 +878,53 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     else:
                         srv["properties"]["state"] = "Ready"
                 return 200, server_body(st, srv), {}
+        if self.command == "DELETE":
+            return self.delete_server(claims, query, rg, name)
         return self.create_server(claims, query, rg, name, raw)
+
+    def list_servers(self, query, rg):
+        """Servers_ListByResourceGroup: every server of the group, one page."""
+        st = self.server.state
+        self.method_is("GET")
+        self.api_version(query, st["api_versions"], "flexibleServers")
+        self.rg_exists(rg)
+        with self.server.lock:
+            value = [server_body(st, srv) for (g, _), srv in sorted(st["servers"].items()) if g == rg.lower()]
+        return 200, {"value": value}, {}
+
+    def delete_server(self, claims, query, rg, name):
+        """Servers_Delete (2025-08-01): 202 with the operation's URLs, or
+        204 when there is no such server; the server is Dropping until its
+        operation ends, then gone."""
+        st = self.server.state
+        api = query["api-version"][0]
+        if rg.lower() in st["forbidden_resource_groups"]:
+            self.forbidden(claims, PG_TYPE + "/delete", server_id(st, rg, name))
+        self.rg_exists(rg)
+        key = (rg.lower(), name.lower())
+        with self.server.lock:
+            srv = st["servers"].get(key)
+            if srv is None:
+                return 204, None, {}
+            running = self.server.ops.get(srv["op"]) if srv["op"] else None
+            if running is not None and running["status"] == "InProgress" and running.get("kind") == "delete":
+                opid = running["id"]
+            else:
+                opid = str(uuid.uuid4())
+                self.server.ops[opid] = {
+                    "id": opid, "key": key, "location": srv["location"], "polls": 0, "status": "InProgress",
+                    "startTime": iso(now_utc()), "endTime": None, "fail": False, "api": api, "kind": "delete",
+                }
+                srv["op"] = opid
+                srv["properties"]["state"] = "Dropping"
+            location = srv["location"]
+        path = "/subscriptions/{}/providers/Microsoft.DBforPostgreSQL/locations/{}".format(st["subscription"], location)
+        base = self.base_url()
+        return 202, None, {
+            "Azure-AsyncOperation": "{}{}/azureAsyncOperation/{}?api-version={}".format(base, path, opid, api),
+            "Location": "{}{}/operationResults/{}?api-version={}".format(base, path, opid, api),
+            "Retry-After": st["retry_after"],
+        }
 
     def lost_answer(self, rg, name):
         lose = self.server.state["lose_answer"]
@@ -1012,6 +1078,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         op["endTime"] = iso(now_utc())
         srv = st["servers"].get(op["key"])
+        if op.get("kind") == "delete":
+            op["status"] = "Succeeded"
+            st["servers"].pop(op["key"], None)
+            return
         if op["fail"]:
             op["status"] = "Failed"
             op["error"] = dict(st["fail_error"])

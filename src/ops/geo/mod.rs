@@ -6,6 +6,7 @@
 //! Resource Manager resources are typed in [`crate::arm::resources`].
 
 pub mod azure_check;
+pub mod drill;
 pub mod kubectl;
 pub mod restore;
 pub mod watch;

@@ -41,7 +41,7 @@ use crate::ops::{Context, Observer};
 /// how a run that lost the PUT's answer tells its restore from any other
 /// server of that name.
 const SOURCE_TAG: &str = "valerix-backup-geo-restore-of";
-const REQUEST_TAG: &str = "valerix-backup-request";
+pub(super) const REQUEST_TAG: &str = "valerix-backup-request";
 
 #[derive(Debug, Clone, Default)]
 pub struct GeoRestoreRequest {
@@ -208,7 +208,7 @@ pub fn plan(ctx: &Context, arm: &Arm, req: &GeoRestoreRequest) -> Result<GeoRest
 
 /// The source tag's value: the id lowercased (ids are case-insensitive), or
 /// its SHA-256 when longer than a tag value may be (256 characters).
-fn source_marker(source_id: &str) -> String {
+pub(super) fn source_marker(source_id: &str) -> String {
     let id = source_id.to_ascii_lowercase();
     if id.len() <= 256 {
         id
@@ -217,7 +217,7 @@ fn source_marker(source_id: &str) -> String {
     }
 }
 
-fn configured<'a>(az: &'a Azure, name: &str) -> Option<&'a PostgresServer> {
+pub(super) fn configured<'a>(az: &'a Azure, name: &str) -> Option<&'a PostgresServer> {
     az.postgres_servers.iter().find(|s| s.name == name)
 }
 
