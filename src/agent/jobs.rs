@@ -240,7 +240,8 @@ pub fn check_freshness(ctx: &Context, shared: &Shared) {
 
 /// The region drill (`drill region`): geo-restore into a throwaway server,
 /// smoke check, delete. Each step's seconds become
-/// `drill_region_seconds{step}`; a failure is alerted by the job's outcome.
+/// `drill_region_seconds{step}` (and `step="rto"`, preflight to a checked
+/// server); a failure is alerted by the job's outcome.
 fn run_drill_region(ctx: &Context, shared: &Shared) -> Result<()> {
     let az = crate::ops::upload::azure(ctx)?;
     let arm = crate::arm::Arm::connect(az)?;
@@ -250,5 +251,8 @@ fn run_drill_region(ctx: &Context, shared: &Shared) -> Result<()> {
     for (step, secs) in report.steps.list() {
         gauge.get_or_create(&labels(&[("step", step)])).set(secs);
     }
+    gauge
+        .get_or_create(&labels(&[("step", "rto")]))
+        .set(report.rto_secs);
     report.into_outcome()
 }

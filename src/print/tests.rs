@@ -529,3 +529,62 @@ fn config_check_report() {
     };
     both("config_check", &r, config_check);
 }
+
+#[test]
+fn drill_region_reports() {
+    use valerix_backup::ops::geo::drill::{DrillReport, DrillSteps, LeftBehind, TableCheck};
+    let table = |table: &str, expected, found| TableCheck {
+        database: "order_db".into(),
+        table: table.into(),
+        expected,
+        found,
+    };
+    let steps = DrillSteps {
+        preflight: Some(0.5),
+        accepted: Some(1.5),
+        operation: Some(1260.0),
+        ready: Some(45.5),
+        connect: Some(0.5),
+        smoke: Some(3.0),
+        delete: Some(310.0),
+        total: 1621.0,
+    };
+    let ok = DrillReport {
+        source_id: format!("{SUB}/valerix-pg"),
+        target_id: format!("{SUB}/valerix-pg-drill-20261201"),
+        location: "northeurope".into(),
+        fqdn: Some("valerix-pg-drill-20261201.postgres.database.azure.com".into()),
+        backups: [(
+            "order_db".to_string(),
+            "order_db_20261201_020000.dump.gz".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+        tables: vec![
+            table("public.orders", 120, Some(121)),
+            table("public.customers", 40, Some(40)),
+        ],
+        smoke_query: Some(true),
+        left_behind: vec![LeftBehind {
+            name: "valerix-pg-drill-20260901".into(),
+            secs: 290.0,
+        }],
+        deleted: true,
+        rto_secs: steps.rto(),
+        steps: steps.clone(),
+        ..Default::default()
+    };
+    both("drill_region_ok", &ok, drill_region);
+    let failed = DrillReport {
+        tables: vec![table("public.orders", 120, Some(60)), table("public.invoices", 9, None)],
+        smoke_query: None,
+        left_behind: Vec::new(),
+        error: Some(
+            "smoke check of valerix-pg-drill-20261201.postgres.database.azure.com failed: order_db: \
+             table public.orders has 60 rows, the backup had 120; order_db: table public.invoices is missing"
+                .into(),
+        ),
+        ..ok
+    };
+    both("drill_region_failed", &failed, drill_region);
+}

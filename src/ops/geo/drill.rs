@@ -72,6 +72,21 @@ pub struct DrillSteps {
 }
 
 impl DrillSteps {
+    /// The steps of a recovery: all but `delete` (and `total`).
+    pub fn rto(&self) -> f64 {
+        [
+            self.preflight,
+            self.accepted,
+            self.operation,
+            self.ready,
+            self.connect,
+            self.smoke,
+        ]
+        .into_iter()
+        .flatten()
+        .sum()
+    }
+
     /// `(name, seconds)` of the steps that ran, in order.
     pub fn list(&self) -> Vec<(&'static str, f64)> {
         [
@@ -109,7 +124,7 @@ impl TableCheck {
                 self.database, self.table
             )),
             Some(n) if n < self.expected => Some(format!(
-                "{}: table {} has {n} rows, the backup {}",
+                "{}: table {} has {n} rows, the backup had {}",
                 self.database, self.table, self.expected
             )),
             Some(_) => None,
@@ -140,10 +155,14 @@ pub struct DrillReport {
     pub deleted: bool,
     pub kept: bool,
     pub steps: DrillSteps,
+    /// Preflight to a checked server (the steps before `delete`): how long
+    /// the region scenario takes, measured.
+    pub rto_secs: f64,
     /// The first failure, in one line; the report is complete all the same.
     pub error: Option<String>,
+    /// `error`, typed (its exit status); taken by [`DrillReport::into_outcome`].
     #[serde(skip)]
-    failure: Option<Error>,
+    pub failure: Option<Error>,
 }
 
 impl DrillReport {
@@ -235,6 +254,7 @@ pub fn drill(
         }
     }
     report.steps.total = t0.elapsed().as_secs_f64();
+    report.rto_secs = report.steps.rto();
     Ok(report)
 }
 
