@@ -1003,10 +1003,10 @@ fn drill_region_restores_checks_the_rows_and_deletes_and_a_short_table_fails_it_
         let secs = report["steps"][step].as_f64();
         assert!(secs.is_some_and(|s| s >= 0.0), "{step}: {report}");
     }
-    assert!(
-        report["steps"]["total"].as_f64().unwrap() >= 2.0,
-        "{report}"
-    );
+    let total = report["steps"]["total"].as_f64().unwrap();
+    assert!(total >= 2.0, "{report}");
+    let rto = report["rto_secs"].as_f64().unwrap();
+    assert!(rto > 0.0 && rto < total, "{report}");
     assert_eq!(report["deleted"], true);
     assert_eq!(report["error"], Value::Null);
     // Every table of both manifests, counted on the stand-in.
@@ -1071,10 +1071,28 @@ fn drill_region_restores_checks_the_rows_and_deletes_and_a_short_table_fails_it_
 }
 
 #[test]
-fn a_killed_drill_is_deleted_by_the_next_one_and_an_untagged_look_alike_never() {
+fn an_interrupted_drill_deletes_its_server_a_killed_one_is_deleted_by_the_next_and_an_untagged_look_alike_never()
+ {
     let sb = common::Sandbox::with_scale(5);
     sb.run(&["backup"]).ok();
     let fake = drill_fake();
+    // Interrupted (SIGTERM) while the geo-restore runs: the drill server
+    // is deleted before the program exits (130).
+    write_drill_config(&sb, &fake, "", sb.pg.port, "");
+    let mut cmd = sb.command(&["drill", "region", "--yes", "--json"]);
+    cmd.envs(fake.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while fake.requests_to("PUT", "").is_empty() {
+        assert!(t0.elapsed().as_secs() < 60, "the drill never sent its PUT");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (code, stderr) = common::terminate(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert_deleted(&fake, 1);
+
     // A psql that records its pid and hangs: the drill is SIGKILLed during
     // its smoke check, its server created and Ready.
     let mark = sb.work.path().join("psql.pid");
@@ -1101,8 +1119,8 @@ fn a_killed_drill_is_deleted_by_the_next_one_and_an_untagged_look_alike_never() 
     // SAFETY: kill(2) of the hanging stand-in psql this test started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let (name, _) = drill_name();
-    assert_eq!(to_drill_server(&fake, "PUT").len(), 1);
-    assert!(to_drill_server(&fake, "DELETE").is_empty());
+    assert_eq!(to_drill_server(&fake, "PUT").len(), 2);
+    assert_eq!(to_drill_server(&fake, "DELETE").len(), 1);
 
     // The next drill deletes the one left behind before it creates its own.
     write_drill_config(&sb, &fake, "", sb.pg.port, "");
@@ -1110,11 +1128,11 @@ fn a_killed_drill_is_deleted_by_the_next_one_and_an_untagged_look_alike_never() 
     let report: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(report["left_behind"][0]["name"], name.as_str(), "{report}");
     assert_eq!(report["deleted"], true);
-    assert_deleted(&fake, 2);
+    assert_deleted(&fake, 3);
     let puts = to_drill_server(&fake, "PUT");
     let deletes = to_drill_server(&fake, "DELETE");
-    assert_eq!(puts.len(), 2);
-    assert!(deletes[0]["seq"].as_u64() < puts[1]["seq"].as_u64());
+    assert_eq!(puts.len(), 3);
+    assert!(deletes[1]["seq"].as_u64() < puts[2]["seq"].as_u64());
 
     // A server named like a drill server but without the tag is not ours:
     // refused in one line, nothing deleted, nothing created.
