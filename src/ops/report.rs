@@ -32,7 +32,7 @@ use crate::ops::Context;
 use crate::storage::{Store, WriteSpec};
 
 /// The folder under the backup directory, and under the container's prefix.
-pub const DIR: &str = "reports";
+pub const DIR: &str = crate::offsite::REPORTS_DIR;
 
 /// What was done: the last part of the file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +42,16 @@ pub enum Kind {
     GeoRestore,
     Failover,
     Drill,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
 }
 
 impl Kind {
@@ -228,14 +238,16 @@ impl Record {
         self.undo.push(how.into());
     }
 
-    /// Closes the record with the run's result.
-    fn close<T>(&mut self, result: &Result<T>) {
+    /// Closes the record with the run's error (`None`: it succeeded).
+    fn close(&mut self, error: Option<&Error>) {
         self.finished = Some(Utc::now());
         self.total_secs = self.clock.map_or(0.0, |c| c.elapsed().as_secs_f64());
-        (self.outcome, self.error) = match result {
-            Ok(_) => (Outcome::Succeeded, None),
-            Err(Error::Interrupted) => (Outcome::Interrupted, Some(Error::Interrupted.to_string())),
-            Err(e) => (Outcome::Failed, Some(e.to_string())),
+        (self.outcome, self.error) = match error {
+            None => (Outcome::Succeeded, None),
+            Some(Error::Interrupted) => {
+                (Outcome::Interrupted, Some(Error::Interrupted.to_string()))
+            }
+            Some(e) => (Outcome::Failed, Some(e.to_string())),
         };
     }
 }
@@ -243,8 +255,13 @@ impl Record {
 /// Closes `rec` with `result` and writes it (`.json` and `.md`); the path
 /// of the JSON file, or `None` (and one warning) when it could not be
 /// written. Never fails: the run's result is the caller's to return.
-pub fn finish<T>(ctx: &Context, mut rec: Record, result: &Result<T>) -> Option<PathBuf> {
-    rec.close(result);
+pub fn finish<T>(ctx: &Context, rec: Record, result: &Result<T>) -> Option<PathBuf> {
+    finish_with(ctx, rec, result.as_ref().err())
+}
+
+/// [`finish`] with the run's error, `None` when it succeeded.
+pub fn finish_with(ctx: &Context, mut rec: Record, error: Option<&Error>) -> Option<PathBuf> {
+    rec.close(error);
     match write(&ctx.cfg, &mut rec) {
         Ok(path) => {
             info!("post-mortem record: {}", path.display());
@@ -555,11 +572,11 @@ mod tests {
         rec.kept("order_db__old_20261201_030000");
         rec.undo("ALTER DATABASE ...");
         let mut first = rec.clone();
-        first.close(&Ok(()));
+        first.close(None);
         let p1 = write(&cfg, &mut first).unwrap();
         // Same second, same kind: a new name, the first untouched.
         let mut second = rec.clone();
-        second.close(&Err::<(), _>(Error::Interrupted));
+        second.close(Some(&Error::Interrupted));
         let p2 = write(&cfg, &mut second).unwrap();
         assert_ne!(p1, p2);
         assert!(p2.to_string_lossy().ends_with("-restore-2.json"));
@@ -604,7 +621,7 @@ mod tests {
         let store = crate::storage::memory::MemoryStore::new();
         assert!(upload_pending(&cfg, &store, &az).unwrap().is_empty());
         let mut rec = Record::new(Kind::GeoRestore, "valerix-pg-west");
-        rec.close(&Ok(()));
+        rec.close(None);
         write(&cfg, &mut rec).unwrap();
         let sent = upload_pending(&cfg, &store, &az).unwrap();
         assert_eq!(
