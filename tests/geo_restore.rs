@@ -1076,6 +1076,34 @@ fn drill_region_restores_checks_the_rows_and_deletes_and_a_short_table_fails_it_
         .unwrap();
     assert_eq!(items["found"], rows);
 
+    // Its post-mortem record: the backups it was checked against, the steps.
+    let records: Vec<_> = common::list_dir(&sb.backup_dir().join("reports"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with("-drill.json"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap();
+    assert_eq!(rec["outcome"], "succeeded", "{rec}");
+    let steps: Vec<&str> = rec["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preflight",
+            "accepted",
+            "operation",
+            "ready",
+            "connect",
+            "smoke",
+            "delete"
+        ]
+    );
+    assert_eq!(rec["sources"].as_array().unwrap().len(), 3, "{rec}");
+
     // One PUT: a geo-restore into the paired region, tagged as a drill.
     let puts = to_drill_server(&fake, "PUT");
     assert_eq!(puts.len(), 1);

@@ -31,7 +31,7 @@ use crate::catalog::Catalog;
 use crate::config::{Database, DrillConfig};
 use crate::error::{Error, Result};
 use crate::ops::upload::azure;
-use crate::ops::{Context, Observer};
+use crate::ops::{Context, Observer, report};
 use crate::pg::tools::{ident, literal};
 
 /// The tag that marks a drill server: the (lowercased) id of the server it
@@ -203,16 +203,65 @@ fn generated_name(source: &str, name: &str) -> bool {
         .is_some_and(|d| NaiveDate::parse_from_str(d, "%Y%m%d").is_ok() && d.len() == 8)
 }
 
-/// Runs the drill. An error before anything was created (config,
-/// preflight, a server it refuses to touch) is returned as such; once the
-/// drill server may exist, every failure is in the report, after the
-/// server was deleted.
+/// Runs the drill and writes its post-mortem record (`Kind::Drill`). An
+/// error before anything was created (config, preflight, a server it
+/// refuses to touch) is returned as such; once the drill server may exist,
+/// every failure is in the report, after the server was deleted.
 pub fn drill(
     ctx: &Context,
     arm: &Arm,
     req: &DrillRequest,
     obs: &dyn Observer,
 ) -> Result<DrillReport> {
+    let mut rec = report::Record::new(report::Kind::Drill, "");
+    let out = run(ctx, arm, req, obs);
+    match &out {
+        Ok(r) => {
+            record(&mut rec, r);
+            report::finish_with(ctx, rec, r.failure.as_ref());
+        }
+        Err(e) => drop(report::finish_with(ctx, rec, Some(e))),
+    }
+    out
+}
+
+/// The drill's record: what it was checked against, each step's time,
+/// what is left running and how to remove it.
+fn record(rec: &mut report::Record, r: &DrillReport) {
+    rec.source(report::Source {
+        of: r.source_id.clone(),
+        ..Default::default()
+    });
+    for (db, file) in &r.backups {
+        rec.source(report::Source {
+            of: db.clone(),
+            path: Some(file.clone()),
+            ..Default::default()
+        });
+    }
+    rec.target(r.target_id.clone());
+    for l in &r.left_behind {
+        rec.step(&format!("deleted {} (left behind)", l.name), l.secs, None);
+    }
+    let rows: u64 = r.tables.iter().filter_map(|t| t.found).sum();
+    let checked = format!("{} tables, {rows} rows", r.tables.len());
+    for (step, secs) in r.steps.list() {
+        if step != "total" {
+            let detail = (step == "smoke").then_some(checked.as_str());
+            rec.step(step, secs, detail);
+        }
+    }
+    if !r.deleted {
+        let (sub, rg, name) = split_id(&r.target_id).unwrap_or_default();
+        rec.kept(format!("{} (billed until deleted)", r.target_id));
+        rec.undo(format!(
+            "az postgres flexible-server delete --subscription {sub} --resource-group {rg} \
+             --name {name} --yes"
+        ));
+    }
+}
+
+fn run(ctx: &Context, arm: &Arm, req: &DrillRequest, obs: &dyn Observer) -> Result<DrillReport> {
     let t0 = Instant::now();
     let cfg = ctx.cfg.drill.clone().unwrap_or_default();
     let source = source_name(ctx, req, &cfg)?;
