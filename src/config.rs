@@ -1239,6 +1239,11 @@ pub struct DrillConfig {
     /// first of the server's).
     #[serde(default)]
     pub smoke_database: Option<String>,
+    /// Resource group of the drill servers (default:
+    /// azure.resource_manager.resource_group); the recovery group in the
+    /// paired region is the one to rehearse.
+    #[serde(default)]
+    pub resource_group: Option<String>,
 }
 
 fn default_drill_sslmode() -> String {

@@ -272,6 +272,7 @@ fn run(ctx: &Context, arm: &Arm, req: &DrillRequest, obs: &dyn Observer) -> Resu
     let greq = GeoRestoreRequest {
         source: source.clone(),
         target: target.clone(),
+        target_resource_group: cfg.resource_group.clone(),
         ..Default::default()
     };
     let mut plan = plan(ctx, arm, &greq)?;
