@@ -16,6 +16,7 @@ Examples:
   valerix-backup restore latest both --from-azure --yes    the machine is gone
   valerix-backup audit --deep                prove every offsite copy
   valerix-backup geo-restore --source-server valerix-postgres --target-name pg-west --dry-run
+  valerix-backup drill region --yes          rehearse a region failure (geo-restore, check, delete)
   valerix-backup agent                       run the whole schedule (backups, drills, alerts)
   valerix-backup status --max-age 25h        exit 1 when a backup is missing or stale
 
@@ -255,6 +256,8 @@ The schedule is [agent.schedule] in the config (cron, in agent.timezone, UTC by 
                                 without a weekly copy gets one (else nothing new goes weekly)
   audit          30 3 * * *     audit of the offsite copies
   drill          0 4 * * SUN#1  restore drill (verify --deep) on the first Sunday of the month
+  drill_region   (unset)        region drill (drill region: a billed throwaway server), off unless
+                                set; the seed's quarterly is `0 3 1 */3 *`
 Classic cron ORs day-of-month and day-of-week: `0 4 1-7 * SUN` would run on days 1-7 and on
 every Sunday; `SUN#1` is the first Sunday. A sixth, leading field gives seconds.
 A job still running at its next slot is not started twice; a slot missed while the agent
@@ -266,7 +269,7 @@ backups, size anomalies, failed verifications or audits and recoveries are sent 
 --once JOB runs one job now and exits (what a Kubernetes CronJob or a systemd timer calls).")]
     #[command(display_order = 12)]
     Agent {
-        /// Run this job once and exit: backup, verify, weekly-upload, audit, drill
+        /// Run this job once and exit: backup, verify, weekly-upload, audit, drill, drill-region
         #[arg(long, value_name = "JOB", value_parser = parse_job)]
         once: Option<Job>,
     },
@@ -470,9 +473,9 @@ Steps, each timed (together: the measured RTO of a region failure):
 The server is deleted even when a step failed or the run was interrupted (Ctrl-C), unless
 --keep. A run first deletes the drill servers an earlier, killed run left behind; it
 never deletes a server it did not name <source>-drill-<YYYYMMDD> and tag (one line,
-exit 1). The password for the smoke check comes from each database's password_env (else
-PGPASSWORD, ~/.pgpass), never the command line. A drill costs the server's hours (often
-under one) and its storage; the agent runs it only when agent.schedule.drill_region is
+exit 2). The password for the smoke check comes from each database's password_env (else
+PGPASSWORD, ~/.pgpass), never the command line. A drill costs the server's hours (its
+restore time plus minutes); the agent runs it only when agent.schedule.drill_region is
 set (quarterly: \"0 3 1 */3 *\").
 
 Examples:
