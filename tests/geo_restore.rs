@@ -1223,3 +1223,69 @@ fn an_interrupted_drill_deletes_its_server_a_killed_one_is_deleted_by_the_next_a
     assert!(other.requests_to("DELETE", "").is_empty());
     assert!(other.requests_to("PUT", "").is_empty());
 }
+
+/// Servers_Delete as the fake serves it (2025-08-01 openapi.json: 202 with
+/// Azure-AsyncOperation, Location and Retry-After; 204 "Resource does not
+/// exist"), refused as before without an api-version or a token, 403 where
+/// the identity may not delete; Servers_ListByResourceGroup lists.
+#[test]
+fn the_fake_deletes_servers_as_servers_delete_documents() {
+    let helpers = &PROBE[..PROBE.find("out = {}").unwrap()];
+    let script = format!(
+        "{helpers}{}",
+        r#"
+out = {}
+arm = {"Authorization": "Bearer " + token("https://management.azure.com/.default")}
+def srv(rg, name, api="?api-version=2025-08-01"):
+    return "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.DBforPostgreSQL/flexibleServers/%s%s" % (sub, rg, name, api)
+s, b, h = call("GET", srv("rg-valerix", ""), None, arm)
+out["list"] = [s, sorted(x["name"] for x in b["value"])]
+out["no api-version"] = [call("DELETE", srv("rg-valerix", "valerix-nogeo", ""), None, arm)[0]]
+out["no token"] = [call("DELETE", srv("rg-valerix", "valerix-nogeo"), None, {})[0]]
+s, b, h = call("DELETE", srv("rg-locked", "valerix-x"), None, arm)
+out["forbidden"] = [s, code(b)]
+out["absent"] = [call("DELETE", srv("rg-valerix", "valerix-none"), None, arm)[0]]
+s, b, h = call("DELETE", srv("rg-valerix", "valerix-nogeo"), None, arm)
+out["accepted"] = [s, sorted(k for k in h if k in ("Azure-AsyncOperation", "Location", "Retry-After"))]
+op = h["Azure-AsyncOperation"][len(base):]
+out["dropping"] = [call("GET", srv("rg-valerix", "valerix-nogeo"), None, arm)[1]["properties"]["state"]]
+states = []
+while not states or states[-1] == "InProgress":
+    states.append(call("GET", op, None, arm)[1]["status"])
+out["operation"] = states
+s, b, h = call("GET", srv("rg-valerix", "valerix-nogeo"), None, arm)
+out["after"] = [s, code(b)]
+out["again"] = [call("DELETE", srv("rg-valerix", "valerix-nogeo"), None, arm)[0]]
+print(json.dumps(out))
+"#
+    );
+    let fake = FakeArm::start(json_merge(
+        arm::scenario(),
+        json!({ "polls": 2, "retry_after": 0, "forbidden_resource_groups": ["rg-locked"] }),
+    ));
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(script)
+        .args([
+            &fake.endpoint(),
+            arm::TENANT,
+            arm::CLIENT_ID,
+            arm::SUBSCRIPTION,
+        ])
+        .env("SSL_CERT_FILE", &fake.ca)
+        .env("SECRET", arm::CLIENT_SECRET);
+    let got: Value = serde_json::from_str(&common::run(cmd).ok().stdout).unwrap();
+    let want = json!({
+        "list": [200, ["valerix-nogeo", "valerix-postgres"]],
+        "no api-version": [400],
+        "no token": [401],
+        "forbidden": [403, "AuthorizationFailed"],
+        "absent": [204],
+        "accepted": [202, ["Azure-AsyncOperation", "Location", "Retry-After"]],
+        "dropping": ["Dropping"],
+        "operation": ["InProgress", "Succeeded"],
+        "after": [404, "ResourceNotFound"],
+        "again": [204],
+    });
+    assert_eq!(got, want);
+}
