@@ -420,7 +420,7 @@ fn smoke(
         )));
     };
     let t = Instant::now();
-    server.on(first).query("select 1")?;
+    connect(ctx, &server.on(first))?;
     report.steps.connect = Some(t.elapsed().as_secs_f64());
     let t = Instant::now();
     for (db, backup) in backups {
@@ -452,6 +452,45 @@ fn smoke(
         )));
     }
     query
+}
+
+/// How long a Ready server may stay unreachable: its DNS name and
+/// gateway can lag the Ready state by a minute or two.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(300);
+const CONNECT_EVERY: Duration = Duration::from_secs(5);
+
+/// The first connection, tried again while the failure is one of reaching
+/// the server (a name not resolving yet, a refused or timed-out
+/// connection), never after a refused login.
+fn connect(ctx: &Context, conn: &Conn) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        match conn.query("select 1") {
+            Ok(_) => return Ok(()),
+            Err(e) if unreachable(&e) && t.elapsed() < CONNECT_PATIENCE => {
+                info!("{e}; trying again in {} s", CONNECT_EVERY.as_secs());
+                let until = Instant::now() + CONNECT_EVERY;
+                while Instant::now() < until {
+                    ctx.check_cancel()?;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether psql failed before reaching a server.
+fn unreachable(e: &Error) -> bool {
+    const SIGNS: [&str; 5] = [
+        "could not translate host name",
+        "Connection refused",
+        "timeout expired",
+        "No route to host",
+        "Network is unreachable",
+    ];
+    let text = e.to_string();
+    SIGNS.iter().any(|s| text.contains(s))
 }
 
 /// `[drill] smoke_query`, in `smoke_database`: must return true.
@@ -759,6 +798,23 @@ mod tests {
         ));
         assert!(!generated_name("valerix-postgres", "valerix-postgres"));
         assert!(generated_name(&long, &name));
+    }
+
+    #[test]
+    fn only_unreachable_servers_are_tried_again() {
+        let psql = |stderr: &str| Error::Failed {
+            target: "order_db on x".into(),
+            error: stderr.into(),
+        };
+        assert!(unreachable(&psql(
+            "could not translate host name \"x.postgres.database.azure.com\" to address"
+        )));
+        assert!(unreachable(&psql(
+            "connection to server at \"10.0.0.4\", port 5432 failed: Connection refused"
+        )));
+        assert!(!unreachable(&psql(
+            "connection to server failed: FATAL: password authentication failed for user \"order_user\""
+        )));
     }
 
     #[test]
