@@ -477,3 +477,79 @@ pub fn config_check(r: &ConfigCheck) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The preflight of `failover --dry-run`: the replicas, then the request.
+pub fn failover_plan(p: &geo::FailoverPlan) -> String {
+    let mut s = format!("dry run: nothing was sent\nprimary {}\n", p.primary_id);
+    s += &failover_replicas(&p.replicas);
+    s += &match &p.writer_endpoint {
+        Some(w) => format!("virtual endpoints: writer {w}\n"),
+        None if p.virtual_endpoints.is_empty() => "virtual endpoints: none\n".into(),
+        None => format!("virtual endpoints: {}\n", p.virtual_endpoints.join(", ")),
+    };
+    s += &format!(
+        "{} {}\n{}\n",
+        p.method,
+        p.url,
+        serde_json::to_string_pretty(&p.body).expect("JSON values serialize")
+    );
+    s
+}
+
+fn failover_replicas(replicas: &[geo::failover::ReplicaInfo]) -> String {
+    if replicas.is_empty() {
+        return "replicas: not listed\n".into();
+    }
+    let mut s = String::from("replicas:\n");
+    for r in replicas {
+        s += &format!(
+            "  {:<28} {}, region {}, state {}, replication {}, lag {}\n",
+            r.name,
+            r.role.as_deref().unwrap_or("-"),
+            r.location.as_deref().unwrap_or("-"),
+            r.state.as_deref().unwrap_or("-"),
+            r.replication_state.as_deref().unwrap_or("-"),
+            r.replication_lag
+        );
+    }
+    s
+}
+
+pub fn failover_report(r: &geo::FailoverReport) -> String {
+    let mut s = format!("failover to {}\n", r.replica_id);
+    match (&r.state, &r.operation) {
+        (Some(state), _) => {
+            s += &format!(
+                "  state {state}, role {}, FQDN {}\n  accepted in {:.1} s, operation {:.1} s, ready {:.1} s, total {:.1} s\n",
+                r.role.as_deref().unwrap_or("-"),
+                r.fqdn.as_deref().unwrap_or("-"),
+                r.accepted_secs,
+                r.operation_secs,
+                r.ready_secs,
+                r.total_secs
+            );
+        }
+        (None, Some(op)) => {
+            s += &format!(
+                "  accepted in {:.1} s; not waiting. Watch it with:\n    {}\n",
+                r.accepted_secs,
+                geo::resume_command(&r.replica_id, Some(op))
+            );
+        }
+        (None, None) => s += "  accepted\n",
+    }
+    if let Some(note) = &r.repoint {
+        s += &format!("{note}\n");
+    }
+    if !r.k8s_commands.is_empty() {
+        s += if r.k8s_applied {
+            "services pointed at the promoted server:\n"
+        } else {
+            "next: point the services at the promoted server (or rerun with --update-k8s NAMESPACE):\n"
+        };
+        for c in &r.k8s_commands {
+            s += &format!("  {}\n", c.join(" "));
+        }
+    }
+    s
+}
