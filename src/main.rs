@@ -478,7 +478,7 @@ fn failover(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
     }
     confirm_failover(&plan, yes)?;
     let mut report = geo::failover::execute(ctx, &arm, &plan, no_wait, &ctx.progress)?;
-    if let Some(resume) = &report.resume {
+    if let Some(resume) = &report.waited.resume {
         eprintln!(
             "valerix-backup: interrupted; the promotion goes on in Azure. Resume watching \
              with:\n  {resume}"

@@ -821,6 +821,16 @@ for label, method, url, body, extra in [
      json.dumps({"location": "westus", "tags": {"a/b": "x"}, "properties": {}}).encode(),
      {"Content-Type": "application/json"}),
     ("no token", "GET", srv + "valerix-postgres?api-version=2025-08-01", None, None),
+    ("promote a primary", "PATCH", srv + "valerix-postgres?api-version=2025-08-01",
+     json.dumps({"properties": {"replica": {"promoteMode": "Standalone", "promoteOption": "Planned"}}}).encode(),
+     {"Content-Type": "application/json"}),
+    ("unknown promoteMode", "PATCH", srv + "valerix-postgres?api-version=2025-08-01",
+     json.dumps({"properties": {"replica": {"promoteMode": "Sideways"}}}).encode(),
+     {"Content-Type": "application/json"}),
+    ("patch text/plain", "PATCH", srv + "valerix-postgres?api-version=2025-08-01", b"{}",
+     {"Content-Type": "text/plain"}),
+    ("patch old api-version", "PATCH", srv + "valerix-postgres?api-version=2017-12-01", b"{}",
+     {"Content-Type": "application/json"}),
 ]:
     headers = dict(arm, **extra) if extra is not None else {}
     s, b, h = call(method, url, body, headers)
@@ -862,6 +872,10 @@ fn the_fake_refuses_what_resource_manager_refuses() {
         "text/plain": [415, "UnsupportedMediaType"],
         "bad tag": [400, "InvalidTagNameCharacters"],
         "no token": [401, "AuthenticationFailed"],
+        "promote a primary": [400, "InvalidParameterValue"],
+        "unknown promoteMode": [400, "InvalidParameterValue"],
+        "patch text/plain": [415, "UnsupportedMediaType"],
+        "patch old api-version": [400, "NoRegisteredProviderFound"],
         "storage audience": [401, "InvalidAuthenticationTokenAudience", "Bearer "],
         "endpoint audience": [null, "AADSTS500011"],
     });
@@ -961,13 +975,8 @@ fn failover_promotes_the_replica_follows_it_and_points_the_services_at_it() {
         assert!(gap >= 0.9, "polled {gap:.2} s apart despite Retry-After: 1");
     }
     let kubectl = std::fs::read_to_string(g.kubectl_log()).unwrap();
-    assert_eq!(
-        kubectl,
-        format!(
-            "set env deployment/order-service DB_HOST={fqdn} -n valerix\n\
-             set env deployment/inventory-service DB_HOST={fqdn} -n valerix\n"
-        )
-    );
+    let pointed = |db: &str| format!("set env deployment/{db}-service DB_HOST={fqdn} -n valerix\n");
+    assert_eq!(kubectl, pointed("order") + &pointed("inventory"));
     // Resource Manager now has the replica as a primary with no source,
     // and the old primary without replicas.
     let promoted = last_read(&g, REPLICA);
@@ -1054,4 +1063,54 @@ fn a_forced_promotion_needs_yes_and_a_switchover_keeps_the_writer_endpoint() {
     let plan: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(plan["replica"]["name"], SOURCE_SERVER, "{plan}");
     assert_eq!(plan["replica"]["role"], "GeoAsyncReplica");
+}
+
+#[test]
+fn azure_check_names_the_cross_region_replica_and_the_rpo_of_each_path() {
+    let g = Geo::new(with_replica());
+    let report: Value =
+        serde_json::from_str(&g.run(&["azure-check", "--json"]).ok().stdout).unwrap();
+    let s = &report["servers"][0];
+    assert_eq!(s["cross_region_replica"], true, "{report}");
+    assert_eq!(s["replicas"][0]["name"], REPLICA);
+    assert_eq!(s["replicas"][0]["role"], "GeoAsyncReplica");
+    assert_eq!(s["replicas"][0]["replication_lag"], "not reported");
+    let paths = s["recovery_paths"].as_array().unwrap();
+    assert_eq!(paths[0]["path"], "geo-restore");
+    assert!(
+        paths[0]["rpo"]
+            .as_str()
+            .unwrap()
+            .starts_with("up to 1 hour")
+    );
+    assert_eq!(paths[1]["available"], true);
+    assert!(paths[1]["rpo"].as_str().unwrap().starts_with("seconds"));
+    let r = g.run(&["azure-check"]).ok();
+    assert!(
+        r.stdout.contains(&format!(
+            "  cross-region replica {REPLICA}: GeoAsyncReplica, region westus, state Ready, replication Active, lag not reported\n"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("  RPO of geo-restore: up to 1 hour (the geo-backup's copy delay)\n"),
+        "{}",
+        r.stdout
+    );
+    // A server without one says so; promotion is then not available.
+    g.configure("[[azure.postgres_server]]\nname = \"valerix-pg-replica\"\n");
+    let r = g.run(&["azure-check"]);
+    assert!(
+        r.stdout
+            .contains("no cross-region read replica: a region failure means a geo-restore"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("RPO of failover (replica promotion): seconds (the replication lag; 0 with --option planned), not available"),
+        "{}",
+        r.stdout
+    );
 }

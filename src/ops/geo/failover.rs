@@ -35,8 +35,8 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::restore::configured;
-use super::watch::{Wait, resume_command, wait_for};
-use super::{name_of, send_throttled, server_id, split_id};
+use super::watch::{Wait, Waited, resume_command, wait_for};
+use super::{accepted_at, name_of, send_throttled, server_id, split_id};
 use crate::arm::lro::Operation;
 use crate::arm::resources::{FlexibleServer, List, VirtualEndpoint, region};
 use crate::arm::{Answer, Arm, Sent};
@@ -99,6 +99,20 @@ pub struct ReplicaInfo {
 pub const LAG_NOT_REPORTED: &str = "not reported";
 
 impl ReplicaInfo {
+    /// `GeoAsyncReplica, region westus, state Ready, replication Active,
+    /// lag not reported`.
+    pub fn describe(&self) -> String {
+        let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        format!(
+            "{}, region {}, state {}, replication {}, lag {}",
+            or(&self.role),
+            or(&self.location),
+            or(&self.state),
+            or(&self.replication_state),
+            self.replication_lag
+        )
+    }
+
     pub fn of(server: &FlexibleServer, fallback_id: &str) -> ReplicaInfo {
         let id = server.id.clone().unwrap_or_else(|| fallback_id.to_string());
         ReplicaInfo {
@@ -142,13 +156,11 @@ pub struct FailoverReport {
     pub mode: Option<PromoteMode>,
     pub option: Option<PromoteOption>,
     pub operation: Option<Operation>,
-    pub state: Option<String>,
-    pub role: Option<String>,
-    pub fqdn: Option<String>,
     pub accepted_secs: f64,
-    pub operation_secs: f64,
-    pub ready_secs: f64,
-    pub total_secs: f64,
+    /// The wait: step times, the promoted server as last read (state,
+    /// role, FQDN) and, when interrupted, how to resume.
+    #[serde(flatten)]
+    pub waited: Waited,
     /// Set when the PATCH's answer was lost or a 5xx and the replica was
     /// found being promoted: why, in one line.
     pub followed: Option<String>,
@@ -156,13 +168,11 @@ pub struct FailoverReport {
     pub repoint: Option<String>,
     pub k8s_commands: Vec<Vec<String>>,
     pub k8s_applied: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resume: Option<String>,
 }
 
 impl FailoverReport {
     pub fn outcome(&self) -> Result<()> {
-        match self.resume {
+        match self.waited.resume {
             Some(_) => Err(Error::Interrupted),
             None => Ok(()),
         }
@@ -170,9 +180,10 @@ impl FailoverReport {
 
     /// The promoted server, once it is a Ready primary.
     pub fn promoted_fqdn(&self) -> Option<&str> {
-        self.fqdn
+        let w = &self.waited;
+        w.fqdn
             .as_deref()
-            .filter(|_| self.state.as_deref() == Some("Ready") && self.resume.is_none())
+            .filter(|_| w.state.as_deref() == Some("Ready") && w.resume.is_none())
     }
 }
 
@@ -187,15 +198,7 @@ pub fn plan(ctx: &Context, arm: &Arm, req: &FailoverRequest) -> Result<FailoverP
         .and_then(|p| p.location.as_deref().map(region));
     let replicas = list_replicas(arm, &primary_id, req.replica.is_some())?;
     for r in &replicas {
-        info!(
-            "replica {}: role {}, region {}, state {}, replication {}, lag {}",
-            r.name,
-            r.role.as_deref().unwrap_or("-"),
-            r.location.as_deref().unwrap_or("-"),
-            r.state.as_deref().unwrap_or("-"),
-            r.replication_state.as_deref().unwrap_or("-"),
-            r.replication_lag
-        );
+        info!("replica {}: {}", r.name, r.describe());
     }
     let replica = match &req.replica {
         Some(named) => find_named(arm, &replicas, named, &primary_id)?,
@@ -324,7 +327,11 @@ fn read_primary(arm: &Arm, id: &str, replica_named: bool) -> Result<Option<Flexi
 
 /// `GET {primary}/replicas`; empty (with a warning) when it cannot be read
 /// and the replica is named.
-fn list_replicas(arm: &Arm, primary_id: &str, replica_named: bool) -> Result<Vec<ReplicaInfo>> {
+pub(super) fn list_replicas(
+    arm: &Arm,
+    primary_id: &str,
+    replica_named: bool,
+) -> Result<Vec<ReplicaInfo>> {
     let a = arm.get(&arm.url(&format!("{primary_id}/replicas"), &arm.cfg.api_version))?;
     if !a.ok() {
         if replica_named {
@@ -511,18 +518,9 @@ pub fn execute(
             None
         }
     };
-    report.operation = accepted
-        .as_ref()
-        .and_then(|a| Operation::from_answer(arm, a));
-    report.accepted_secs = t0.elapsed().as_secs_f64();
-    if let Some(a) = &accepted {
-        info!(
-            "accepted (HTTP {}) in {:.1} s",
-            a.status, report.accepted_secs
-        );
-    }
+    (report.operation, report.accepted_secs) = accepted_at(arm, accepted.as_ref(), t0);
     if no_wait {
-        report.total_secs = t0.elapsed().as_secs_f64();
+        report.waited.total_secs = t0.elapsed().as_secs_f64();
         return Ok(report);
     }
     let target = plan.replica.id.clone();
@@ -541,24 +539,10 @@ pub fn execute(
         reading: "reading the promoted server",
         arrived: &arrived,
         resume: &resume,
+        op: report.operation.as_ref(),
+        first_delay: accepted.and_then(|a| a.retry_after),
     };
-    let first_delay = accepted.and_then(|a| a.retry_after);
-    let got = wait_for(
-        ctx,
-        arm,
-        &wait,
-        report.operation.as_ref(),
-        first_delay,
-        t0,
-        obs,
-    )?;
-    report.operation_secs = got.operation_secs;
-    report.ready_secs = got.ready_secs;
-    report.total_secs = got.total_secs;
-    report.state = got.state;
-    report.role = got.role;
-    report.fqdn = got.fqdn;
-    report.resume = got.resume;
+    report.waited = wait_for(ctx, arm, &wait, t0, obs)?;
     Ok(report)
 }
 
@@ -627,12 +611,13 @@ pub fn point_services(
     };
     (report.k8s_commands, report.k8s_applied) =
         super::kubectl::repoint(&plan.databases, &fqdn, namespace, default_namespace)?;
-    report.repoint = Some(match plan.virtual_endpoints.is_empty() {
-        true => format!("the services move to {fqdn}"),
-        false => format!(
-            "the services move to {fqdn}: a Standalone promotion leaves the virtual endpoints"
-        ),
-    });
+    let why = match plan.virtual_endpoints.is_empty() {
+        true => "",
+        false => " (a Standalone promotion leaves the virtual endpoints)",
+    };
+    report.repoint = Some(format!(
+        "the promoted server answers at {fqdn}: the services must move to it{why}"
+    ));
     Ok(())
 }
 

@@ -16,7 +16,7 @@ pub use azure_check::{CheckReport, ServerCheck, check};
 pub use failover::{FailoverPlan, FailoverReport, FailoverRequest, PromoteMode, PromoteOption};
 pub use kubectl::{apply_k8s, k8s_commands, point_services};
 pub use restore::{GeoRestorePlan, GeoRestoreRequest, execute, plan};
-pub use watch::{resume_command, watch};
+pub use watch::{Waited, resume_command, watch};
 
 use serde::Serialize;
 
@@ -83,6 +83,21 @@ pub fn split_id(id: &str) -> Option<(String, String, String)> {
 
 pub(crate) fn name_of(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
+}
+
+/// An accepted write's operation (on the configured endpoint only) and
+/// the seconds since `t0`, logged.
+pub(super) fn accepted_at(
+    arm: &Arm,
+    accepted: Option<&crate::arm::Answer>,
+    t0: std::time::Instant,
+) -> (Option<Operation>, f64) {
+    let secs = t0.elapsed().as_secs_f64();
+    let op = accepted.and_then(|a| Operation::from_answer(arm, a));
+    if let Some(a) = accepted {
+        tracing::info!("accepted (HTTP {}) in {secs:.1} s", a.status);
+    }
+    (op, secs)
 }
 
 /// Sends a write that must not be repeated blindly (`send`: a `*_once`

@@ -25,8 +25,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::watch::{follow, resume_command};
-use super::{GeoRestoreReport, name_of, send_throttled, server_id, split_id};
-use crate::arm::lro::Operation;
+use super::{GeoRestoreReport, accepted_at, name_of, send_throttled, server_id, split_id};
 use crate::arm::resources::{FlexibleServer, paired_region, region};
 use crate::arm::{Answer, Arm, Sent};
 use crate::azure::{kind_of_status, of_kind};
@@ -239,21 +238,14 @@ pub fn execute(
         Created::Accepted(a) => (Some(a), None),
         Created::Followed(note) => (None, Some(note)),
     };
+    let (operation, accepted_secs) = accepted_at(arm, accepted.as_ref(), t0);
     let mut report = GeoRestoreReport {
         target_id: plan.target_id.clone(),
-        operation: accepted
-            .as_ref()
-            .and_then(|a| Operation::from_answer(arm, a)),
-        accepted_secs: t0.elapsed().as_secs_f64(),
+        operation,
+        accepted_secs,
         followed,
         ..Default::default()
     };
-    if let Some(a) = &accepted {
-        info!(
-            "accepted (HTTP {}) in {:.1} s",
-            a.status, report.accepted_secs
-        );
-    }
     if no_wait {
         report.total_secs = t0.elapsed().as_secs_f64();
         return Ok(report);

@@ -53,16 +53,10 @@ pub(super) fn follow(
         reading: "reading the new server",
         arrived: &|s: &FlexibleServer| s.state() == Some("Ready"),
         resume: &resume,
-    };
-    let got = wait_for(
-        ctx,
-        arm,
-        &wait,
-        report.operation.as_ref(),
+        op: report.operation.as_ref(),
         first_delay,
-        t0,
-        obs,
-    )?;
+    };
+    let got = wait_for(ctx, arm, &wait, t0, obs)?;
     report.operation_secs = got.operation_secs;
     report.ready_secs = got.ready_secs;
     report.total_secs = got.total_secs;
@@ -83,18 +77,22 @@ pub(super) struct Wait<'a> {
     pub arrived: &'a dyn Fn(&FlexibleServer) -> bool,
     /// The command that resumes the wait after an interrupt.
     pub resume: &'a dyn Fn(Option<&Operation>) -> String,
+    /// The operation to follow first, and the answer's Retry-After.
+    pub op: Option<&'a Operation>,
+    pub first_delay: Option<u64>,
 }
 
 /// What a wait saw: the step times, the server as last read, and, when the
 /// wait was interrupted, the command that resumes it.
-#[derive(Debug, Default)]
-pub(super) struct Waited {
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Waited {
     pub operation_secs: f64,
     pub ready_secs: f64,
     pub total_secs: f64,
     pub state: Option<String>,
     pub fqdn: Option<String>,
     pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
 }
 
@@ -104,8 +102,6 @@ pub(super) fn wait_for(
     ctx: &Context,
     arm: &Arm,
     wait: &Wait,
-    op: Option<&Operation>,
-    first_delay: Option<u64>,
     t0: Instant,
     obs: &dyn Observer,
 ) -> Result<Waited> {
@@ -122,9 +118,9 @@ pub(super) fn wait_for(
         e => Err(e),
     };
     let spinner = obs.spinner(&format!("waiting for {}", wait.what));
-    if let Some(op) = op {
+    if let Some(op) = wait.op {
         let t1 = Instant::now();
-        let waited = lro::wait(arm, op, first_delay, deadline, &ctx.cancel, |s| {
+        let waited = lro::wait(arm, op, wait.first_delay, deadline, &ctx.cancel, |s| {
             spinner.set(format!(
                 "operation {s} ({:.0} s)",
                 t1.elapsed().as_secs_f64()
