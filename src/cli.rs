@@ -468,6 +468,43 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         #[command(flatten)]
         out: Output,
     },
+    /// Post-mortem records: what each restore, geo-restore, failover and drill did
+    #[command(after_help = "\
+Every restore (local, --from-azure, --into), geo-restore, failover and drill writes a record
+beside the backups, in BACKUP_DIR/reports/<stamp>-<kind>.json and .md (0600): what was restored
+from which copy (file or blob, tier, SHA-256, backup time), into what, who ran it and where, every
+step with its time, what was kept and how to undo it. The .md is written for the post-mortem
+document; the .json is what --json prints. With [azure], the next upload copies the records to
+<prefix>reports/ in the container, kept as long as the weekly copies.
+
+Examples:
+  valerix-backup report list
+  valerix-backup report show latest               the newest record, as Markdown
+  valerix-backup report show latest-restore       the newest of one kind (restore, geo-restore,
+                                                  failover, drill)
+  valerix-backup report show 20261201_021500-restore --json")]
+    #[command(display_order = 10)]
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportAction {
+    /// The records, oldest first: when, kind, outcome, seconds, into what, by whom
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// One record: Markdown, or the JSON record with --json
+    Show {
+        /// A record's name (as `report list` prints it), `latest`, or `latest-KIND`
+        #[arg(value_name = "NAME|latest|latest-KIND", default_value = "latest")]
+        name: String,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]

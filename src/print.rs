@@ -10,6 +10,7 @@ use valerix_backup::ops::check::ConfigCheck;
 use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport};
 use valerix_backup::ops::hold::HoldReport;
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
+use valerix_backup::ops::report;
 use valerix_backup::ops::restore::RestoreReport;
 use valerix_backup::ops::upload::UploadReport;
 use valerix_backup::ops::verify::VerifyReport;
@@ -259,6 +260,9 @@ pub fn upload(r: &UploadReport) -> String {
                 .unwrap_or_default()
         );
     }
+    if !r.reports.is_empty() {
+        s += &format!("  copied {} post-mortem record file(s)\n", r.reports.len());
+    }
     s
 }
 
@@ -351,6 +355,28 @@ pub fn hold(r: &HoldReport) -> String {
         .iter()
         .map(|b| format!("legal hold {verb} {}\n", b.blob))
         .collect()
+}
+
+pub fn reports(all: &[report::Summary]) -> String {
+    if all.is_empty() {
+        return "no post-mortem records\n".into();
+    }
+    let mut s = format!(
+        "{:<32} {:<12} {:<11} {:>8}  {:<24} INTO\n",
+        "RECORD", "KIND", "OUTCOME", "SECONDS", "BY"
+    );
+    for r in all {
+        s += &format!(
+            "{:<32} {:<12} {:<11} {:>8.1}  {:<24} {}\n",
+            r.name,
+            r.kind.as_str(),
+            r.outcome.as_str(),
+            r.total_secs,
+            r.operator,
+            r.targets.join(", ")
+        );
+    }
+    s
 }
 
 pub fn prune(removed: &[String], dry_run: bool) -> String {

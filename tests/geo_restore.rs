@@ -175,6 +175,45 @@ fn geo_restore_follows_the_operation_to_a_ready_server_and_points_the_services_a
              set env deployment/inventory-service DB_HOST={fqdn} -n valerix\n"
         )
     );
+    // The post-mortem record: source, point in time, every step, the undo.
+    let r = g
+        .run(&["report", "show", "latest-geo-restore", "--json"])
+        .ok();
+    let rec: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rec["outcome"], "succeeded", "{rec}");
+    let source = arm::server_id(SOURCE_RG, SOURCE_SERVER);
+    assert_eq!(rec["sources"][0]["of"], source.as_str());
+    let at = body["properties"]["pointInTimeUTC"].as_str().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    let recorded = rec["sources"][0]["backup_time"].as_str().unwrap();
+    assert_eq!(chrono::DateTime::parse_from_rfc3339(recorded).unwrap(), at);
+    assert_eq!(
+        rec["targets"],
+        serde_json::json!([arm::server_id(SOURCE_RG, "valerix-pg-west")])
+    );
+    let steps: Vec<&str> = rec["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "request accepted",
+            "operation succeeded",
+            "server ready",
+            "services pointed at it"
+        ]
+    );
+    assert_eq!(rec["steps"][2]["detail"], fqdn);
+    let undo = rec["undo"].to_string();
+    assert!(
+        undo.contains("az postgres flexible-server delete")
+            && undo.contains("--name valerix-pg-west"),
+        "{undo}"
+    );
+
     // The human report says each step's time and the FQDN.
     let g2 = Geo::new(arm::scenario());
     let text = g2.run(&restore_args("valerix-pg-west", &["--yes"])).ok();
@@ -341,6 +380,14 @@ fn an_interrupted_wait_says_how_to_resume_and_watch_finishes_it() {
     assert!(
         resume.ends_with("--target-name valerix-pg-west --target-resource-group rg-valerix"),
         "{resume}"
+    );
+    // On record as interrupted, not failed: the restore goes on in Azure.
+    let r = g.run(&["report", "show", "latest", "--json"]).ok();
+    let rec: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (&rec["kind"], &rec["outcome"]),
+        (&json!("geo-restore"), &json!("interrupted")),
+        "{rec}"
     );
 
     let r = g
@@ -977,6 +1024,38 @@ fn failover_promotes_the_replica_follows_it_and_points_the_services_at_it() {
     let kubectl = std::fs::read_to_string(g.kubectl_log()).unwrap();
     let pointed = |db: &str| format!("set env deployment/{db}-service DB_HOST={fqdn} -n valerix\n");
     assert_eq!(kubectl, pointed("order") + &pointed("inventory"));
+    // The post-mortem record: the primary it replaces, each step, the way
+    // back.
+    let r = g.run(&["report", "show", "latest-failover", "--json"]).ok();
+    let rec: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rec["outcome"], "succeeded", "{rec}");
+    assert_eq!(
+        rec["sources"][0]["of"],
+        arm::server_id(SOURCE_RG, SOURCE_SERVER).as_str()
+    );
+    assert_eq!(rec["targets"], json!([arm::server_id(SOURCE_RG, REPLICA)]));
+    let steps: Vec<&str> = rec["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preflight",
+            "request accepted",
+            "operation succeeded",
+            "promoted server ready",
+            "services pointed at it"
+        ]
+    );
+    assert!(
+        rec["undo"]
+            .to_string()
+            .contains("a promotion cannot be reversed"),
+        "{rec}"
+    );
     // Resource Manager now has the replica as a primary with no source,
     // and the old primary without replicas.
     let promoted = last_read(&g, REPLICA);

@@ -26,14 +26,30 @@ use crate::pipeline::HashingWriter;
 use crate::storage::azure::AzureStore;
 use crate::storage::{Object, Store};
 
+/// What a fetch brought: the timestamp, and each blob downloaded (none for
+/// a database whose local copy was already the offsite one).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub stamp: Stamp,
+    pub copies: Vec<FetchedCopy>,
+}
+
+/// One blob downloaded, for the post-mortem record.
+#[derive(Debug, Clone)]
+pub struct FetchedCopy {
+    pub dbname: String,
+    pub blob: String,
+    pub tier: Tier,
+}
+
 /// Fetches the backups of `targets` at `stamp` (newest common one when
-/// `None`) and returns the timestamp fetched.
+/// `None`).
 pub fn fetch(
     ctx: &Context,
     targets: &[String],
     stamp: Option<Stamp>,
     obs: &dyn Observer,
-) -> Result<Stamp> {
+) -> Result<Fetched> {
     let store = AzureStore::open(azure(ctx)?)?;
     fetch_from(ctx, &store, targets, stamp, obs)
 }
@@ -45,7 +61,7 @@ pub fn fetch_from(
     targets: &[String],
     stamp: Option<Stamp>,
     obs: &dyn Observer,
-) -> Result<Stamp> {
+) -> Result<Fetched> {
     let az = azure(ctx)?;
     let dbs = ctx.cfg.select(targets)?;
     let blobs = store.list(&az.prefix)?;
@@ -66,6 +82,7 @@ pub fn fetch_from(
     create_private_dir(&ctx.cfg.backup_dir)?;
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
+    let mut fetched = Vec::new();
     for (db, copies) in dbs.iter().zip(&per_db) {
         let here: Vec<OffsiteCopy> = copies
             .iter()
@@ -81,9 +98,14 @@ pub fn fetch_from(
                 ),
             });
         }
-        fetch_one(ctx, store, &catalog, db, stamp, &here, obs)?;
+        if let Some(copy) = fetch_one(ctx, store, &catalog, db, stamp, &here, obs)? {
+            fetched.push(copy);
+        }
     }
-    Ok(stamp)
+    Ok(Fetched {
+        stamp,
+        copies: fetched,
+    })
 }
 
 fn fetch_one(
@@ -94,7 +116,7 @@ fn fetch_one(
     stamp: Stamp,
     copies: &[OffsiteCopy],
     obs: &dyn Observer,
-) -> Result<()> {
+) -> Result<Option<FetchedCopy>> {
     let az = azure(ctx)?;
     // The copies' own file name: `.dump.gz`, or `.dump.gz.age` when the
     // backup was encrypted.
@@ -103,7 +125,7 @@ fn fetch_one(
         |c| file_part(&c.blob.name).into(),
     );
     if catalog.holds_dump(&db.dbname, &stamp) {
-        return use_local(catalog, db, stamp, copies);
+        return use_local(catalog, db, stamp, copies).map(|()| None);
     }
     let mut failures = Vec::new();
     for &OffsiteCopy { tier, blob, .. } in copies {
@@ -113,7 +135,11 @@ fn fetch_one(
                     "{file}: restored from the {tier} offsite copy {}",
                     blob.name
                 );
-                return Ok(());
+                return Ok(Some(FetchedCopy {
+                    dbname: db.dbname.clone(),
+                    blob: blob.name.clone(),
+                    tier,
+                }));
             }
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {

@@ -138,6 +138,7 @@ fn upload_report() -> UploadReport {
                 error: Some("503 Server Busy".into()),
             },
         ],
+        reports: vec!["valerix/reports/20261201_021500-restore.md".into()],
     }
 }
 

@@ -42,6 +42,7 @@ use crate::arm::resources::{FlexibleServer, List, VirtualEndpoint, region};
 use crate::arm::{Answer, Arm, Sent};
 use crate::azure::{kind_of_status, of_kind};
 use crate::error::{Error, Result};
+use crate::ops::report;
 use crate::ops::upload::azure;
 use crate::ops::{Context, Observer};
 
@@ -619,6 +620,54 @@ pub fn point_services(
         "the promoted server answers at {fqdn}: the services must move to it{why}"
     ));
     Ok(())
+}
+
+/// Fills the post-mortem record of a failover: the primary it replaces,
+/// each step's time, what was kept and how to go back.
+pub fn record(rec: &mut report::Record, plan: &FailoverPlan, r: &FailoverReport) {
+    rec.source(report::Source {
+        of: plan.primary_id.clone(),
+        ..Default::default()
+    });
+    rec.target(plan.replica.id.clone());
+    rec.step("request accepted", r.accepted_secs, r.followed.as_deref());
+    let w = &r.waited;
+    if w.operation_secs > 0.0 {
+        rec.step("operation succeeded", w.operation_secs, None);
+    }
+    if let Some(fqdn) = r.promoted_fqdn() {
+        let detail = format!("role {} at {fqdn}", w.role.as_deref().unwrap_or("?"));
+        rec.step("promoted server ready", w.ready_secs, Some(&detail));
+    }
+    if r.k8s_applied {
+        rec.step("services pointed at it", 0.0, None);
+    } else if let Some(note) = r.repoint.as_deref().filter(|n| n.starts_with("nothing")) {
+        rec.step("services", 0.0, Some(note));
+    }
+    let (primary, replica) = (name_of(&plan.primary_id), &plan.replica.name);
+    match plan.mode {
+        PromoteMode::Switchover => {
+            rec.kept(format!(
+                "{} (the old primary, now a replica of {replica})",
+                plan.primary_id
+            ));
+            rec.undo(format!(
+                "switch back once its region is healthy: valerix-backup failover --server                  {replica} --replica {primary} --mode switchover --yes"
+            ));
+        }
+        PromoteMode::Standalone => {
+            rec.kept(format!(
+                "{} (the old primary, untouched: stale from the promotion on)",
+                plan.primary_id
+            ));
+            rec.undo(format!(
+                "a promotion cannot be reversed: to go back, create a new read replica of                  {replica} in the old region (infra/: replicaLocation) and fail over to it"
+            ));
+            rec.undo(format!(
+                "until then never point the services back at {primary}: its data stops at the                  promotion"
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::arm::lro::{self, Operation};
 use crate::arm::{Arm, Sent};
 use crate::ops::Context;
+use crate::ops::report;
 
 const PROVIDER: &str = "Microsoft.DBforPostgreSQL/flexibleServers";
 
@@ -63,6 +64,45 @@ impl GeoRestoreReport {
             .as_deref()
             .filter(|_| self.state.as_deref() == Some("Ready"))
     }
+}
+
+/// Fills the post-mortem record of a geo-restore (`plan` is `None` when
+/// only watching one): the source and point in time, each step's time,
+/// and how to undo it.
+pub fn record(rec: &mut report::Record, plan: Option<&GeoRestorePlan>, report: &GeoRestoreReport) {
+    if let Some(p) = plan {
+        let at = p.body["properties"]["pointInTimeUTC"].as_str();
+        rec.source(report::Source {
+            of: p.source_id.clone(),
+            backup_time: at.and_then(|t| t.parse().ok()),
+            ..Default::default()
+        });
+        rec.kept(format!("{} (the source server, untouched)", p.source_id));
+    }
+    rec.target(report.target_id.clone());
+    rec.step(
+        "request accepted",
+        report.accepted_secs,
+        report.followed.as_deref(),
+    );
+    if report.operation_secs > 0.0 {
+        rec.step("operation succeeded", report.operation_secs, None);
+    }
+    if let Some(fqdn) = report.ready_fqdn() {
+        rec.step("server ready", report.ready_secs, Some(fqdn));
+    }
+    if report.k8s_applied {
+        rec.step("services pointed at it", 0.0, None);
+    }
+    let (sub, rg, name) = split_id(&report.target_id).unwrap_or_default();
+    rec.undo(
+        "point the services back at the source server once its region is back \
+         (kubectl set env deployment/<db>-service DB_HOST=<source FQDN>)",
+    );
+    rec.undo(format!(
+        "then delete the new server: az postgres flexible-server delete --subscription {sub} \
+         --resource-group {rg} --name {name}"
+    ));
 }
 
 /// A flexible server's id: `/subscriptions/../resourceGroups/../providers/...`.
