@@ -343,7 +343,9 @@ backups, size anomalies, failed verifications or audits and recoveries are sent 
     #[command(after_help = "\
 For each [[azure.postgres_server]]: backup retention days (the plan wants 30), whether
 geo-redundant backup is enabled (it can only be enabled at creation), the earliest
-restore point, and the paired region. Exit status 1 when a geo-restore would not be
+restore point, and the paired region; then its read replicas (a cross-region one makes
+`failover` possible) and the recovery point of each path (geo-restore: up to 1 hour;
+replica promotion: seconds, the replication lag). Exit status 1 when a geo-restore would not be
 possible. `valerix-backup audit` includes this check when servers are configured.")]
     #[command(display_order = 11)]
     AzureCheck {

@@ -1034,14 +1034,11 @@ fn failover_promotes_the_replica_follows_it_and_points_the_services_at_it() {
         arm::server_id(SOURCE_RG, SOURCE_SERVER).as_str()
     );
     assert_eq!(rec["targets"], json!([arm::server_id(SOURCE_RG, REPLICA)]));
-    let steps: Vec<&str> = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = rec["steps"].as_array().unwrap().iter();
     assert_eq!(
-        steps,
+        names
+            .map(|s| s["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         [
             "preflight",
             "request accepted",
@@ -1191,5 +1188,45 @@ fn azure_check_names_the_cross_region_replica_and_the_rpo_of_each_path() {
         r.stdout.contains("RPO of failover (replica promotion): seconds (the replication lag; 0 with --option planned), not available"),
         "{}",
         r.stdout
+    );
+}
+
+#[test]
+fn with_the_primary_region_down_the_named_replica_is_promoted_from_its_own_record() {
+    let mut state = with_replica();
+    state["down_servers"] = json!([format!("{SOURCE_RG}/{SOURCE_SERVER}")]);
+    let g = Geo::new(state);
+    // The SDK's retries of each 503 would only make the test slower.
+    let cfg = g.work.path().join("vb.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("max_retries = 3", "max_retries = 0")).unwrap();
+    // Unnamed, the replica cannot be found: the command says what to do.
+    g.run(&["failover", "--option", "forced", "--yes"])
+        .fails_with(
+            1,
+            "cannot read the primary valerix-postgres (HTTP 503 ServiceUnavailable",
+        );
+    let r = g
+        .run(&[
+            "failover",
+            "--replica",
+            REPLICA,
+            "--option",
+            "forced",
+            "--yes",
+            "--json",
+        ])
+        .ok();
+    assert!(
+        r.stderr
+            .contains("cannot read the primary (HTTP 503 ServiceUnavailable"),
+        "{}",
+        r.stderr
+    );
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["role"], "Primary", "{report}");
+    assert_eq!(
+        patches(&g)[0]["json"]["properties"]["replica"]["promoteOption"],
+        "Forced"
     );
 }

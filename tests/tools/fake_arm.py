@@ -276,6 +276,9 @@ def load_state(path):
                            replica (role GeoAsyncReplica in another region,
                            AsyncReplica in the same; replicationState from
                            servers.*.replicationState, "Active")
+      down_servers         ["rg/name"]: every request about that server (and its
+                           replicas, virtual endpoints) answers 503
+                           ServiceUnavailable, as while its region is down
       virtual_endpoints    {"rg/primary": "base name"}: a pair of virtual
                            endpoints (writer -> the primary, reader -> its
                            first replica), <base>.writer/.reader.postgres...
@@ -788,6 +791,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(lrest) >= 6 and lrest[0] == "resourcegroups" and lrest[2] == "providers":
             rg = rest[1]
             ns, typ = lrest[3], lrest[4]
+            if (ns == "microsoft.dbforpostgresql" and typ == "flexibleservers" and len(lrest) in (6, 7)
+                    and "{}/{}".format(rg, rest[5]).lower() in self.server.state.get("down_servers", [])):
+                self.api_version(query, None, None)
+                fail(503, "ServiceUnavailable", "The service is currently unavailable. Please try again later.")
             if (ns == "microsoft.dbforpostgresql" and typ == "flexibleservers" and len(lrest) == 6
                     and self.command == "PATCH"):
                 return self.promote_replica(claims, query, rg, rest[5], raw)
