@@ -588,7 +588,11 @@ fn replica_lines(c: &geo::ServerCheck) -> String {
         .filter(|r| r.location.is_some() && r.location != c.location)
         .collect();
     match (c.cross_region_replica, remote.as_slice()) {
-        (None, _) => {}
+        (None, _) => {
+            if let Some(why) = &c.replicas_unread {
+                s += &format!("  replicas: cannot list them ({why})\n");
+            }
+        }
         (Some(false), _) | (_, []) => {
             s += "  no cross-region read replica: a region failure means a geo-restore\n";
         }

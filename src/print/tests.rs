@@ -447,6 +447,7 @@ fn server_check(found: bool) -> ServerCheck {
         },
         replicas: if found { vec![replica_info()] } else { vec![] },
         cross_region_replica: found.then_some(true),
+        replicas_unread: None,
         recovery_paths: if found {
             vec![
                 RecoveryPath {
