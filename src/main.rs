@@ -108,6 +108,7 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             yes,
             json,
         ),
+        cmd @ Command::Failover { .. } => failover(&ctx, cmd, json),
         Command::Config {
             action: ConfigAction::Check { .. },
         } => {
@@ -256,6 +257,7 @@ fn wants_json(cmd: &Command) -> bool {
         Command::Drill {
             action: DrillAction::Region { out, .. },
         } => out.json,
+        Command::Failover { out, .. } => out.json,
         Command::Report {
             action: ReportAction::List { out } | ReportAction::Show { out, .. },
         } => out.json,
@@ -512,4 +514,87 @@ fn init_logging(cli: &Cli, format: LogFormat) {
         LogFormat::Json => fmt.json().init(),
         LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
     }
+}
+
+/// `failover`: preflight, confirm (a Forced promotion only with --yes),
+/// promote and follow, then point the services at the promoted server.
+/// Once the PATCH may have been sent, the run leaves a post-mortem record.
+fn failover(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
+    let Command::Failover {
+        server,
+        replica,
+        mode,
+        option,
+        yes,
+        dry_run,
+        no_wait,
+        update_k8s,
+        ..
+    } = cmd
+    else {
+        unreachable!("called for failover only")
+    };
+    let az = upload::azure_of(&ctx.cfg)?;
+    let arm = valerix_backup::arm::Arm::connect(az)?;
+    let req = geo::FailoverRequest {
+        server,
+        replica,
+        mode: mode.into(),
+        option: option.into(),
+    };
+    let mut rec = report::Record::new(report::Kind::Failover, "");
+    let plan = rec.timed("preflight", || geo::failover::plan(ctx, &arm, &req))?;
+    if dry_run {
+        return print::emit(json, &plan, print::failover_plan);
+    }
+    confirm_failover(&plan, yes)?;
+    let done =
+        geo::failover::execute(ctx, &arm, &plan, no_wait, &ctx.progress).and_then(|mut report| {
+            if report.waited.resume.is_none() {
+                let ns = update_k8s.as_deref();
+                geo::failover::point_services(&mut report, &plan, ns, &arm.cfg.k8s_namespace)?;
+            }
+            Ok(report)
+        });
+    match &done {
+        Ok(r) => {
+            geo::failover::record(&mut rec, &plan, r);
+            report::finish(ctx, rec, &r.outcome());
+        }
+        Err(e) => drop(report::finish_with(ctx, rec, Some(e))),
+    }
+    let report = done?;
+    if let Some(resume) = &report.waited.resume {
+        eprintln!(
+            "valerix-backup: interrupted; the promotion goes on in Azure. Resume watching \
+             with:\n  {resume}"
+        );
+        return report.outcome();
+    }
+    print::emit(json, &report, print::failover_report)
+}
+
+/// A Forced promotion may lose writes: never without --yes, even on a
+/// terminal. A Planned one asks, as geo-restore does.
+fn confirm_failover(plan: &geo::FailoverPlan, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if plan.option == geo::PromoteOption::Forced {
+        return Err(Error::Refused(format!(
+            "a Forced promotion of {} does not wait for the replica to catch up: the writes not \
+             yet replicated (the replication lag) are lost; pass --yes to accept that; nothing \
+             was sent",
+            plan.replica.name
+        )));
+    }
+    let what = format!(
+        "promote {} ({:?}, {:?}) in place of {}",
+        plan.replica.id, plan.mode, plan.option, plan.primary_id
+    );
+    ask(
+        std::slice::from_ref(&what),
+        &format!("failover would {what}"),
+        "failover cancelled; nothing was sent",
+    )
 }

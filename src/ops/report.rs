@@ -345,8 +345,11 @@ pub fn list(cfg: &Config) -> Result<Vec<Summary>> {
 /// `.json`/`.md`), `latest`, or `latest-<kind>` (`latest-drill`).
 pub fn show(cfg: &Config, which: &str) -> Result<(Record, String)> {
     let all = list(cfg)?;
-    let none = || Error::NoBackup {
-        what: format!("post-mortem record '{which}' in {}", dir(cfg).display()),
+    let none = || {
+        Error::NotFound(format!(
+            "no post-mortem record '{which}' in {} (report list shows them)",
+            dir(cfg).display()
+        ))
     };
     let wanted = which.trim_end_matches(".json").trim_end_matches(".md");
     let found = match wanted.strip_prefix("latest") {
