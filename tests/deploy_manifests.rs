@@ -1176,3 +1176,44 @@ fn infra_can_create_a_cross_region_replica_off_by_default() {
     let var = &var[..var.find("\n}").unwrap()];
     assert!(var.contains("default = null"), "off by default: {var}");
 }
+
+// drill region deletes the servers it creates; the geo-restore role never
+// deletes anything. Only the drill role carries the delete right, and it is
+// assigned on the drill's own resource group, off unless that group is named.
+
+#[test]
+fn only_the_drill_role_deletes_servers_and_only_on_the_drill_group() {
+    const DELETE: &str = "Microsoft.DBforPostgreSQL/flexibleServers/delete";
+    let bicep = read("infra/bicep/roles.bicep");
+    assert_eq!(bicep.matches(DELETE).count(), 1, "one role deletes servers");
+    assert!(!block(&bicep, "resource geoRestorer ").contains(DELETE));
+    let role = block(&bicep, "resource driller ");
+    assert!(role.contains(DELETE) && role.contains("if (!empty(drillResourceGroup))"));
+    let assign = block(&bicep, "module drillInDrillGroup ");
+    assert!(
+        assign.contains("if (!empty(drillResourceGroup))"),
+        "{assign}"
+    );
+    assert!(
+        assign.contains(": drillResourceGroup)") && assign.contains("roleDefinitionId: drillerId")
+    );
+    assert!(bicep.contains("param drillResourceGroup string = ''"));
+
+    let tf = read("infra/terraform/roles.tf");
+    assert_eq!(tf.matches(DELETE).count(), 1, "one role deletes servers");
+    assert!(!block(&tf, "resource \"azurerm_role_definition\" \"geo_restore\"").contains(DELETE));
+    let role = block(&tf, "resource \"azurerm_role_definition\" \"drill\"");
+    assert!(
+        role.contains(DELETE)
+            && role.contains("count       = var.drill_resource_group_name == \"\" ? 0 : 1")
+    );
+    let assign = block(&tf, "resource \"azurerm_role_assignment\" \"drill\"");
+    assert!(
+        assign.contains("resourceGroups/${var.drill_resource_group_name}\""),
+        "{assign}"
+    );
+    assert!(assign.contains("azurerm_role_definition.drill[0]"));
+    let vars = read("infra/terraform/variables.tf");
+    let var = &vars[vars.find("variable \"drill_resource_group_name\"").unwrap()..];
+    assert!(var[..var.find("\n}").unwrap()].contains("default     = \"\""));
+}

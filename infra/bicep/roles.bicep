@@ -22,6 +22,8 @@
 //                                             locations/azureAsyncOperation/read,
 //                                             locations/operationResults/read
 //   GET  .../flexibleServers/<target>         flexibleServers/read        recovery RG
+//   DELETE .../flexibleServers/<name>-drill-<date>  flexibleServers/delete  drill RG only
+//        (drill region; the geo-restore role has no delete)
 //   PUT  .../storageAccounts/<account>/managementPolicies/default
 //                                             managementPolicies/write    storage account
 // With --subnet / --private-dns-zone the PUT also needs, on the subnet and
@@ -62,6 +64,9 @@ param recoveryNetworkResourceGroups array = []
 
 @description('Also grant, on the whole subscription, the reads whose URLs are subscription-level: the locations list (paired region) and the status of the geo-restore operation. Harmless reads; on by default so that a disaster does not turn up a permission gap.')
 param subscriptionWideStatusReads bool = true
+
+@description('Optional: a resource group of its own for `drill region`\'s throwaway servers ([drill] resource_group). The drill must delete what it creates, so its role can delete flexible servers; assigned on this group only, that right reaches nothing else. Empty: no drill role.')
+param drillResourceGroup string = ''
 
 @description('Prefix of the custom role names. Custom role names are unique in a directory: use a different prefix per subscription when deploying to several.')
 param roleNamePrefix string = 'valerix-backup'
@@ -114,6 +119,31 @@ resource geoRestorer 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
       {
         actions: concat(serverReadActions, [
           'Microsoft.DBforPostgreSQL/flexibleServers/write'
+        ], operationStatusActions)
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscriptionScope
+    ]
+  }
+}
+
+// drill region: what a geo-restore needs, plus deleting the drill server.
+// Only ever assigned on the drill's own resource group.
+resource driller 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!empty(drillResourceGroup)) {
+  name: guid(subscriptionScope, roleNamePrefix, 'drill')
+  properties: {
+    roleName: '${roleNamePrefix} drill'
+    description: 'valerix-backup drill region: geo-restore a throwaway PostgreSQL flexible server, list and delete the drill servers. Assign on the drill resource group only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: concat(serverReadActions, [
+          'Microsoft.DBforPostgreSQL/flexibleServers/write'
+          'Microsoft.DBforPostgreSQL/flexibleServers/delete'
         ], operationStatusActions)
         notActions: []
         dataActions: []
@@ -205,6 +235,7 @@ resource networkJoiner 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if
 // IDs of the conditional definitions, spelled out (the same value as
 // `.id`, without a reference to a resource that may not be deployed).
 var statusReaderId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', guid(subscriptionScope, roleNamePrefix, 'status-reader'))
+var drillerId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', guid(subscriptionScope, roleNamePrefix, 'drill'))
 var networkJoinerId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', guid(subscriptionScope, roleNamePrefix, 'network-join'))
 
 // Read on each server's resource group: azure-check, geo-restore preflight.
@@ -227,6 +258,20 @@ module restoreIntoRecoveryGroup 'modules/rg-role-assignment.bicep' = {
     principalId: principalId
     assignmentDescription: 'valerix-backup geo-restore: create the restored PostgreSQL flexible server here.'
   }
+}
+
+// Create and delete on the drill's resource group only: its throwaway servers.
+module drillInDrillGroup 'modules/rg-role-assignment.bicep' = if (!empty(drillResourceGroup)) {
+  name: 'valerix-drill-${uniqueString(drillResourceGroup)}'
+  scope: resourceGroup(empty(drillResourceGroup) ? recoveryResourceGroup : drillResourceGroup)
+  params: {
+    roleDefinitionId: drillerId
+    principalId: principalId
+    assignmentDescription: 'valerix-backup drill region: create and delete the throwaway drill servers here.'
+  }
+  dependsOn: [
+    driller
+  ]
 }
 
 // The lifecycle policy of the one storage account.

@@ -82,6 +82,29 @@ resource "azurerm_role_definition" "geo_restore" {
   assignable_scopes = [local.subscription_scope]
 }
 
+# drill region: what a geo-restore needs, plus deleting the drill server.
+# Only ever assigned on the drill's own resource group.
+resource "azurerm_role_definition" "drill" {
+  count       = var.drill_resource_group_name == "" ? 0 : 1
+  name        = "${var.role_name_prefix} drill"
+  scope       = local.subscription_scope
+  description = "valerix-backup drill region: geo-restore a throwaway PostgreSQL flexible server, list and delete the drill servers. Assign on the drill resource group only."
+
+  permissions {
+    actions = concat(
+      local.server_read_actions,
+      [
+        "Microsoft.DBforPostgreSQL/flexibleServers/write",
+        "Microsoft.DBforPostgreSQL/flexibleServers/delete",
+      ],
+      local.operation_status_actions,
+    )
+    not_actions = []
+  }
+
+  assignable_scopes = [local.subscription_scope]
+}
+
 resource "azurerm_role_definition" "lifecycle_policy" {
   name        = "${var.role_name_prefix} lifecycle policy"
   scope       = local.subscription_scope
@@ -156,6 +179,16 @@ resource "azurerm_role_assignment" "geo_restore" {
   principal_id       = var.principal_id
   principal_type     = "ServicePrincipal"
   description        = "valerix-backup geo-restore: create the restored PostgreSQL flexible server here."
+}
+
+# Create and delete on the drill's resource group only: its throwaway servers.
+resource "azurerm_role_assignment" "drill" {
+  count              = var.drill_resource_group_name == "" ? 0 : 1
+  scope              = "${local.subscription_scope}/resourceGroups/${var.drill_resource_group_name}"
+  role_definition_id = azurerm_role_definition.drill[0].role_definition_resource_id
+  principal_id       = var.principal_id
+  principal_type     = "ServicePrincipal"
+  description        = "valerix-backup drill region: create and delete the throwaway drill servers here."
 }
 
 # The lifecycle policy of the one storage account.

@@ -147,6 +147,12 @@ variable "recovery_resource_group_name" {
   description = "Existing resource group the geo-restored server is created in (geo-restore --target-resource-group), in the paired region: a resource group whose region is down may take no new resources, so not resource_group_name."
 }
 
+variable "drill_resource_group_name" {
+  type        = string
+  description = "Optional: an existing resource group of its own for drill region's throwaway servers ([drill] resource_group). The drill must delete what it creates, so its role can delete flexible servers; assigned on this group only, that right reaches nothing else. Empty: no drill role."
+  default     = ""
+}
+
 variable "recovery_network_resource_group_names" {
   type        = list(string)
   description = "Optional: resource groups holding the recovery VNet's delegated subnet and its private DNS zone (geo-restore --subnet / --private-dns-zone). Empty: public access."
