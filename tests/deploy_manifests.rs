@@ -1217,3 +1217,21 @@ fn only_the_drill_role_deletes_servers_and_only_on_the_drill_group() {
     let var = &vars[vars.find("variable \"drill_resource_group_name\"").unwrap()..];
     assert!(var[..var.find("\n}").unwrap()].contains("default     = \"\""));
 }
+
+/// `failover` PATCHes the replica: the geo-restore role is assigned on the
+/// replica server alone, and only when there is one.
+#[test]
+fn the_failover_right_is_on_the_replica_alone() {
+    let bicep = read("infra/bicep/roles.bicep");
+    let m = block(&bicep, "module promoteReplica ");
+    assert!(m.contains("if (!empty(replicaServerId))"), "{m}");
+    assert!(m.contains("modules/server-role-assignment.bicep") && m.contains("geoRestorer.id"));
+    assert!(bicep.contains("param replicaServerId string = ''"));
+    let module = read("infra/bicep/modules/server-role-assignment.bicep");
+    assert!(module.contains("scope: server") && module.contains("flexibleServers@"));
+    let tf = read("infra/terraform/roles.tf");
+    let a = block(&tf, "resource \"azurerm_role_assignment\" \"failover\"");
+    assert!(a.contains("count              = var.postgres_replica_location == null ? 0 : 1"));
+    assert!(a.contains("scope              = azurerm_postgresql_flexible_server.replica[0].id"));
+    assert!(a.contains("azurerm_role_definition.geo_restore.role_definition_resource_id"));
+}

@@ -22,6 +22,8 @@
 //                                             locations/azureAsyncOperation/read,
 //                                             locations/operationResults/read
 //   GET  .../flexibleServers/<target>         flexibleServers/read        recovery RG
+//   PATCH .../flexibleServers/<replica>       flexibleServers/write       the replica only
+//        (failover: replica.promoteMode / promoteOption)
 //   DELETE .../flexibleServers/<name>-drill-<date>  flexibleServers/delete  drill RG only
 //        (drill region; the geo-restore role has no delete)
 //   PUT  .../storageAccounts/<account>/managementPolicies/default
@@ -64,6 +66,9 @@ param recoveryNetworkResourceGroups array = []
 
 @description('Also grant, on the whole subscription, the reads whose URLs are subscription-level: the locations list (paired region) and the status of the geo-restore operation. Harmless reads; on by default so that a disaster does not turn up a permission gap.')
 param subscriptionWideStatusReads bool = true
+
+@description('Optional: resource ID of the cross-region read replica (postgres.bicep\'s replicaId output). `valerix-backup failover` PATCHes it: the geo-restore role (write, no delete) is assigned on that server alone. Empty: no replica.')
+param replicaServerId string = ''
 
 @description('Optional: a resource group of its own for `drill region`\'s throwaway servers ([drill] resource_group). The drill must delete what it creates, so its role can delete flexible servers; assigned on this group only, that right reaches nothing else. Empty: no drill role.')
 param drillResourceGroup string = ''
@@ -257,6 +262,19 @@ module restoreIntoRecoveryGroup 'modules/rg-role-assignment.bicep' = {
     roleDefinitionId: geoRestorer.id
     principalId: principalId
     assignmentDescription: 'valerix-backup geo-restore: create the restored PostgreSQL flexible server here.'
+  }
+}
+
+// Promote the read replica (failover: PATCH replica.promoteMode): write on
+// that one server, not on the production server's resource group.
+module promoteReplica 'modules/server-role-assignment.bicep' = if (!empty(replicaServerId)) {
+  name: 'valerix-failover-${uniqueString(replicaServerId)}'
+  scope: resourceGroup(empty(replicaServerId) ? recoveryResourceGroup : split(replicaServerId, '/')[4])
+  params: {
+    serverName: empty(replicaServerId) ? 'none' : last(split(replicaServerId, '/'))
+    roleDefinitionId: geoRestorer.id
+    principalId: principalId
+    assignmentDescription: 'valerix-backup failover: promote this read replica.'
   }
 }
 

@@ -181,6 +181,17 @@ resource "azurerm_role_assignment" "geo_restore" {
   description        = "valerix-backup geo-restore: create the restored PostgreSQL flexible server here."
 }
 
+# Promote the read replica (failover: PATCH replica.promoteMode): write on
+# that one server, not on the production server's resource group.
+resource "azurerm_role_assignment" "failover" {
+  count              = var.postgres_replica_location == null ? 0 : 1
+  scope              = azurerm_postgresql_flexible_server.replica[0].id
+  role_definition_id = azurerm_role_definition.geo_restore.role_definition_resource_id
+  principal_id       = var.principal_id
+  principal_type     = "ServicePrincipal"
+  description        = "valerix-backup failover: promote this read replica."
+}
+
 # Create and delete on the drill's resource group only: its throwaway servers.
 resource "azurerm_role_assignment" "drill" {
   count              = var.drill_resource_group_name == "" ? 0 : 1
