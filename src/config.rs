@@ -59,6 +59,9 @@ pub struct Config {
     /// `[encryption]`: new backups are age-encrypted to these recipients.
     #[serde(default)]
     pub encryption: Option<Encryption>,
+    /// `[config_backup]`: application configuration archived by each backup.
+    #[serde(default)]
+    pub config_backup: Option<ConfigBackup>,
     /// Where the config was read from (not part of the TOML).
     #[serde(skip)]
     pub path: PathBuf,
@@ -80,6 +83,10 @@ pub struct Database {
     /// ~/.pgpass apply when absent.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// What the set holds: a PostgreSQL database, or the configuration
+    /// archive of `[config_backup]` (not part of the TOML).
+    #[serde(skip)]
+    pub kind: SetKind,
 }
 
 /// `[encryption]`: client-side encryption of new backups (see
@@ -701,6 +708,9 @@ impl Config {
         if let Some(az) = &mut cfg.azure {
             az.resolve().map_err(bad)?;
         }
+        if let Some(cb) = &mut cfg.config_backup {
+            cb.resolve(base, &cfg.databases).map_err(bad)?;
+        }
         Ok(cfg)
     }
 
@@ -1194,5 +1204,118 @@ user = "inventory_user"
         let secret = id.to_string().expose_secret().to_string();
         let e = parse_recipient(&secret).unwrap_err();
         assert!(e.contains("private key") && !e.contains(&secret), "{e}");
+    }
+}
+
+/// What a backup set holds. The catalog, retention, upload, audit and
+/// `verify` treat every set alike; the steps that only make sense for a
+/// database (pg_dump, pg_restore, row counts) ask this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetKind {
+    #[default]
+    Postgres,
+    /// The application configuration archive (`<name>_<stamp>.tar.gz`).
+    Config,
+}
+
+/// The name of the configuration archive's set: its TARGET word and the
+/// prefix of its files (`config_<stamp>.tar.gz`).
+pub const CONFIG_SET: &str = "config";
+
+/// `[config_backup]`: files, directories and globs, and the output of
+/// commands, archived by every backup run beside the dumps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigBackup {
+    /// Files, directories (recursively) and glob patterns; relative ones
+    /// are the config file's directory's.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Commands whose standard output is saved as `commands/<n>-<slug>.out`:
+    /// each an argument list, run without a shell.
+    #[serde(default)]
+    pub commands: Vec<Vec<String>>,
+    /// Archive files that look like secrets (`.env`, keys) even without
+    /// `[encryption]`.
+    #[serde(default)]
+    pub include_secrets: bool,
+    /// Seconds a command may run before it is killed and recorded as failed.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// The directory relative paths are taken from (not part of the TOML).
+    #[serde(skip)]
+    pub base: PathBuf,
+    /// The set the catalog knows the archive by (not part of the TOML).
+    #[serde(skip)]
+    pub set: Option<Database>,
+}
+
+fn default_command_timeout() -> u64 {
+    120
+}
+
+impl ConfigBackup {
+    fn resolve(&mut self, base: &Path, dbs: &[Database]) -> std::result::Result<(), String> {
+        if self.paths.is_empty() && self.commands.is_empty() {
+            return Err("[config_backup] lists no paths and no commands".into());
+        }
+        if let Some(c) = self
+            .commands
+            .iter()
+            .find(|c| c.first().is_none_or(String::is_empty))
+        {
+            return Err(format!(
+                "[config_backup] command {c:?} is empty: a command is a list, program first"
+            ));
+        }
+        if let Some(db) = dbs
+            .iter()
+            .find(|d| d.name == CONFIG_SET || d.dbname == CONFIG_SET)
+        {
+            return Err(format!(
+                "database '{}': the name '{CONFIG_SET}' is the configuration archive's \
+                 when [config_backup] is set",
+                db.name
+            ));
+        }
+        self.base = base.to_path_buf();
+        self.set = Some(Database {
+            name: CONFIG_SET.into(),
+            dbname: CONFIG_SET.into(),
+            host: String::new(),
+            port: 0,
+            user: String::new(),
+            password_env: None,
+            kind: SetKind::Config,
+        });
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The configuration archive's set, when `[config_backup]` is set.
+    pub fn config_set(&self) -> Option<&Database> {
+        self.config_backup.as_ref()?.set.as_ref()
+    }
+
+    /// [`Config::select`] plus the configuration archive: every set for no
+    /// target or `all`/`both`, and `config` names it alone. For the
+    /// commands that treat every backup set alike (backup, list, verify,
+    /// upload, audit).
+    pub fn select_sets(&self, targets: &[String]) -> Result<Vec<&Database>> {
+        let Some(set) = self.config_set() else {
+            return self.select(targets);
+        };
+        let (named, dbs): (Vec<String>, Vec<String>) =
+            targets.iter().cloned().partition(|t| t == CONFIG_SET);
+        if !named.is_empty() && dbs.is_empty() {
+            return Ok(vec![set]);
+        }
+        let every = targets.is_empty() || dbs.iter().any(|t| t == "both" || t == "all");
+        let mut out = self.select(&dbs)?;
+        if every || !named.is_empty() {
+            out.push(set);
+        }
+        Ok(out)
     }
 }

@@ -48,7 +48,7 @@ pub struct ProtectedCopy {
 /// Local backups, and with `offsite` the copies in Azure beside them
 /// (offsite-only copies appear with state `offsite-only`).
 pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<ListEntry>> {
-    let dbs = ctx.cfg.select(targets)?;
+    let dbs = ctx.cfg.select_sets(targets)?;
     let mut entries = local_entries(ctx, &dbs)?;
     if let (true, Some(az)) = (offsite, ctx.cfg.azure.as_ref()) {
         // During an outage the local list matters most: show it even when

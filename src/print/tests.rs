@@ -74,6 +74,7 @@ fn manifest(dbname: &str, size: u64) -> Manifest {
             },
         ],
         encryption: None,
+        config: None,
     }
 }
 
