@@ -868,6 +868,60 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
         .ok();
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(report["files"].as_array().unwrap().len(), 7, "{report}");
+
+    // With [encryption] the secret is archived, encrypted like the dumps,
+    // and comes back with the identity; without it nothing is written.
+    let key = sb.work.path().join("key.txt");
+    let made = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let public = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let public = String::from_utf8(public.stdout).unwrap().trim().to_string();
+    let sealed = format!(
+        "{}[encryption]\nrecipients = [\"{public}\"]\n",
+        section(false)
+    );
+    std::fs::write(sb.config_path(), sealed).unwrap();
+    let r = sb.run(&["backup", "config"]).ok();
+    assert!(!r.stderr.contains("looks like a secret"), "{}", r.stderr);
+    let age: Vec<_> = list_dir(&sb.backup_dir())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz.age"))
+        .collect();
+    assert_eq!(age.len(), 1, "{age:?}");
+    let into3 = sb.work.path().join("restored3");
+    let refused = sb.run(&[
+        "restore-config",
+        "latest",
+        "--into",
+        into3.to_str().unwrap(),
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(!into3.exists());
+    let mut cmd = sb.command(&[
+        "restore-config",
+        "latest",
+        "--into",
+        into3.to_str().unwrap(),
+    ]);
+    cmd.env("VALERIX_BACKUP_IDENTITY_FILE", &key);
+    run(cmd).ok();
+    assert_eq!(
+        tree(&into3.join("files").join(app.strip_prefix("/").unwrap())),
+        src
+    );
+    let partials: Vec<_> = list_dir(sb.work.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
     assert_eq!(
         tree(&into2.join("files").join(app.strip_prefix("/").unwrap())),
         src

@@ -266,7 +266,7 @@ pub fn status(ctx: &Context, max_age: Duration) -> Result<StatusReport> {
 
 /// Applies local retention now; with `dry_run`, only says what would go.
 pub fn prune(ctx: &Context, dry_run: bool) -> Result<Vec<String>> {
-    let dbs = ctx.cfg.select(&[])?;
+    let dbs = ctx.cfg.select_sets(&[])?;
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let mut out = Vec::new();
