@@ -791,6 +791,12 @@ impl Config {
                 value: t.clone(),
                 why: "a target is a database name from the config, not a path",
             })?;
+            if t == CONFIG_SET && self.config_set().is_some() {
+                return Err(Error::Refused(format!(
+                    "'{CONFIG_SET}' is the configuration archive ([config_backup]), not a \
+                     database: restore it with `valerix-backup restore-config`"
+                )));
+            }
             let db = self
                 .databases
                 .iter()

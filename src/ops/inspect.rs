@@ -126,8 +126,17 @@ fn local_entries(ctx: &Context, dbs: &[&crate::config::Database]) -> Result<Vec<
             file: b.file_name(),
             size_bytes: b.size,
             sha256: b.manifest.as_ref().map(|m| m.sha256.clone()),
-            tables: b.manifest.as_ref().map(|m| m.tables.len()),
-            rows: b.manifest.as_ref().map(|m| m.total_rows()),
+            // A configuration archive has files, not tables: `-`.
+            tables: b
+                .manifest
+                .as_ref()
+                .filter(|m| m.config.is_none())
+                .map(|m| m.tables.len()),
+            rows: b
+                .manifest
+                .as_ref()
+                .filter(|m| m.config.is_none())
+                .map(|m| m.total_rows()),
             encrypted_to: b.encrypted().then(|| b.recipients().to_vec()),
             database: b.database,
             dbname: b.dbname,

@@ -97,12 +97,14 @@ pub fn verify(
         match res {
             Ok(()) => {
                 r.ok = true;
+                let holds = match r.files {
+                    Some(n) => format!("{n} files"),
+                    None => format!("{} tables, {} rows", r.tables, r.rows),
+                };
                 info!(
-                    "{}: {} verified ({} tables, {} rows)",
+                    "{}: {} verified ({holds})",
                     db.dbname,
-                    r.file.as_deref().unwrap_or(""),
-                    r.tables,
-                    r.rows
+                    r.file.as_deref().unwrap_or("")
                 );
             }
             Err(Error::Interrupted) => return Err(Error::Interrupted),
