@@ -1325,3 +1325,66 @@ impl Config {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod config_backup_tests {
+    use super::*;
+
+    /// The example with its `[config_backup]` block uncommented.
+    fn example_with_config_backup() -> String {
+        let text = include_str!("../valerix-backup.example.toml");
+        let start = text.find("# [config_backup]").unwrap();
+        let (head, block) = text.split_at(start);
+        let block: Vec<&str> = block
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect();
+        format!("{head}{}\n", block.join("\n"))
+    }
+
+    #[test]
+    fn the_example_config_backup_parses_and_is_a_set_of_its_own() {
+        let c = Config::parse(&example_with_config_backup(), Path::new("/etc/v/x.toml")).unwrap();
+        let cb = c.config_backup.as_ref().unwrap();
+        assert_eq!(cb.paths.len(), 3);
+        assert_eq!(cb.commands[0][0], "kubectl");
+        assert_eq!((cb.include_secrets, cb.command_timeout_secs), (false, 120));
+        assert_eq!(cb.base, Path::new("/etc/v"));
+        let names = |t: &[&str]| -> Vec<String> {
+            let t: Vec<String> = t.iter().map(|s| s.to_string()).collect();
+            let sets = c.select_sets(&t).unwrap();
+            sets.iter().map(|d| d.name.clone()).collect()
+        };
+        assert_eq!(names(&[]), ["order", "inventory", "config"]);
+        assert_eq!(names(&["config"]), ["config"]);
+        assert_eq!(names(&["order", "config"]), ["order", "config"]);
+        assert_eq!(names(&["order"]), ["order"]);
+        // The databases' own commands never see it.
+        assert_eq!(c.select(&[]).unwrap().len(), 2);
+        let e = c.select(&["config".into()]).unwrap_err().to_string();
+        assert!(e.contains("restore-config"), "{e}");
+    }
+
+    #[test]
+    fn a_database_named_config_or_an_empty_section_is_refused() {
+        let base =
+            "backup_dir = \"b\"\n[[database]]\nname = \"config\"\ndbname = \"c\"\nuser = \"u\"\n";
+        let e = Config::parse(
+            &format!("{base}[config_backup]\npaths = [\"x\"]\n"),
+            Path::new("x.toml"),
+        );
+        assert!(e.unwrap_err().to_string().contains("configuration archive"));
+        let base = base.replace("name = \"config\"", "name = \"o\"");
+        let e = Config::parse(&format!("{base}[config_backup]\n"), Path::new("x.toml"));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("no paths and no commands")
+        );
+        let e = Config::parse(
+            &format!("{base}[config_backup]\ncommands = [[]]\n"),
+            Path::new("x.toml"),
+        );
+        assert!(e.unwrap_err().to_string().contains("is empty"));
+    }
+}
