@@ -759,6 +759,11 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
             ("k8s/order-deploy.yaml", "kind: Deployment\n", 0o644),
             ("k8s/run.sh", "#!/bin/sh\nexit 0\n", 0o750),
             (".env", "ORDER_DB_PASSWORD=hunter2\n", 0o600),
+            (
+                "k8s/db.yaml",
+                "apiVersion: v1\nkind: Secret\ndata: {}\n",
+                0o644,
+            ),
         ],
     );
     let extra = make_files(
@@ -786,6 +791,14 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
     let warned: Vec<&str> = r.stderr.lines().filter(|l| l.contains(&env)).collect();
     assert_eq!(warned.len(), 1, "{}", r.stderr);
     assert!(warned[0].contains(" WARN ") && warned[0].contains("looks like a secret"));
+    let db = app.join("k8s/db.yaml").display().to_string();
+    let warned: Vec<&str> = r.stderr.lines().filter(|l| l.contains(&db)).collect();
+    assert_eq!(warned.len(), 1, "{}", r.stderr);
+    assert!(
+        warned[0].contains("holds a Kubernetes Secret"),
+        "{}",
+        warned[0]
+    );
 
     // The archive: 0600, its manifest's hash, listed and verified.
     let archives = config_archives(&sb);
@@ -832,7 +845,8 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
     assert!(out.stdout.contains("restored 6 file(s)"), "{}", out.stdout);
     let src = tree(&app);
     let back = tree(&into.join("files").join(app.strip_prefix("/").unwrap()));
-    let secretless: Vec<_> = src.iter().filter(|(p, ..)| p != ".env").cloned().collect();
+    let secret = |p: &str| p == ".env" || p == "k8s/db.yaml";
+    let secretless: Vec<_> = src.iter().filter(|(p, ..)| !secret(p)).cloned().collect();
     assert_eq!(back, secretless);
     let b = into
         .join("files")
@@ -867,23 +881,11 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
         ])
         .ok();
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(report["files"].as_array().unwrap().len(), 7, "{report}");
+    assert_eq!(report["files"].as_array().unwrap().len(), 8, "{report}");
 
     // With [encryption] the secret is archived, encrypted like the dumps,
     // and comes back with the identity; without it nothing is written.
-    let key = sb.work.path().join("key.txt");
-    let made = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let public = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&key)
-        .output()
-        .unwrap();
-    let public = String::from_utf8(public.stdout).unwrap().trim().to_string();
+    let (key, public) = keygen(sb.work.path(), "key.txt");
     let sealed = format!(
         "{}[encryption]\nrecipients = [\"{public}\"]\n",
         section(false)

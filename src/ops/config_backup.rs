@@ -75,6 +75,32 @@ pub fn looks_secret(name: &str) -> bool {
     })
 }
 
+/// A file (or a command's output) holding a Kubernetes Secret: a line
+/// `kind: Secret` (YAML, also as a list item, or JSON `"kind": "Secret"`).
+/// The manifests the seed backs up keep Secrets beside the others.
+pub fn holds_k8s_secret(bytes: &[u8]) -> bool {
+    let Some(_) = memchr::memmem::find(bytes, b"Secret") else {
+        return false;
+    };
+    String::from_utf8_lossy(bytes).lines().any(|l| {
+        let l = l.trim().trim_start_matches("- ");
+        let l: String = l
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '"' | '\'' | ','))
+            .collect();
+        l == "kind:Secret"
+    })
+}
+
+const K8S_SECRET: &str = "holds a Kubernetes Secret (kind: Secret)";
+
+fn secret_reason(why: &str) -> String {
+    format!(
+        "{why}; archived only with [encryption] or include_secrets = true (see \
+         \"Application configuration\" in the README)"
+    )
+}
+
 /// The tar being built, and what was left out.
 struct Collector<'a> {
     cb: &'a ConfigBackup,
@@ -130,11 +156,24 @@ impl Collector<'_> {
                 return Ok(());
             }
         };
-        let walk = walkdir::WalkDir::new(&real)
+        let mut walk = walkdir::WalkDir::new(&real)
             .follow_links(false)
-            .sort_by_file_name();
-        for item in walk {
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(item) = walk.next() {
             match item {
+                // A `secrets/` or `.ssh`-like directory is left out whole,
+                // with one line.
+                Ok(e)
+                    if e.depth() > 0
+                        && e.file_type().is_dir()
+                        && !self.secrets_allowed
+                        && looks_secret(&e.file_name().to_string_lossy()) =>
+                {
+                    walk.skip_current_dir();
+                    let why = "a directory whose name looks like it holds secrets";
+                    self.skip(e.path().display().to_string(), secret_reason(why));
+                }
                 Ok(e) if e.depth() == 0 || !e.path_is_symlink() => self.add(e.path())?,
                 Ok(e) => self.skip(
                     e.path().display().to_string(),
@@ -177,15 +216,14 @@ impl Collector<'_> {
         }
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         if !self.secrets_allowed && looks_secret(&name) {
-            self.skip(
-                source,
-                "looks like a secret (see SECRET_PATTERNS in the README); archived only with \
-                 [encryption] or include_secrets = true"
-                    .into(),
-            );
+            self.skip(source, secret_reason("looks like a secret by its name"));
             return Ok(());
         }
         match std::fs::read(path) {
+            Ok(bytes) if !self.secrets_allowed && holds_k8s_secret(&bytes) => {
+                self.skip(source, secret_reason(K8S_SECRET));
+                Ok(())
+            }
             Ok(bytes) => self.file(member, source, &bytes, mode, meta.mtime()),
             Err(e) => {
                 self.unreadable(source, e.to_string());
@@ -220,6 +258,10 @@ impl Collector<'_> {
         let source = format!("command {n} `{}`", argv.join(" "));
         let timeout = Duration::from_secs(self.cb.command_timeout_secs);
         match run_command(ctx, argv, timeout)? {
+            Ok(out) if !self.secrets_allowed && holds_k8s_secret(&out) => {
+                self.skip(source, secret_reason(&format!("its output {K8S_SECRET}")));
+                Ok(())
+            }
             Ok(out) => {
                 let member = format!("commands/{n}-{}.out", slug(argv));
                 let now = Utc::now().timestamp();
@@ -586,6 +628,7 @@ pub fn restore(
         leaf.to_string_lossy(),
         std::process::id()
     ));
+    std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&temp)
@@ -726,6 +769,27 @@ mod tests {
             "keys.txt",
         ] {
             assert!(!looks_secret(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_secrets_are_known_by_their_kind() {
+        let yes = [
+            "apiVersion: v1\nkind: Secret\ndata: {}\n",
+            "items:\n- apiVersion: v1\n  kind: Secret\n",
+            "items:\n- kind: Secret\n",
+            "{\"kind\": \"Secret\", \"data\": {}}\n{\n  \"kind\": \"Secret\",\n}",
+        ];
+        for s in yes {
+            assert!(holds_k8s_secret(s.as_bytes()), "{s}");
+        }
+        let no = [
+            "kind: ConfigMap\n",
+            "# kind: SecretProviderClass\n",
+            "secretName: db\n",
+        ];
+        for s in no {
+            assert!(!holds_k8s_secret(s.as_bytes()), "{s}");
         }
     }
 
