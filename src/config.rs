@@ -1274,6 +1274,10 @@ impl ConfigBackup {
                 "[config_backup] command {c:?} is empty: a command is a list, program first"
             ));
         }
+        for p in self.paths.iter().filter(|p| p.contains(['*', '?', '['])) {
+            glob::Pattern::new(p)
+                .map_err(|e| format!("[config_backup] paths: {p:?} is not a glob pattern: {e}"))?;
+        }
         if let Some(db) = dbs
             .iter()
             .find(|d| d.name == CONFIG_SET || d.dbname == CONFIG_SET)
@@ -1386,5 +1390,10 @@ mod config_backup_tests {
             Path::new("x.toml"),
         );
         assert!(e.unwrap_err().to_string().contains("is empty"));
+        let e = Config::parse(
+            &format!("{base}[config_backup]\npaths = [\"k8s/[a-\"]\n"),
+            Path::new("x.toml"),
+        );
+        assert!(e.unwrap_err().to_string().contains("not a glob pattern"));
     }
 }

@@ -128,10 +128,15 @@ impl Collector<'_> {
         if !entry.contains(['*', '?', '[']) {
             return self.root(&full, entry);
         }
-        let matches = glob::glob(&text).map_err(|e| Error::Config {
-            path: PathBuf::from("[config_backup]"),
-            msg: format!("paths: {entry:?} is not a glob pattern: {e}"),
-        })?;
+        // Checked when the config loaded; the base directory may still
+        // hold a character a pattern cannot.
+        let matches = match glob::glob(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.unreadable(entry.to_string(), format!("not a glob pattern here: {e}"));
+                return Ok(());
+            }
+        };
         let mut any = false;
         for m in matches {
             any = true;
@@ -205,6 +210,8 @@ impl Collector<'_> {
         let mode = meta.permissions().mode() & 0o7777;
         if meta.is_dir() {
             let mut h = header(tar::EntryType::Directory, 0, mode, meta.mtime());
+            h.set_uid(meta.uid().into());
+            h.set_gid(meta.gid().into());
             return self
                 .tar
                 .append_data(&mut h, &member, std::io::empty())
@@ -224,7 +231,10 @@ impl Collector<'_> {
                 self.skip(source, secret_reason(K8S_SECRET));
                 Ok(())
             }
-            Ok(bytes) => self.file(member, source, &bytes, mode, meta.mtime()),
+            Ok(bytes) => {
+                let owner = (meta.uid(), meta.gid());
+                self.file(member, source, &bytes, (mode, meta.mtime(), owner))
+            }
             Err(e) => {
                 self.unreadable(source, e.to_string());
                 Ok(())
@@ -232,15 +242,18 @@ impl Collector<'_> {
         }
     }
 
+    /// A regular file: its member name, where it came from, its bytes and
+    /// its mode, mtime and owner (uid, gid).
     fn file(
         &mut self,
         member: String,
         source: String,
         bytes: &[u8],
-        mode: u32,
-        mtime: i64,
+        (mode, mtime, (uid, gid)): (u32, i64, (u32, u32)),
     ) -> Result<()> {
         let mut h = header(tar::EntryType::Regular, bytes.len() as u64, mode, mtime);
+        h.set_uid(uid.into());
+        h.set_gid(gid.into());
         self.tar
             .append_data(&mut h, &member, bytes)
             .ctx(|| format!("archiving {source}"))?;
@@ -265,7 +278,9 @@ impl Collector<'_> {
             Ok(out) => {
                 let member = format!("commands/{n}-{}.out", slug(argv));
                 let now = Utc::now().timestamp();
-                self.file(member, source, &out, 0o600, now)
+                // SAFETY: getuid and getgid cannot fail.
+                let owner = unsafe { (libc::getuid(), libc::getgid()) };
+                self.file(member, source, &out, (0o600, now, owner))
             }
             Err(why) => {
                 self.unreadable(source, why);
@@ -340,6 +355,21 @@ fn run_command(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // A process it left behind may hold its output open: wait for that
+    // within the same time limit (the group still exists then, so the
+    // kill cannot reach another).
+    while !(stdout.is_finished() && stderr.is_finished()) {
+        ctx.check_cancel().inspect_err(|_| kill_group(child.id()))?;
+        if start.elapsed() > timeout {
+            kill_group(child.id());
+            return Ok(Err(format!(
+                "{status}, but a process it started kept its output open past \
+                 command_timeout_secs ({} s)",
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let out = stdout.join().unwrap_or_default();
     let err = stderr.join().unwrap_or_default();
     if status.success() {
@@ -799,6 +829,37 @@ mod tests {
             assert!(!is_safe_member(Path::new(bad)), "{bad}");
         }
         assert!(is_safe_member(Path::new("files/etc/valerix/.env")));
+    }
+
+    fn ctx() -> Context {
+        let text = "backup_dir = \"b\"\n[[database]]\nname = \"o\"\ndbname = \"o\"\nuser = \"u\"\n";
+        let cfg = crate::Config::parse(text, Path::new("x.toml")).unwrap();
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        Context::new(cfg, crate::ui::Progress::hidden(), cancel)
+    }
+
+    fn run(argv: &[&str], secs: u64) -> std::result::Result<Vec<u8>, String> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        run_command(&ctx(), &argv, Duration::from_secs(secs)).unwrap()
+    }
+
+    #[test]
+    fn commands_give_their_output_or_one_reason() {
+        assert_eq!(run(&["printf", "a\\nb"], 5).unwrap(), b"a\nb");
+        let e = run(
+            &["sh", "-c", "echo; echo '  no such namespace  ' >&2; exit 3"],
+            5,
+        );
+        assert_eq!(e.unwrap_err(), "exit status: 3: no such namespace");
+        let e = run(&["/nonexistent/kubectl"], 5).unwrap_err();
+        assert!(e.starts_with("cannot run /nonexistent/kubectl: "), "{e}");
+        let t = Instant::now();
+        let e = run(&["sleep", "30"], 1).unwrap_err();
+        assert!(e.contains("killed after 1 s"), "{e}");
+        // A background process holding the output open is ended too.
+        let e = run(&["sh", "-c", "sleep 30 & echo started"], 1).unwrap_err();
+        assert!(e.contains("kept its output open"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     }
 
     #[test]
