@@ -99,9 +99,16 @@ pub fn parse_file_name(name: &str, dbname: &str) -> Option<(Stamp, FileKind)> {
 pub fn parse_dump_name<'a>(name: &str, dbs: &[&'a Database]) -> Option<(&'a Database, Stamp)> {
     dbs.iter()
         .find_map(|db| match parse_file_name(name, &db.dbname)? {
-            (s, FileKind::Dump) => Some((*db, s)),
+            (s, FileKind::Dump) if is_kind_of(name, db) => Some((*db, s)),
             _ => None,
         })
+}
+
+/// Whether a dump name has the form of `db`'s kind: a tar for the
+/// configuration archive, a pg_dump file for a database (a stray
+/// `order_db_<stamp>.tar.gz` is never taken for a dump of order_db).
+pub fn is_kind_of(name: &str, db: &Database) -> bool {
+    tar_stem(name).is_some() == (db.kind == crate::config::SetKind::Config)
 }
 
 #[cfg(test)]
@@ -134,5 +141,30 @@ mod tests {
         assert!(is_encrypted(&tar) && !is_encrypted(&tar_name_as("config", &s, false)));
         assert_eq!(parse_file_name(&tar, "config"), Some((s, FileKind::Dump)));
         assert_eq!(manifest_of(&tar), manifest_name("config", &s));
+    }
+
+    #[test]
+    fn a_dump_name_fits_its_sets_kind() {
+        use crate::config::SetKind;
+        let db = |name: &str, kind| Database {
+            name: name.into(),
+            dbname: name.into(),
+            host: String::new(),
+            port: 0,
+            user: String::new(),
+            password_env: None,
+            kind,
+        };
+        let (o, c) = (db("o", SetKind::Postgres), db("config", SetKind::Config));
+        let s = Stamp::parse("20261125_020000").unwrap();
+        let dbs = [&o, &c];
+        let found = |n: &str| parse_dump_name(n, &dbs).map(|(d, _)| d.name.clone());
+        assert_eq!(found(&dump_name("o", &s)).as_deref(), Some("o"));
+        assert_eq!(
+            found(&tar_name_as("config", &s, true)).as_deref(),
+            Some("config")
+        );
+        assert_eq!(found(&tar_name_as("o", &s, false)), None);
+        assert_eq!(found(&dump_name("config", &s)), None);
     }
 }
