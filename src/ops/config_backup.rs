@@ -477,6 +477,60 @@ pub fn backup(ctx: &Context, catalog: &Catalog, set: &Database, stamp: Stamp) ->
     Ok(m)
 }
 
+/// `config check` of `[config_backup]`: each path there now (a glob that
+/// matches nothing is not a problem, as in a backup), each command's
+/// program found (commands are not run), and what becomes of secrets.
+pub fn check(ctx: &Context) -> Vec<(String, std::result::Result<String, String>)> {
+    let Some(cb) = &ctx.cfg.config_backup else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in &cb.paths {
+        let full = cb.base.join(p);
+        let r = if p.contains(['*', '?', '[']) {
+            let n = glob::glob(&full.to_string_lossy()).map_or(0, |m| m.count());
+            Ok(format!("{n} match(es) now"))
+        } else {
+            match std::fs::metadata(&full) {
+                Ok(m) if m.is_dir() => Ok("a directory".to_string()),
+                Ok(_) => Ok("a file".to_string()),
+                Err(e) => Err(format!("{}: {e}", full.display())),
+            }
+        };
+        out.push((format!("config_backup path {p}"), r));
+    }
+    for (i, argv) in cb.commands.iter().enumerate() {
+        let r = match find_program(&argv[0]) {
+            Some(p) => Ok(format!("{} (not run by the check)", p.display())),
+            None => Err(format!("{} not found on PATH", argv[0])),
+        };
+        out.push((format!("config_backup command {}", i + 1), r));
+    }
+    let secrets = match (ctx.cfg.recipients().is_empty(), cb.include_secrets) {
+        (false, _) => "archived, encrypted with the backups",
+        (true, true) => "archived UNENCRYPTED (include_secrets = true)",
+        (true, false) => "skipped with a warning (no [encryption], include_secrets = false)",
+    };
+    out.push(("config_backup secrets".into(), Ok(secrets.into())));
+    out
+}
+
+/// `program` as a command finds it: a path as is, else the first
+/// executable of that name on `$PATH`.
+fn find_program(program: &str) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
+
 /// The set's error when something could not be read: one line naming each.
 pub fn failure(m: &Manifest) -> Option<String> {
     let bad = &m.config.as_ref()?.unreadable;
