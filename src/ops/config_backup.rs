@@ -917,6 +917,31 @@ mod tests {
     }
 
     #[test]
+    fn config_check_names_missing_paths_and_programs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yml"), "x").unwrap();
+        let text = "backup_dir = \"b\"\n[[database]]\nname = \"o\"\ndbname = \"o\"\n\
+                    user = \"u\"\n[config_backup]\npaths = [\"compose.yml\", \"gone.yml\", \"*.none\"]\n\
+                    commands = [[\"sh\", \"-c\", \"exit 1\"], [\"no-such-program-here\"]]\n";
+        let cfg = crate::Config::parse(text, &dir.path().join("x.toml")).unwrap();
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ctx = Context::new(cfg, crate::ui::Progress::hidden(), cancel);
+        let got: Vec<(String, bool)> = check(&ctx)
+            .into_iter()
+            .map(|(w, r)| (w, r.is_ok()))
+            .collect();
+        let want = [
+            ("config_backup path compose.yml", true),
+            ("config_backup path gone.yml", false),
+            ("config_backup path *.none", true),
+            ("config_backup command 1", true),
+            ("config_backup command 2", false),
+            ("config_backup secrets", true),
+        ];
+        assert_eq!(got, want.map(|(w, ok)| (w.to_string(), ok)));
+    }
+
+    #[test]
     fn command_slugs_are_file_names() {
         let argv: Vec<String> = [
             "kubectl",
