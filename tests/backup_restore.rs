@@ -774,9 +774,20 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
             ("c.txt", "no\n", 0o644),
         ],
     );
+    // Links inside a listed directory: to a file (archived as the file),
+    // to a directory (not followed).
+    let linked = sb.work.path().join("linked");
+    std::fs::create_dir(&linked).unwrap();
+    std::os::unix::fs::symlink(
+        app.join("k8s/order-deploy.yaml"),
+        linked.join("current.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(app.join("k8s"), linked.join("k8s")).unwrap();
+    let linked = std::fs::canonicalize(&linked).unwrap();
     let section = |secrets: bool| {
         format!(
-            "{}\n[config_backup]\npaths = [\"app\", \"manifests/*.yaml\"]\n\
+            "{}\n[config_backup]\npaths = [\"app\", \"manifests/*.yaml\", \"linked\"]\n\
              commands = [[\"printf\", \"apiVersion: v1\\\\nkind: List\\\\n\"]]\n\
              include_secrets = {secrets}\n",
             sb.config_text("")
@@ -829,20 +840,21 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
             member(&app.join("k8s/run.sh")),
             member(&extra.join("a.yaml")),
             member(&extra.join("b.yaml")),
+            member(&linked.join("current.yaml")),
             "commands/1-printf-apiversion-v1-nkind-list-n.out".into(),
         ]
     );
     let listed = sb.run(&["list", "--local"]).ok();
     assert!(listed.stdout.contains("config"), "{}", listed.stdout);
     let verified = sb.run(&["verify", "config"]).ok();
-    assert!(verified.stdout.contains("6 files"), "{}", verified.stdout);
+    assert!(verified.stdout.contains("7 files"), "{}", verified.stdout);
 
     // Restored: the same bytes and modes, the secret absent.
     let into = sb.work.path().join("restored");
     let out = sb
         .run(&["restore-config", "latest", "--into", into.to_str().unwrap()])
         .ok();
-    assert!(out.stdout.contains("restored 6 file(s)"), "{}", out.stdout);
+    assert!(out.stdout.contains("restored 7 file(s)"), "{}", out.stdout);
     let src = tree(&app);
     let back = tree(&into.join("files").join(app.strip_prefix("/").unwrap()));
     let secret = |p: &str| p == ".env" || p == "k8s/db.yaml";
@@ -856,6 +868,19 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
         (std::fs::read(&b).unwrap(), mode(&b)),
         (b"kind: ConfigMap\n".to_vec(), 0o444)
     );
+    let l = into.join("files").join(linked.strip_prefix("/").unwrap());
+    let current = std::fs::symlink_metadata(l.join("current.yaml")).unwrap();
+    assert!(current.is_file());
+    assert_eq!(
+        std::fs::read(l.join("current.yaml")).unwrap(),
+        b"kind: Deployment\n"
+    );
+    assert!(!l.join("k8s").exists());
+    let dir_link = format!(
+        "{}: a symbolic link to a directory",
+        linked.join("k8s").display()
+    );
+    assert_warned(&r, &dir_link);
     let cmd = std::fs::read(into.join("commands/1-printf-apiversion-v1-nkind-list-n.out")).unwrap();
     assert_eq!(cmd, b"apiVersion: v1\nkind: List\n");
 
@@ -881,7 +906,7 @@ fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_by
         ])
         .ok();
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(report["files"].as_array().unwrap().len(), 8, "{report}");
+    assert_eq!(report["files"].as_array().unwrap().len(), 9, "{report}");
 
     // With [encryption] the secret is archived, encrypted like the dumps,
     // and comes back with the identity; without it nothing is written.

@@ -9,7 +9,8 @@
 //! Members: `files/<absolute path>` for files (`/etc/valerix/.env` ->
 //! `files/etc/valerix/.env`), `commands/<n>-<slug>.out` for the standard
 //! output of the n-th command. Only regular files and directories are
-//! written; symbolic links inside a directory are not followed.
+//! written: a symbolic link inside a directory is archived as the file it
+//! points to, under its own name; a link to a directory is not followed.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -179,11 +180,14 @@ impl Collector<'_> {
                     let why = "a directory whose name looks like it holds secrets";
                     self.skip(e.path().display().to_string(), secret_reason(why));
                 }
-                Ok(e) if e.depth() == 0 || !e.path_is_symlink() => self.add(e.path())?,
-                Ok(e) => self.skip(
+                // A link to a file is archived as the file under the
+                // link's name (a Kubernetes volume's `..data` links, a
+                // shared override); a link to a directory is not followed.
+                Ok(e) if e.depth() > 0 && e.path_is_symlink() && e.path().is_dir() => self.skip(
                     e.path().display().to_string(),
-                    "a symbolic link inside a directory (not followed)".into(),
+                    "a symbolic link to a directory (not followed)".into(),
                 ),
+                Ok(e) => self.add(e.path())?,
                 Err(e) => {
                     let at = e.path().unwrap_or(&real).display().to_string();
                     let cause = e.io_error().map_or(e.to_string(), ToString::to_string);
@@ -725,8 +729,17 @@ pub fn restore(
         for (dir, mode) in dirs.iter().rev() {
             set_mode(&temp.join(dir), *mode)?;
         }
+        // Every file on disk before DIR gets its name: one syncfs(2) of the
+        // file system, not one fsync per file (4 067 files took 15 s so).
+        let d = File::open(&temp).ctx(|| format!("opening {}", temp.display()))?;
+        // SAFETY: syncfs on a descriptor we own.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(Error::io(format!("syncing {}", temp.display()), e));
+        }
         std::fs::rename(&temp, into)
             .ctx(|| format!("renaming {} to {}", temp.display(), into.display()))?;
+        crate::catalog::fsutil::sync_dir(parent)?;
         Ok(sha)
     });
     let sha256 = match res {
@@ -802,7 +815,6 @@ fn extract(
         .open(&path)
         .ctx(|| format!("creating {}", path.display()))?;
     std::io::Write::write_all(&mut f, &bytes).ctx(|| format!("writing {}", path.display()))?;
-    f.sync_all().ctx(|| format!("writing {}", path.display()))?;
     set_mode(&path, m.mode)?;
     written.push(Written {
         path: m.path,
