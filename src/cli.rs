@@ -240,6 +240,66 @@ Examples:
         #[command(flatten)]
         out: Output,
     },
+    /// Region failure: promote a cross-region read replica of the flexible server
+    #[command(after_help = "\
+The faster way out of a region failure, when the server has a read replica in another region
+(infra/ can create one): no restore, the replica becomes a read-write server in minutes.
+Steps, each logged with its duration: preflight (GET the primary and its replicas: role,
+region, state, replication state, replication lag where Resource Manager reports it; refuses a
+server that is not a replica of this primary or not Ready), PATCH the replica with
+properties.replica.promoteMode / promoteOption (sent once), follow the long-running operation
+(Retry-After honoured), GET the replica until it is a Ready primary, then print the kubectl
+commands that point the services at it (--update-k8s runs them).
+
+--mode (what the replica becomes):
+  standalone   it leaves the replication set and is a server of its own, under its own host
+               name: the services must be repointed. The old primary, when its region returns,
+               is an independent (stale) server.
+  switchover   it swaps roles with the primary, which becomes its replica. Needs a pair of
+               virtual endpoints: the writer endpoint (<name>.writer.postgres.database.azure.com)
+               follows the new primary, so services that use it need no change.
+--option (how the data is synchronised, and so the recovery point):
+  planned      waits until the replica has every write of the primary: RPO 0, but the
+               primary must answer (a planned failover, a drill, a region still half up).
+  forced       promotes at once: the writes not yet replicated are lost (RPO = the replication
+               lag, typically seconds). The only choice when the primary's region is down.
+               Refused without --yes.
+A geo-restore instead loses up to about an hour (the geo-backup's delay) and takes far longer.
+
+Examples:
+  valerix-backup failover --dry-run                       list the replicas, show the request
+  valerix-backup failover --replica valerix-pg-west --option forced --yes --update-k8s valerix
+  valerix-backup failover --mode switchover --yes         planned switchover (writer endpoint)")]
+    #[command(display_order = 10)]
+    Failover {
+        /// The primary: ARM resource id or a name [default: the only [[azure.postgres_server]]]
+        #[arg(long, value_name = "ID|NAME")]
+        server: Option<String>,
+        /// The replica to promote: id or name [default: the primary's only (cross-region)
+        /// replica]
+        #[arg(long, value_name = "ID|NAME")]
+        replica: Option<String>,
+        /// What the replica becomes
+        #[arg(long, value_enum, default_value_t = PromoteModeArg::Standalone)]
+        mode: PromoteModeArg,
+        /// How the data is synchronised first
+        #[arg(long, value_enum, default_value_t = PromoteOptionArg::Planned)]
+        option: PromoteOptionArg,
+        /// Do not ask for confirmation; required for --option forced (possible data loss)
+        #[arg(short, long)]
+        yes: bool,
+        /// Run the preflight, print the replicas and the request, send nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Send the request and exit; watch later with geo-restore --watch
+        #[arg(long)]
+        no_wait: bool,
+        /// Then run the kubectl commands in this namespace
+        #[arg(long, value_name = "NAMESPACE")]
+        update_k8s: Option<String>,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Run the whole schedule: backups, uploads, verification, audit, restore drills
     #[command(after_help = "\
 The schedule is [agent.schedule] in the config (cron, in agent.timezone, UTC by default):
@@ -283,7 +343,9 @@ backups, size anomalies, failed verifications or audits and recoveries are sent 
     #[command(after_help = "\
 For each [[azure.postgres_server]]: backup retention days (the plan wants 30), whether
 geo-redundant backup is enabled (it can only be enabled at creation), the earliest
-restore point, and the paired region. Exit status 1 when a geo-restore would not be
+restore point, and the paired region; then its read replicas (a cross-region one makes
+`failover` possible) and the recovery point of each path (geo-restore: up to 1 hour;
+replica promotion: seconds, the replication lag). Exit status 1 when a geo-restore would not be
 possible. `valerix-backup audit` includes this check when servers are configured.")]
     #[command(display_order = 11)]
     AzureCheck {
@@ -439,6 +501,43 @@ Examples:
         #[command(flatten)]
         out: Output,
     },
+    /// Post-mortem records: what each restore, geo-restore, failover and drill did
+    #[command(after_help = "\
+Every restore (local, --from-azure, --into), geo-restore, failover and drill writes a record
+beside the backups, in BACKUP_DIR/reports/<stamp>-<kind>.json and .md (0600): what was restored
+from which copy (file or blob, tier, SHA-256, backup time), into what, who ran it and where, every
+step with its time, what was kept and how to undo it. The .md is written for the post-mortem
+document; the .json is what --json prints. With [azure], the next upload copies the records to
+<prefix>reports/ in the container, kept as long as the weekly copies.
+
+Examples:
+  valerix-backup report list
+  valerix-backup report show latest               the newest record, as Markdown
+  valerix-backup report show latest-restore       the newest of one kind (restore, geo-restore,
+                                                  failover, drill)
+  valerix-backup report show 20261201_021500-restore --json")]
+    #[command(display_order = 10)]
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportAction {
+    /// The records, oldest first: when, kind, outcome, seconds, into what, by whom
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// One record: Markdown, or the JSON record with --json
+    Show {
+        /// A record's name (as `report list` prints it), `latest`, or `latest-KIND`
+        #[arg(value_name = "NAME|latest|latest-KIND", default_value = "latest")]
+        name: String,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -495,4 +594,34 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| format!("{e} (expected RFC 3339, e.g. 2026-12-31T02:00:00Z)"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PromoteModeArg {
+    Standalone,
+    Switchover,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PromoteOptionArg {
+    Planned,
+    Forced,
+}
+
+impl From<PromoteModeArg> for valerix_backup::ops::geo::PromoteMode {
+    fn from(m: PromoteModeArg) -> Self {
+        match m {
+            PromoteModeArg::Standalone => Self::Standalone,
+            PromoteModeArg::Switchover => Self::Switchover,
+        }
+    }
+}
+
+impl From<PromoteOptionArg> for valerix_backup::ops::geo::PromoteOption {
+    fn from(o: PromoteOptionArg) -> Self {
+        match o {
+            PromoteOptionArg::Planned => Self::Planned,
+            PromoteOptionArg::Forced => Self::Forced,
+        }
+    }
 }

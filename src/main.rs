@@ -15,12 +15,12 @@ use valerix_backup::offsite::policy::{self, PolicyFormat};
 use valerix_backup::ops::config_backup;
 use valerix_backup::ops::upload::Selection;
 use valerix_backup::ops::{
-    Context, audit, backup, check, fetch, geo, hold, inspect, restore, upload, verify,
+    Context, audit, backup, check, fetch, geo, hold, inspect, report, restore, upload, verify,
 };
 use valerix_backup::ui::Progress;
 use valerix_backup::{Config, Error, Result};
 
-use cli::{Cli, Command, ConfigAction, HoldAction};
+use cli::{Cli, Command, ConfigAction, HoldAction, ReportAction};
 
 fn main() {
     let cli = Cli::parse();
@@ -90,6 +90,7 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             report.outcome()
         }
         cmd @ Command::GeoRestore { .. } => geo_restore(&ctx, cmd, json),
+        cmd @ Command::Failover { .. } => failover(&ctx, cmd, json),
         Command::Config {
             action: ConfigAction::Check { .. },
         } => {
@@ -170,8 +171,10 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             ..
         } => {
             let mut stamp = Stamp::parse_selector(Some(&timestamp))?;
+            let mut fetched = Vec::new();
             if from_azure {
-                stamp = Some(fetch::fetch(&ctx, &targets, stamp, &ctx.progress)?);
+                let got = fetch::fetch(&ctx, &targets, stamp, &ctx.progress)?;
+                (stamp, fetched) = (Some(got.stamp), got.copies);
             }
             let req = restore::RestoreRequest {
                 stamp,
@@ -179,6 +182,7 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
                 into,
                 tables,
                 keep_old,
+                fetched,
             };
             let plan = restore::plan(&ctx, &req)?;
             confirm(&plan, yes)?;
@@ -195,6 +199,16 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             print::emit(json, &report, print::status)?;
             report.outcome()
         }
+        Command::Report { action } => match action {
+            ReportAction::List { .. } => {
+                let all = report::list(&ctx.cfg)?;
+                print::emit(json, &all, |a| print::reports(a))
+            }
+            ReportAction::Show { name, .. } => {
+                let (rec, md) = report::show(&ctx.cfg, &name)?;
+                print::emit(json, &rec, |_| md.clone())
+            }
+        },
         Command::Prune {
             dry_run,
             offsite,
@@ -232,6 +246,10 @@ fn wants_json(cmd: &Command) -> bool {
         Command::GeoRestore { out, .. } | Command::AzureCheck { out } => out.json,
         Command::Upload { out, .. } | Command::Audit { out, .. } => out.json,
         Command::Hold { out, .. } => out.json,
+        Command::Failover { out, .. } => out.json,
+        Command::Report {
+            action: ReportAction::List { out } | ReportAction::Show { out, .. },
+        } => out.json,
         Command::Backup { out, .. }
         | Command::Verify { out, .. }
         | Command::Restore { out, .. }
@@ -258,7 +276,8 @@ fn lifecycle_policy(ctx: &Context, format: PolicyFormat, apply: bool, yes: bool)
 }
 
 /// `geo-restore`: preflight and plan, confirm, send and follow (or only
-/// watch), then point the services at the new server.
+/// watch), then point the services at the new server. The run, whatever
+/// its outcome, leaves a post-mortem record.
 fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
     let Command::GeoRestore {
         source_server,
@@ -281,16 +300,14 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
     };
     let az = upload::azure_of(&ctx.cfg)?;
     let arm = valerix_backup::arm::Arm::connect(az)?;
-    let (report, databases) = if let Some(url) = watch {
+    let mut plan = None;
+    let mut rec = report::Record::new(report::Kind::GeoRestore, "");
+    let done = if let Some(url) = watch {
         let rg = target_resource_group.unwrap_or_else(|| arm.cfg.resource_group.clone());
         let sub = subscription.unwrap_or_else(|| arm.cfg.subscription_id.clone());
         let id = geo::server_id(&sub, &rg, &target_name);
         let url = (!url.is_empty()).then_some(url);
-        let report = geo::watch(ctx, &arm, &id, url.as_deref(), &ctx.progress)?;
-        (
-            report,
-            ctx.cfg.databases.iter().map(|d| d.name.clone()).collect(),
-        )
+        geo::watch(ctx, &arm, &id, url.as_deref(), &ctx.progress)
     } else {
         let req = geo::GeoRestoreRequest {
             source: source_server.expect("clap requires it without --watch"),
@@ -302,15 +319,32 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
             subnet,
             private_dns_zone,
         };
-        let plan = geo::plan(ctx, &arm, &req)?;
+        let p = plan.insert(geo::plan(ctx, &arm, &req)?);
         if dry_run {
-            return print::emit(json, &plan, print::geo_plan);
+            return print::emit(json, p, print::geo_plan);
         }
-        confirm_geo(&plan, yes)?;
-        let report = geo::execute(ctx, &arm, &plan, no_wait, &ctx.progress)?;
-        (report, plan.databases)
+        confirm_geo(p, yes)?;
+        geo::execute(ctx, &arm, p, no_wait, &ctx.progress)
     };
-    let mut report = report;
+    let databases = match &plan {
+        Some(p) => p.databases.clone(),
+        None => ctx.cfg.databases.iter().map(|d| d.name.clone()).collect(),
+    };
+    let done = done.and_then(|mut report| {
+        if report.resume.is_none() {
+            let ns = update_k8s.as_deref();
+            geo::point_services(&mut report, &databases, ns, &arm.cfg.k8s_namespace)?;
+        }
+        Ok(report)
+    });
+    match &done {
+        Ok(r) => {
+            geo::record(&mut rec, plan.as_ref(), r);
+            report::finish(ctx, rec, &r.outcome());
+        }
+        Err(e) => drop(report::finish_with(ctx, rec, Some(e))),
+    }
+    let report = done?;
     if let Some(resume) = &report.resume {
         eprintln!(
             "valerix-backup: interrupted; the geo-restore goes on in Azure. Resume \
@@ -318,8 +352,6 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
         );
         return report.outcome();
     }
-    let ns = update_k8s.as_deref();
-    geo::point_services(&mut report, &databases, ns, &arm.cfg.k8s_namespace)?;
     print::emit(json, &report, print::geo_report)
 }
 
@@ -455,4 +487,87 @@ fn init_logging(cli: &Cli, format: LogFormat) {
         LogFormat::Json => fmt.json().init(),
         LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
     }
+}
+
+/// `failover`: preflight, confirm (a Forced promotion only with --yes),
+/// promote and follow, then point the services at the promoted server.
+/// Once the PATCH may have been sent, the run leaves a post-mortem record.
+fn failover(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
+    let Command::Failover {
+        server,
+        replica,
+        mode,
+        option,
+        yes,
+        dry_run,
+        no_wait,
+        update_k8s,
+        ..
+    } = cmd
+    else {
+        unreachable!("called for failover only")
+    };
+    let az = upload::azure_of(&ctx.cfg)?;
+    let arm = valerix_backup::arm::Arm::connect(az)?;
+    let req = geo::FailoverRequest {
+        server,
+        replica,
+        mode: mode.into(),
+        option: option.into(),
+    };
+    let mut rec = report::Record::new(report::Kind::Failover, "");
+    let plan = rec.timed("preflight", || geo::failover::plan(ctx, &arm, &req))?;
+    if dry_run {
+        return print::emit(json, &plan, print::failover_plan);
+    }
+    confirm_failover(&plan, yes)?;
+    let done =
+        geo::failover::execute(ctx, &arm, &plan, no_wait, &ctx.progress).and_then(|mut report| {
+            if report.waited.resume.is_none() {
+                let ns = update_k8s.as_deref();
+                geo::failover::point_services(&mut report, &plan, ns, &arm.cfg.k8s_namespace)?;
+            }
+            Ok(report)
+        });
+    match &done {
+        Ok(r) => {
+            geo::failover::record(&mut rec, &plan, r);
+            report::finish(ctx, rec, &r.outcome());
+        }
+        Err(e) => drop(report::finish_with(ctx, rec, Some(e))),
+    }
+    let report = done?;
+    if let Some(resume) = &report.waited.resume {
+        eprintln!(
+            "valerix-backup: interrupted; the promotion goes on in Azure. Resume watching \
+             with:\n  {resume}"
+        );
+        return report.outcome();
+    }
+    print::emit(json, &report, print::failover_report)
+}
+
+/// A Forced promotion may lose writes: never without --yes, even on a
+/// terminal. A Planned one asks, as geo-restore does.
+fn confirm_failover(plan: &geo::FailoverPlan, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if plan.option == geo::PromoteOption::Forced {
+        return Err(Error::Refused(format!(
+            "a Forced promotion of {} does not wait for the replica to catch up: the writes not \
+             yet replicated (the replication lag) are lost; pass --yes to accept that; nothing \
+             was sent",
+            plan.replica.name
+        )));
+    }
+    let what = format!(
+        "promote {} ({:?}, {:?}) in place of {}",
+        plan.replica.id, plan.mode, plan.option, plan.primary_id
+    );
+    ask(
+        std::slice::from_ref(&what),
+        &format!("failover would {what}"),
+        "failover cancelled; nothing was sent",
+    )
 }

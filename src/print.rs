@@ -10,6 +10,7 @@ use valerix_backup::ops::check::ConfigCheck;
 use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport};
 use valerix_backup::ops::hold::HoldReport;
 use valerix_backup::ops::inspect::{ListEntry, StatusReport};
+use valerix_backup::ops::report;
 use valerix_backup::ops::restore::RestoreReport;
 use valerix_backup::ops::upload::UploadReport;
 use valerix_backup::ops::verify::VerifyReport;
@@ -265,6 +266,9 @@ pub fn upload(r: &UploadReport) -> String {
                 .unwrap_or_default()
         );
     }
+    if !r.reports.is_empty() {
+        s += &format!("  copied {} post-mortem record file(s)\n", r.reports.len());
+    }
     s
 }
 
@@ -359,6 +363,28 @@ pub fn hold(r: &HoldReport) -> String {
         .collect()
 }
 
+pub fn reports(all: &[report::Summary]) -> String {
+    if all.is_empty() {
+        return "no post-mortem records\n".into();
+    }
+    let mut s = format!(
+        "{:<32} {:<12} {:<11} {:>8}  {:<24} INTO\n",
+        "RECORD", "KIND", "OUTCOME", "SECONDS", "BY"
+    );
+    for r in all {
+        s += &format!(
+            "{:<32} {:<12} {:<11} {:>8.1}  {:<24} {}\n",
+            r.name,
+            r.kind.as_str(),
+            r.outcome.as_str(),
+            r.total_secs,
+            r.operator,
+            r.targets.join(", ")
+        );
+    }
+    s
+}
+
 pub fn prune(removed: &[String], dry_run: bool) -> String {
     let verb = if dry_run { "would remove" } else { "removed" };
     if removed.is_empty() {
@@ -381,32 +407,51 @@ pub fn geo_report(r: &GeoRestoreReport) -> String {
     match (&r.state, &r.operation) {
         (Some(state), _) => {
             s += &format!(
-                "  state {state}, FQDN {}\n  accepted in {:.1} s, operation {:.1} s, ready {:.1} s, total {:.1} s\n",
-                r.fqdn.as_deref().unwrap_or("-"),
+                "  state {state}, FQDN {}\n",
+                r.fqdn.as_deref().unwrap_or("-")
+            );
+            s += &step_times([
                 r.accepted_secs,
                 r.operation_secs,
                 r.ready_secs,
-                r.total_secs
-            );
+                r.total_secs,
+            ]);
         }
-        (None, Some(op)) => {
-            s += &format!(
-                "  accepted in {:.1} s; not waiting. Watch it with:\n    {}\n",
-                r.accepted_secs,
-                geo::resume_command(&r.target_id, Some(op))
-            );
-        }
+        (None, Some(op)) => s += &not_waiting(r.accepted_secs, &r.target_id, op),
         (None, None) => s += "  accepted\n",
     }
-    if !r.k8s_commands.is_empty() {
-        s += if r.k8s_applied {
-            "services pointed at the new server:\n"
-        } else {
-            "next: point the services at the new server (or rerun with --update-k8s NAMESPACE):\n"
-        };
-        for c in &r.k8s_commands {
-            s += &format!("  {}\n", c.join(" "));
-        }
+    s + &kubectl_lines(&r.k8s_commands, r.k8s_applied, "new")
+}
+
+/// `  accepted in 0.3 s, operation 95.2 s, ready 1.1 s, total 96.9 s`.
+fn step_times([accepted, operation, ready, total]: [f64; 4]) -> String {
+    format!(
+        "  accepted in {accepted:.1} s, operation {operation:.1} s, ready {ready:.1} s, total {total:.1} s\n"
+    )
+}
+
+fn not_waiting(accepted: f64, target_id: &str, op: &valerix_backup::arm::lro::Operation) -> String {
+    format!(
+        "  accepted in {accepted:.1} s; not waiting. Watch it with:\n    {}\n",
+        geo::resume_command(target_id, Some(op))
+    )
+}
+
+/// The kubectl commands that point the services at the `which` server:
+/// run, or to run.
+fn kubectl_lines(commands: &[Vec<String>], applied: bool, which: &str) -> String {
+    if commands.is_empty() {
+        return String::new();
+    }
+    let mut s = if applied {
+        format!("services pointed at the {which} server:\n")
+    } else {
+        format!(
+            "next: point the services at the {which} server (or rerun with --update-k8s NAMESPACE):\n"
+        )
+    };
+    for c in commands {
+        s += &format!("  {}\n", c.join(" "));
     }
     s
 }
@@ -436,6 +481,7 @@ pub fn azure_check(r: &CheckReport) -> String {
                 c.earliest_restore_date.as_deref().unwrap_or("-")
             );
         }
+        s += &replica_lines(c);
         for p in &c.problems {
             s += &format!("  problem: {p}\n");
         }
@@ -502,4 +548,89 @@ pub fn restore_config(r: &valerix_backup::ops::config_backup::RestoreConfigRepor
         &r.sha256[..12],
         r.into.display()
     )
+}
+
+/// The preflight of `failover --dry-run`: the replicas, then the request.
+pub fn failover_plan(p: &geo::FailoverPlan) -> String {
+    let mut s = format!("dry run: nothing was sent\nprimary {}\n", p.primary_id);
+    s += &failover_replicas(&p.replicas);
+    s += &match &p.writer_endpoint {
+        Some(w) => format!("virtual endpoints: writer {w}\n"),
+        None if p.virtual_endpoints.is_empty() => "virtual endpoints: none\n".into(),
+        None => format!("virtual endpoints: {}\n", p.virtual_endpoints.join(", ")),
+    };
+    s += &format!(
+        "{} {}\n{}\n",
+        p.method,
+        p.url,
+        serde_json::to_string_pretty(&p.body).expect("JSON values serialize")
+    );
+    s
+}
+
+fn failover_replicas(replicas: &[geo::failover::ReplicaInfo]) -> String {
+    if replicas.is_empty() {
+        return "replicas: not listed\n".into();
+    }
+    let mut s = String::from("replicas:\n");
+    for r in replicas {
+        s += &format!("  {:<28} {}\n", r.name, r.describe());
+    }
+    s
+}
+
+pub fn failover_report(r: &geo::FailoverReport) -> String {
+    let mut s = format!("failover to {}\n", r.replica_id);
+    let w = &r.waited;
+    match (&w.state, &r.operation) {
+        (Some(state), _) => {
+            s += &format!(
+                "  state {state}, role {}, FQDN {}\n",
+                w.role.as_deref().unwrap_or("-"),
+                w.fqdn.as_deref().unwrap_or("-")
+            );
+            s += &step_times([
+                r.accepted_secs,
+                w.operation_secs,
+                w.ready_secs,
+                w.total_secs,
+            ]);
+        }
+        (None, Some(op)) => s += &not_waiting(r.accepted_secs, &r.replica_id, op),
+        (None, None) => s += "  accepted\n",
+    }
+    if let Some(note) = &r.repoint {
+        s += &format!("{note}\n");
+    }
+    s + &kubectl_lines(&r.k8s_commands, r.k8s_applied, "promoted")
+}
+
+/// azure-check's lines on the replicas and the recovery point of each path.
+fn replica_lines(c: &geo::ServerCheck) -> String {
+    let mut s = String::new();
+    let remote: Vec<_> = c
+        .replicas
+        .iter()
+        .filter(|r| r.location.is_some() && r.location != c.location)
+        .collect();
+    match (c.cross_region_replica, remote.as_slice()) {
+        (None, _) => {
+            if let Some(why) = &c.replicas_unread {
+                s += &format!("  replicas: cannot list them ({why})\n");
+            }
+        }
+        (Some(false), _) | (_, []) => {
+            s += "  no cross-region read replica: a region failure means a geo-restore\n";
+        }
+        (Some(true), remote) => {
+            for r in remote {
+                s += &format!("  cross-region replica {}: {}\n", r.name, r.describe());
+            }
+        }
+    }
+    for p in &c.recovery_paths {
+        let how = if p.available { "" } else { ", not available" };
+        s += &format!("  RPO of {}: {}{how}\n", p.path, p.rpo);
+    }
+    s
 }

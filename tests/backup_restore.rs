@@ -198,6 +198,56 @@ fn keep_old_keeps_the_replaced_database() {
         .find(|d| d.starts_with("inventory_db__old_"))
         .unwrap();
     assert_eq!(sb.pg.fingerprint(&old), changed);
+
+    // The post-mortem record names the copy, the steps, what was kept and
+    // how to undo it; following its undo gives the replaced data back.
+    let rec = sb.json(&["report", "show", "latest-restore", "--json"]);
+    assert_eq!(rec["outcome"], "succeeded", "{rec}");
+    let dump = sb.dump_of("inventory_db");
+    let src = &rec["sources"][0];
+    assert_eq!(src["sha256"], manifest(&dump)["sha256"], "{rec}");
+    assert_eq!(src["path"], dump.display().to_string());
+    assert!(rec["kept"][0].as_str().unwrap().starts_with(&old), "{rec}");
+    let steps: Vec<&str> = rec["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "inventory_db: verify the backup",
+            "inventory_db: load and count",
+            "inventory_db: swap names",
+            "inventory_db: in all"
+        ]
+    );
+    let reports = sb.backup_dir().join("reports");
+    let name = rec["name"].as_str().unwrap();
+    for ext in ["json", "md"] {
+        let mode = std::fs::metadata(reports.join(format!("{name}.{ext}")))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}.{ext}");
+    }
+    let md = std::fs::read_to_string(reports.join(format!("{name}.md"))).unwrap();
+    assert!(md.contains(&old) && md.contains("## How to undo"), "{md}");
+    let listed = sb.run(&["report", "list"]).ok().stdout;
+    assert!(
+        listed.contains(name) && listed.contains("succeeded"),
+        "{listed}"
+    );
+    let undo = rec["undo"][0].as_str().unwrap();
+    let sql = undo
+        .split_once("): ")
+        .expect("the undo line holds its SQL")
+        .1;
+    for statement in sql.split("; ") {
+        sb.pg.psql("postgres", statement);
+    }
+    assert_eq!(sb.pg.fingerprint("inventory_db"), changed, "undo: {undo}");
 }
 
 #[test]

@@ -1117,3 +1117,62 @@ fn infra_enables_immutable_copies_and_ships_a_role_without_delete() {
         .contains("azurerm_role_definition.blob_agent.role_definition_resource_id")
     );
 }
+
+// The optional cross-region read replica of infra/bicep/postgres.bicep and
+// infra/terraform/postgres.tf (for `valerix-backup failover`): off by
+// default, and when on, a replica (createMode Replica) of the server.
+
+/// `text` with every run of spaces made one space (Terraform aligns `=`).
+fn squeezed(text: &str) -> String {
+    let mut out = String::new();
+    for part in text.split(' ').filter(|p| !p.is_empty()) {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+#[test]
+fn infra_can_create_a_cross_region_replica_off_by_default() {
+    let bicep = read("infra/bicep/postgres.bicep");
+    assert!(
+        bicep.contains("param replicaLocation string = ''"),
+        "off by default"
+    );
+    let replica = block(&bicep, "resource replica ");
+    for want in [
+        "= if (!empty(replicaLocation)) {",
+        "location: replicaLocation",
+        "createMode: 'Replica'",
+        "sourceServerResourceId: server.id",
+    ] {
+        assert!(replica.contains(want), "{want:?} not in {replica}");
+    }
+    // The primary itself stays a plain new server with geo-redundant backup.
+    let server = block(&bicep, "resource server ");
+    assert!(
+        server.contains("createMode: 'Default'")
+            && server.contains("geoRedundantBackup: 'Enabled'")
+    );
+
+    let tf = squeezed(&read("infra/terraform/postgres.tf"));
+    let replica = block(
+        &tf,
+        "resource \"azurerm_postgresql_flexible_server\" \"replica\"",
+    );
+    for want in [
+        "count = var.postgres_replica_location == null ? 0 : 1",
+        "location = var.postgres_replica_location",
+        "create_mode = \"Replica\"",
+        "source_server_id = azurerm_postgresql_flexible_server.valerix.id",
+        "prevent_destroy = true",
+    ] {
+        assert!(replica.contains(want), "{want:?} not in {replica}");
+    }
+    let vars = squeezed(&read("infra/terraform/variables.tf"));
+    let var = block(&vars, "variable \"postgres_replica_location\"");
+    let var = &var[..var.find("\n}").unwrap()];
+    assert!(var.contains("default = null"), "off by default: {var}");
+}

@@ -181,6 +181,15 @@ fn damaged_files_fail_verification_and_restore_leaves_the_live_database() {
         sb.run(&["verify", "latest", "order"]).fails_with(1, needle);
         sb.run(&["restore", "latest", "order", "--yes"])
             .fails_with(1, needle);
+        // The failed restore is on record, and says there is nothing to undo.
+        let rec = sb.json(&["report", "show", "latest-restore", "--json"]);
+        assert_eq!(rec["outcome"], "failed", "{rec}");
+        let step = &rec["steps"].as_array().unwrap().last().unwrap()["detail"];
+        assert!(step.as_str().unwrap().contains(needle), "{rec}");
+        assert!(
+            rec["undo"][0].as_str().unwrap().contains("nothing to undo"),
+            "{rec}"
+        );
         assert_eq!(sb.pg.fingerprint("order_db"), live, "live database changed");
         assert_eq!(sb.pg.databases(), dbs, "a restore database was left behind");
         assert_eq!(

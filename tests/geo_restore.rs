@@ -175,6 +175,45 @@ fn geo_restore_follows_the_operation_to_a_ready_server_and_points_the_services_a
              set env deployment/inventory-service DB_HOST={fqdn} -n valerix\n"
         )
     );
+    // The post-mortem record: source, point in time, every step, the undo.
+    let r = g
+        .run(&["report", "show", "latest-geo-restore", "--json"])
+        .ok();
+    let rec: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rec["outcome"], "succeeded", "{rec}");
+    let source = arm::server_id(SOURCE_RG, SOURCE_SERVER);
+    assert_eq!(rec["sources"][0]["of"], source.as_str());
+    let at = body["properties"]["pointInTimeUTC"].as_str().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    let recorded = rec["sources"][0]["backup_time"].as_str().unwrap();
+    assert_eq!(chrono::DateTime::parse_from_rfc3339(recorded).unwrap(), at);
+    assert_eq!(
+        rec["targets"],
+        serde_json::json!([arm::server_id(SOURCE_RG, "valerix-pg-west")])
+    );
+    let steps: Vec<&str> = rec["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "request accepted",
+            "operation succeeded",
+            "server ready",
+            "services pointed at it"
+        ]
+    );
+    assert_eq!(rec["steps"][2]["detail"], fqdn);
+    let undo = rec["undo"].to_string();
+    assert!(
+        undo.contains("az postgres flexible-server delete")
+            && undo.contains("--name valerix-pg-west"),
+        "{undo}"
+    );
+
     // The human report says each step's time and the FQDN.
     let g2 = Geo::new(arm::scenario());
     let text = g2.run(&restore_args("valerix-pg-west", &["--yes"])).ok();
@@ -341,6 +380,14 @@ fn an_interrupted_wait_says_how_to_resume_and_watch_finishes_it() {
     assert!(
         resume.ends_with("--target-name valerix-pg-west --target-resource-group rg-valerix"),
         "{resume}"
+    );
+    // On record as interrupted, not failed: the restore goes on in Azure.
+    let r = g.run(&["report", "show", "latest", "--json"]).ok();
+    let rec: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (&rec["kind"], &rec["outcome"]),
+        (&json!("geo-restore"), &json!("interrupted")),
+        "{rec}"
     );
 
     let r = g
@@ -821,6 +868,16 @@ for label, method, url, body, extra in [
      json.dumps({"location": "westus", "tags": {"a/b": "x"}, "properties": {}}).encode(),
      {"Content-Type": "application/json"}),
     ("no token", "GET", srv + "valerix-postgres?api-version=2025-08-01", None, None),
+    ("promote a primary", "PATCH", srv + "valerix-postgres?api-version=2025-08-01",
+     json.dumps({"properties": {"replica": {"promoteMode": "Standalone", "promoteOption": "Planned"}}}).encode(),
+     {"Content-Type": "application/json"}),
+    ("unknown promoteMode", "PATCH", srv + "valerix-postgres?api-version=2025-08-01",
+     json.dumps({"properties": {"replica": {"promoteMode": "Sideways"}}}).encode(),
+     {"Content-Type": "application/json"}),
+    ("patch text/plain", "PATCH", srv + "valerix-postgres?api-version=2025-08-01", b"{}",
+     {"Content-Type": "text/plain"}),
+    ("patch old api-version", "PATCH", srv + "valerix-postgres?api-version=2017-12-01", b"{}",
+     {"Content-Type": "application/json"}),
 ]:
     headers = dict(arm, **extra) if extra is not None else {}
     s, b, h = call(method, url, body, headers)
@@ -862,6 +919,10 @@ fn the_fake_refuses_what_resource_manager_refuses() {
         "text/plain": [415, "UnsupportedMediaType"],
         "bad tag": [400, "InvalidTagNameCharacters"],
         "no token": [401, "AuthenticationFailed"],
+        "promote a primary": [400, "InvalidParameterValue"],
+        "unknown promoteMode": [400, "InvalidParameterValue"],
+        "patch text/plain": [415, "UnsupportedMediaType"],
+        "patch old api-version": [400, "NoRegisteredProviderFound"],
         "storage audience": [401, "InvalidAuthenticationTokenAudience", "Bearer "],
         "endpoint audience": [null, "AADSTS500011"],
     });
@@ -873,5 +934,299 @@ fn the_fake_refuses_what_resource_manager_refuses() {
     assert_eq!(
         got["no api-version"],
         json!([401, "ExpiredAuthenticationToken"])
+    );
+}
+
+// Region failover by promoting a cross-region read replica (`failover`).
+
+const REPLICA: &str = "valerix-pg-replica";
+
+/// [`arm::scenario`] with a read replica of the source server in the
+/// paired region, and a replica of `valerix-nogeo` (not the source's).
+fn with_replica() -> Value {
+    let mut state = arm::scenario();
+    state["servers"][format!("{SOURCE_RG}/{REPLICA}")] = json!({
+        "location": PAIRED_REGION, "replicaOf": format!("{SOURCE_RG}/{SOURCE_SERVER}")
+    });
+    state["servers"][format!("{SOURCE_RG}/valerix-nogeo-replica")] =
+        json!({"location": PAIRED_REGION, "replicaOf": format!("{SOURCE_RG}/valerix-nogeo")});
+    state
+}
+
+fn patches(g: &Geo) -> Vec<Value> {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    g.fake.requests_to("PATCH", "")
+}
+
+/// The body of the fake's last answer to a GET of `name`.
+fn last_read(g: &Geo, name: &str) -> Value {
+    let gets = g
+        .fake
+        .requests_to("GET", &format!("/flexibleServers/{name}"));
+    gets.last().expect("read at least once")["response"].clone()
+}
+
+#[test]
+fn failover_promotes_the_replica_follows_it_and_points_the_services_at_it() {
+    let g = Geo::new(with_replica());
+    // The preflight lists the replica, what Resource Manager says of it,
+    // and sends nothing.
+    let r = g.run(&["failover", "--dry-run"]).ok();
+    assert!(
+        r.stdout.contains(&format!(
+            "{REPLICA:<28} GeoAsyncReplica, region westus, state Ready, replication Active, lag not reported"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("virtual endpoints: none"), "{}", r.stdout);
+    assert!(patches(&g).is_empty());
+
+    let r = g
+        .run(&["failover", "--yes", "--update-k8s", "valerix", "--json"])
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let fqdn = format!("{REPLICA}.postgres.database.azure.com");
+    assert_eq!(report["state"], "Ready", "{report}");
+    assert_eq!(report["role"], "Primary", "{report}");
+    assert_eq!(report["fqdn"], fqdn.as_str());
+    assert_eq!(report["k8s_applied"], true);
+    // One PATCH of the replica, with exactly the spec's body.
+    let sent = patches(&g);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["json"],
+        json!({"properties": {"replica": {"promoteMode": "Standalone", "promoteOption": "Planned"}}})
+    );
+    assert!(
+        sent[0]["path"].as_str().unwrap().starts_with(&format!(
+            "{}?api-version=2025-08-01",
+            arm::server_id(SOURCE_RG, REPLICA)
+        )),
+        "{sent:?}"
+    );
+    // Accepted: the fake refuses a PATCH without Content-Type
+    // application/json (415), as Resource Manager does.
+    assert_eq!(sent[0]["status"], 202);
+    // The operation was followed, honouring Retry-After.
+    let ops: Vec<Value> = g
+        .fake
+        .requests_to("GET", "")
+        .into_iter()
+        .filter(|p| p["path"].as_str().unwrap().contains("azureAsyncOperation"))
+        .collect();
+    assert!(ops.len() >= 2, "{ops:?}");
+    assert_eq!(ops.last().unwrap()["response"]["status"], "Succeeded");
+    for w in ops.windows(2) {
+        let gap = w[1]["t"].as_f64().unwrap() - w[0]["t"].as_f64().unwrap();
+        assert!(gap >= 0.9, "polled {gap:.2} s apart despite Retry-After: 1");
+    }
+    let kubectl = std::fs::read_to_string(g.kubectl_log()).unwrap();
+    let pointed = |db: &str| format!("set env deployment/{db}-service DB_HOST={fqdn} -n valerix\n");
+    assert_eq!(kubectl, pointed("order") + &pointed("inventory"));
+    // The post-mortem record: the primary it replaces, each step, the way
+    // back.
+    let r = g.run(&["report", "show", "latest-failover", "--json"]).ok();
+    let rec: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rec["outcome"], "succeeded", "{rec}");
+    assert_eq!(
+        rec["sources"][0]["of"],
+        arm::server_id(SOURCE_RG, SOURCE_SERVER).as_str()
+    );
+    assert_eq!(rec["targets"], json!([arm::server_id(SOURCE_RG, REPLICA)]));
+    let names = rec["steps"].as_array().unwrap().iter();
+    assert_eq!(
+        names
+            .map(|s| s["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "preflight",
+            "request accepted",
+            "operation succeeded",
+            "promoted server ready",
+            "services pointed at it"
+        ]
+    );
+    assert!(
+        rec["undo"]
+            .to_string()
+            .contains("a promotion cannot be reversed"),
+        "{rec}"
+    );
+    // Resource Manager now has the replica as a primary with no source,
+    // and the old primary without replicas.
+    let promoted = last_read(&g, REPLICA);
+    assert_eq!(promoted["properties"]["replica"]["role"], "Primary");
+    assert!(promoted["properties"]["sourceServerResourceId"].is_null());
+    g.run(&["failover", "--dry-run"])
+        .fails_with(2, "valerix-postgres has no read replica");
+    assert!(g.fake.arm_requests().iter().all(|r| r["auth"] == "valid"));
+}
+
+#[test]
+fn failover_refuses_a_server_that_is_not_a_replica_of_the_primary() {
+    let g = Geo::new(with_replica());
+    g.run(&["failover", "--replica", "valerix-nogeo", "--yes"])
+        .fails_with(
+            2,
+            "valerix-nogeo is not a read replica (role Primary): there is nothing to promote; \
+             nothing was sent",
+        );
+    let e = g
+        .run(&["failover", "--replica", "valerix-nogeo-replica", "--yes"])
+        .fails_with(2, "valerix-nogeo-replica is a replica of ");
+    assert!(
+        e.ends_with(
+            "valerix-nogeo, not of valerix-postgres: name the right --server; nothing was sent"
+        ),
+        "{e}"
+    );
+    g.run(&["failover", "--replica", "valerix-gone", "--yes"])
+        .fails_with(
+            1,
+            "replica valerix-gone not found: HTTP 404 ResourceNotFound",
+        );
+    // The replica as --server: it is no primary.
+    g.run(&["failover", "--server", REPLICA, "--yes"])
+        .fails_with(2, "valerix-pg-replica is itself a read replica");
+    // A switchover without virtual endpoints: Azure would refuse it.
+    g.run(&["failover", "--mode", "switchover", "--yes"])
+        .fails_with(
+            2,
+            "a Switchover of valerix-pg-replica needs a pair of virtual endpoints",
+        );
+    assert!(patches(&g).is_empty(), "nothing was sent");
+}
+
+#[test]
+fn a_forced_promotion_needs_yes_and_a_switchover_keeps_the_writer_endpoint() {
+    let mut state = with_replica();
+    state["virtual_endpoints"] = json!({ format!("{SOURCE_RG}/{SOURCE_SERVER}"): "valerix" });
+    let g = Geo::new(state);
+    let args = ["failover", "--mode", "switchover", "--option", "forced"];
+    let e = g
+        .run(&args)
+        .fails_with(2, "a Forced promotion of valerix-pg-replica");
+    assert!(
+        e.contains("the writes not yet replicated (the replication lag) are lost; pass --yes"),
+        "{e}"
+    );
+    assert!(patches(&g).is_empty(), "nothing was sent");
+
+    let mut with_yes = args.to_vec();
+    with_yes.extend(["--yes", "--update-k8s", "valerix", "--json"]);
+    let r = g.run(&with_yes).ok();
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["role"], "Primary", "{report}");
+    let sent = patches(&g);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0]["json"],
+        json!({"properties": {"replica": {"promoteMode": "Switchover", "promoteOption": "Forced"}}})
+    );
+    // The writer endpoint follows the switchover: nothing to repoint.
+    assert_eq!(
+        report["repoint"],
+        "nothing to repoint: the writer endpoint valerix.writer.postgres.database.azure.com now \
+         points at valerix-pg-replica (services that connect to it follow the switchover)"
+    );
+    assert!(report["k8s_commands"].as_array().unwrap().is_empty());
+    assert!(!g.kubectl_log().exists(), "kubectl was not run");
+    // Roles swapped: the old primary is now the promoted server's replica.
+    let r = g
+        .run(&["failover", "--server", REPLICA, "--dry-run", "--json"])
+        .ok();
+    let plan: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(plan["replica"]["name"], SOURCE_SERVER, "{plan}");
+    assert_eq!(plan["replica"]["role"], "GeoAsyncReplica");
+}
+
+#[test]
+fn azure_check_names_the_cross_region_replica_and_the_rpo_of_each_path() {
+    let g = Geo::new(with_replica());
+    let report: Value =
+        serde_json::from_str(&g.run(&["azure-check", "--json"]).ok().stdout).unwrap();
+    let s = &report["servers"][0];
+    assert_eq!(s["cross_region_replica"], true, "{report}");
+    assert_eq!(s["replicas"][0]["name"], REPLICA);
+    assert_eq!(s["replicas"][0]["role"], "GeoAsyncReplica");
+    assert_eq!(s["replicas"][0]["replication_lag"], "not reported");
+    let paths = s["recovery_paths"].as_array().unwrap();
+    assert_eq!(paths[0]["path"], "geo-restore");
+    assert!(
+        paths[0]["rpo"]
+            .as_str()
+            .unwrap()
+            .starts_with("up to 1 hour")
+    );
+    assert_eq!(paths[1]["available"], true);
+    assert!(paths[1]["rpo"].as_str().unwrap().starts_with("seconds"));
+    let r = g.run(&["azure-check"]).ok();
+    assert!(
+        r.stdout.contains(&format!(
+            "  cross-region replica {REPLICA}: GeoAsyncReplica, region westus, state Ready, replication Active, lag not reported\n"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("  RPO of geo-restore: up to 1 hour (the geo-backup's copy delay)\n"),
+        "{}",
+        r.stdout
+    );
+    // A server without one says so; promotion is then not available.
+    g.configure("[[azure.postgres_server]]\nname = \"valerix-pg-replica\"\n");
+    let r = g.run(&["azure-check"]);
+    assert!(
+        r.stdout
+            .contains("no cross-region read replica: a region failure means a geo-restore"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("RPO of failover (replica promotion): seconds (the replication lag; 0 with --option planned), not available"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn with_the_primary_region_down_the_named_replica_is_promoted_from_its_own_record() {
+    let mut state = with_replica();
+    state["down_servers"] = json!([format!("{SOURCE_RG}/{SOURCE_SERVER}")]);
+    let g = Geo::new(state);
+    // The SDK's retries of each 503 would only make the test slower.
+    let cfg = g.work.path().join("vb.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("max_retries = 3", "max_retries = 0")).unwrap();
+    // Unnamed, the replica cannot be found: the command says what to do.
+    g.run(&["failover", "--option", "forced", "--yes"])
+        .fails_with(
+            1,
+            "cannot read the primary valerix-postgres (HTTP 503 ServiceUnavailable",
+        );
+    let r = g
+        .run(&[
+            "failover",
+            "--replica",
+            REPLICA,
+            "--option",
+            "forced",
+            "--yes",
+            "--json",
+        ])
+        .ok();
+    assert!(
+        r.stderr
+            .contains("cannot read the primary (HTTP 503 ServiceUnavailable"),
+        "{}",
+        r.stderr
+    );
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["role"], "Primary", "{report}");
+    assert_eq!(
+        patches(&g)[0]["json"]["properties"]["replica"]["promoteOption"],
+        "Forced"
     );
 }

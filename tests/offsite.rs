@@ -402,6 +402,28 @@ fn tampered_copies_are_found_and_never_restored() {
         r.stderr
     );
     assert_eq!(o.sb.pg.fingerprint("order_db"), before);
+    // The post-mortem record names the copy that was used.
+    let rec = o.sb.json(&["report", "show", "latest-restore", "--json"]);
+    assert_eq!(rec["sources"][0]["blob"], weekly.as_str(), "{rec}");
+    assert_eq!(rec["sources"][0]["tier"], "weekly", "{rec}");
+    // The next upload copies it offsite, byte for byte, with the tag that
+    // lets the weekly rule expire it; once.
+    let up = o.json(&["upload", &stamp, "--tier", "weekly"]);
+    let name = rec["name"].as_str().unwrap();
+    let json_blob = format!("reports/{name}.json");
+    assert_eq!(
+        up["reports"],
+        serde_json::json!([format!("reports/{name}.md"), json_blob.clone()]),
+        "{up}"
+    );
+    assert_eq!(o.blob(&json_blob)["tags"]["superseded"], "true");
+    let local = o.sb.backup_dir().join(format!("reports/{name}.json"));
+    assert_eq!(
+        o.az.py_reader(&["sha256", CONTAINER, &json_blob]).trim(),
+        common::sha256_file(&local)
+    );
+    let again = o.json(&["upload", &stamp, "--tier", "weekly"]);
+    assert_eq!(again["reports"], serde_json::json!([]), "{again}");
 
     // No copy verifies: refused, and the live database is left alone.
     o.az.py_reader(&["tamper", CONTAINER, &weekly]);

@@ -95,6 +95,22 @@ param delegatedSubnetResourceId string = ''
 @description('Optional: resource ID of the private DNS zone (name ending in .postgres.database.azure.com, linked to the subnet\'s VNet). Required with delegatedSubnetResourceId.')
 param privateDnsZoneArmResourceId string = ''
 
+// Optional cross-region read replica, for `valerix-backup failover` (promote
+// it instead of geo-restoring: RPO the replication lag, seconds, instead of
+// up to an hour, and no hours-long restore). Off by default: it is a second
+// server, billed as one, and receives every write. It can be added later to
+// an existing server (unlike geo-redundant backup). A replica of a
+// VNet-integrated server needs a delegated subnet in its own region
+// (not covered here: set delegatedSubnetResourceId empty, or add a network
+// block for the replica's region).
+@description('Optional: region of a cross-region read replica (any region, e.g. the paired one). Empty (the default): no replica.')
+param replicaLocation string = ''
+
+@description('Name of the read replica, with replicaLocation: the `--replica` of `valerix-backup failover`.')
+@minLength(3)
+@maxLength(63)
+param replicaServerName string = '${take(serverName, 55)}-replica'
+
 // The seed's two databases (dbname of each [[database]] in valerix-backup.toml).
 var databaseNames = [
   'order_db'
@@ -156,6 +172,25 @@ resource databases 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-
   }
 }]
 
+// createMode Replica with the source's id, as the 2025-08-01 specification's
+// example ServersCreateReplica.json sends it; the replica's tier and size
+// are the source's.
+resource replica 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = if (!empty(replicaLocation)) {
+  name: replicaServerName
+  location: replicaLocation
+  sku: {
+    name: skuName
+    tier: skuTier
+  }
+  properties: {
+    createMode: 'Replica'
+    sourceServerResourceId: server.id
+  }
+  dependsOn: [
+    databases
+  ]
+}
+
 @description('Resource ID of the server (source of a geo-restore).')
 output serverId string = server.id
 
@@ -164,3 +199,6 @@ output serverName string = server.name
 
 @description('Host name the databases are reached at: `host` of each [[database]].')
 output fqdn string = server.properties.fullyQualifiedDomainName
+
+@description('Resource ID of the read replica; empty without replicaLocation.')
+output replicaId string = empty(replicaLocation) ? '' : replica.id

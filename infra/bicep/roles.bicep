@@ -73,6 +73,10 @@ var subscriptionScope = subscription().id
 // role-based-access-control/permissions/databases and .../storage).
 var serverReadActions = [
   'Microsoft.DBforPostgreSQL/flexibleServers/read'
+  // azure-check and the failover preflight: GET .../replicas and
+  // .../virtualendpoints.
+  'Microsoft.DBforPostgreSQL/flexibleServers/replicas/read'
+  'Microsoft.DBforPostgreSQL/flexibleServers/virtualendpoints/read'
 ]
 
 var operationStatusActions = [

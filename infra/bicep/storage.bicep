@@ -263,6 +263,7 @@ resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2
               ]
               prefixMatch: [
                 'database-backups/weekly/'
+                'database-backups/reports/'
               ]
               blobIndexMatch: [
                 {

@@ -88,6 +88,38 @@ resource "azurerm_postgresql_flexible_server_database" "inventory_db" {
   }
 }
 
+# Optional cross-region read replica, for `valerix-backup failover` (promote it
+# instead of geo-restoring: RPO the replication lag, seconds, instead of up to
+# an hour). Off by default (postgres_replica_location = null): it is a second
+# server, billed as one. create_mode "Replica" with the source's id, as the
+# 2025-08-01 specification's ServersCreateReplica.json. After a failover the
+# replica is a primary holding the live data: prevent_destroy, and the
+# promotion is not drift to undo.
+resource "azurerm_postgresql_flexible_server" "replica" {
+  count               = var.postgres_replica_location == null ? 0 : 1
+  name                = coalesce(var.postgres_replica_name, "${substr(var.postgres_server_name, 0, 55)}-replica")
+  resource_group_name = data.azurerm_resource_group.backups.name
+  location            = var.postgres_replica_location
+  create_mode         = "Replica"
+  source_server_id    = azurerm_postgresql_flexible_server.valerix.id
+  version             = var.postgres_version
+  sku_name            = var.postgres_sku_name
+  storage_mb          = var.postgres_storage_mb
+  auto_grow_enabled   = true
+
+  depends_on = [azurerm_postgresql_flexible_server_database.inventory_db]
+
+  lifecycle {
+    prevent_destroy = true
+    ignore_changes  = [create_mode, source_server_id, replication_role]
+
+    precondition {
+      condition     = var.postgres_replica_location != coalesce(var.location, data.azurerm_resource_group.backups.location)
+      error_message = "postgres_replica_location must be another region than the server's: a replica in the same region does not survive a region failure."
+    }
+  }
+}
+
 output "postgres_server_id" {
   description = "Resource ID of the server (source of a geo-restore)."
   value       = azurerm_postgresql_flexible_server.valerix.id
@@ -101,4 +133,9 @@ output "postgres_server_name" {
 output "postgres_fqdn" {
   description = "Host name the databases are reached at: `host` of each [[database]]."
   value       = azurerm_postgresql_flexible_server.valerix.fqdn
+}
+
+output "postgres_replica_id" {
+  description = "Resource ID of the read replica (null without postgres_replica_location)."
+  value       = one(azurerm_postgresql_flexible_server.replica[*].id)
 }

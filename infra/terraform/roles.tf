@@ -41,6 +41,10 @@ locals {
   # Storage" (learn.microsoft.com, role-based-access-control/permissions).
   server_read_actions = [
     "Microsoft.DBforPostgreSQL/flexibleServers/read",
+    # azure-check and the failover preflight: GET .../replicas and
+    # .../virtualendpoints.
+    "Microsoft.DBforPostgreSQL/flexibleServers/replicas/read",
+    "Microsoft.DBforPostgreSQL/flexibleServers/virtualendpoints/read",
   ]
   operation_status_actions = [
     "Microsoft.DBforPostgreSQL/locations/azureAsyncOperation/read",

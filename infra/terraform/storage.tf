@@ -198,7 +198,7 @@ resource "azurerm_storage_management_policy" "valerix_backup" {
     name    = "valerixWeeklyDelete"
     enabled = true
     filters {
-      prefix_match = ["database-backups/weekly/"]
+      prefix_match = ["database-backups/weekly/", "database-backups/reports/"]
       blob_types   = ["blockBlob"]
       match_blob_index_tag {
         name      = "superseded"

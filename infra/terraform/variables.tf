@@ -128,6 +128,18 @@ variable "postgres_private_dns_zone_id" {
   default     = null
 }
 
+variable "postgres_replica_location" {
+  type        = string
+  description = "Optional: region of a cross-region read replica for `valerix-backup failover` (another region than the server's). Null (the default): no replica; it costs a second server."
+  default     = null
+}
+
+variable "postgres_replica_name" {
+  type        = string
+  description = "Name of the read replica, with postgres_replica_location; null: <postgres_server_name>-replica."
+  default     = null
+}
+
 # --- Roles (roles.tf) ---
 
 variable "recovery_resource_group_name" {

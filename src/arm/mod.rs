@@ -184,9 +184,18 @@ impl Arm {
     /// blindly. An error before the request could be sent (no token, no
     /// connection) is an `Err`; once sent, either the answer or `Lost`.
     pub fn put_once(&self, url: &str, body: &Value) -> Result<Sent> {
-        let what = format!("PUT {}", path_of(url));
+        self.send_once(Method::Put, url, body)
+    }
+
+    /// PATCH without any retry (a replica's promotion): as [`Arm::put_once`].
+    pub fn patch_once(&self, url: &str, body: &Value) -> Result<Sent> {
+        self.send_once(Method::Patch, url, body)
+    }
+
+    fn send_once(&self, method: Method, url: &str, body: &Value) -> Result<Sent> {
+        let what = format!("{} {}", method_name(method), path_of(url));
         let sent = self.rt.block_on(async {
-            let exchange = self.exchange(&self.once, Method::Put, url, Some(body));
+            let exchange = self.exchange(&self.once, method, url, Some(body));
             tokio::time::timeout(ANSWER_TIMEOUT, exchange).await
         });
         use azure_core::error::ErrorKind;
@@ -297,6 +306,7 @@ fn unauthorized(a: Answer) -> Result<Answer> {
 fn method_name(m: Method) -> &'static str {
     match m {
         Method::Put => "PUT",
+        Method::Patch => "PATCH",
         Method::Post => "POST",
         Method::Delete => "DELETE",
         _ => "GET",

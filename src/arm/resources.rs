@@ -17,6 +17,8 @@ use crate::error::Result;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct FlexibleServer {
+    pub id: Option<String>,
+    pub name: Option<String>,
     pub location: Option<String>,
     pub tags: Option<BTreeMap<String, Value>>,
     pub properties: Option<ServerProperties>,
@@ -29,6 +31,25 @@ pub struct ServerProperties {
     pub state: Option<String>,
     pub fully_qualified_domain_name: Option<String>,
     pub backup: Option<ServerBackup>,
+    /// Returned only for a read replica (2025-08-01: "This property is
+    /// returned only when the target server is a read replica").
+    pub source_server_resource_id: Option<String>,
+    pub replica: Option<Replica>,
+}
+
+/// `properties.replica` (2025-08-01 `Replica`): `role` is one of `None`,
+/// `Primary`, `AsyncReplica`, `GeoAsyncReplica` (`ReplicationRole`);
+/// `replicationState` one of `Active`, `Catchup`, `Provisioning`,
+/// `Updating`, `Broken`, `Reconfiguring`, returned for read replicas only.
+/// `promoteMode` and `promoteOption` are write-only: sent, never read.
+/// Resource Manager reports no replication lag (the spec has no such
+/// field; Azure Monitor's `physical_replication_delay_in_seconds` has it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Replica {
+    pub role: Option<String>,
+    pub capacity: Option<u64>,
+    pub replication_state: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +114,31 @@ impl FlexibleServer {
         self.system_data.as_ref()?.created_at.as_deref()
     }
 
+    fn replica(&self) -> Option<&Replica> {
+        self.properties()?.replica.as_ref()
+    }
+
+    /// `properties.replica.role` (`Primary`, `AsyncReplica`, ...).
+    pub fn replica_role(&self) -> Option<&str> {
+        self.replica()?.role.as_deref()
+    }
+
+    pub fn replication_state(&self) -> Option<&str> {
+        self.replica()?.replication_state.as_deref()
+    }
+
+    pub fn source_server_id(&self) -> Option<&str> {
+        self.properties()?.source_server_resource_id.as_deref()
+    }
+
+    /// Whether the server is a read replica (its role says so).
+    pub fn is_replica(&self) -> bool {
+        matches!(
+            self.replica_role(),
+            Some("AsyncReplica" | "GeoAsyncReplica")
+        )
+    }
+
     /// A tag's value; tag names are case-insensitive in Azure.
     pub fn tag(&self, name: &str) -> Option<&str> {
         self.tags
@@ -100,6 +146,61 @@ impl FlexibleServer {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET .../flexibleServers/{name}/replicas` (2025-08-01
+/// `Replicas_ListByServer`, a `ServerList`) and `.../virtualendpoints`
+/// (`VirtualEndpointsList`): `{"value": [...], "nextLink": ...}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct List<T> {
+    pub value: Vec<T>,
+    pub next_link: Option<String>,
+}
+
+impl<T: serde::de::DeserializeOwned + Default> List<T> {
+    /// The list in an answer's body; a body of another shape is an error
+    /// naming `what` (an empty list would hide the replicas).
+    pub fn from_body(body: &Value, what: &str) -> Result<List<T>> {
+        serde_json::from_value(body.clone()).map_err(|e| {
+            crate::error::Error::Offsite(format!("unexpected answer listing {what}: {e}"))
+        })
+    }
+}
+
+/// A pair of virtual endpoints (2025-08-01 `VirtualEndpoint`):
+/// `properties.endpointType` `ReadWrite`, `members` (the servers they
+/// point at), `virtualEndpoints` (their host names, read-only).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VirtualEndpoint {
+    pub name: Option<String>,
+    pub properties: Option<VirtualEndpointProperties>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VirtualEndpointProperties {
+    pub endpoint_type: Option<String>,
+    pub members: Vec<String>,
+    pub virtual_endpoints: Vec<String>,
+}
+
+impl VirtualEndpoint {
+    /// The host names of the pair.
+    pub fn hosts(&self) -> &[String] {
+        self.properties
+            .as_ref()
+            .map_or(&[], |p| p.virtual_endpoints.as_slice())
+    }
+
+    /// The writer host name (`<name>.writer.postgres.database.azure.com`).
+    pub fn writer(&self) -> Option<&str> {
+        self.hosts()
+            .iter()
+            .find(|h| h.contains(".writer."))
+            .map(String::as_str)
     }
 }
 

@@ -42,6 +42,10 @@ use crate::error::{Error, Result};
 pub const SUPERSEDED_TAG: &str = "superseded";
 pub const SUPERSEDED_VALUE: &str = "true";
 
+/// The folder under the prefix that holds the post-mortem records
+/// (`<prefix>reports/`), beside the tiers' folders.
+pub const REPORTS_DIR: &str = "reports";
+
 /// A manifest is a few KiB; anything larger than this is not one of ours
 /// and is not read into memory.
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;

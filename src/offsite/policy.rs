@@ -61,8 +61,25 @@ struct Rule {
     name: &'static str,
     /// `<container>/<prefix><kind>/`: a prefixMatch starts with the container.
     prefix_match: String,
+    /// More folders the rule keeps as long: the weekly rule also covers the
+    /// post-mortem records (`<container>/<prefix>reports/`, see
+    /// [`crate::ops::report`]), which are uploaded with the tag set.
+    also: Vec<String>,
     days: u32,
     tier: AccessTierName,
+}
+
+impl Rule {
+    fn prefixes(&self) -> Vec<String> {
+        std::iter::once(self.prefix_match.clone())
+            .chain(self.also.iter().cloned())
+            .collect()
+    }
+}
+
+/// `items` quoted by `quote`, joined by `sep`.
+fn list(items: &[String], quote: fn(&str) -> String, sep: &str) -> String {
+    items.iter().map(|i| quote(i)).collect::<Vec<_>>().join(sep)
 }
 
 fn policy_rules(az: &Azure) -> [Rule; 2] {
@@ -75,6 +92,15 @@ fn policy_rules(az: &Azure) -> [Rule; 2] {
         kind,
         name,
         prefix_match: format!("{}/{}{}/", az.container, az.prefix, kind),
+        also: match kind {
+            "weekly" => vec![format!(
+                "{}/{}{}/",
+                az.container,
+                az.prefix,
+                crate::offsite::REPORTS_DIR
+            )],
+            _ => Vec::new(),
+        },
         days: match az.is_immutable(kind) {
             true => az.immutability_days(kind).max(days as i64) as u32,
             false => days,
@@ -130,7 +156,7 @@ fn our_rule(r: &Rule) -> PolicyRule {
         definition: Some(RuleDefinition {
             filters: Some(RuleFilters {
                 blob_types: Some(vec!["blockBlob".to_string()]),
-                prefix_match: Some(vec![r.prefix_match.clone()]),
+                prefix_match: Some(r.prefixes()),
                 blob_index_match: Some(vec![TagMatch {
                     name: SUPERSEDED_TAG.to_string(),
                     op: "==".to_string(),
@@ -244,7 +270,10 @@ fn bicep_block(az: &Azure) -> String {
                 .replace("@NAME@", &bicep_str(r.name))
                 .replace("@TAG@", &bicep_str(SUPERSEDED_TAG))
                 .replace("@VALUE@", &bicep_str(SUPERSEDED_VALUE))
-                .replace("@PREFIX@", &bicep_str(&r.prefix_match))
+                .replace(
+                    "@PREFIX@",
+                    &list(&r.prefixes(), bicep_str, "\n                "),
+                )
         })
         .collect();
     let resource = template(BICEP_POLICY)
@@ -266,7 +295,7 @@ fn terraform_block(az: &Azure) -> String {
                 .replace("@NAME@", &hcl_str(r.name))
                 .replace("@TAG@", &hcl_str(SUPERSEDED_TAG))
                 .replace("@VALUE@", &hcl_str(SUPERSEDED_VALUE))
-                .replace("@PREFIX@", &hcl_str(&r.prefix_match))
+                .replace("@PREFIX@", &list(&r.prefixes(), hcl_str, ", "))
         })
         .collect();
     let resource = template(TF_POLICY).replace("@RULES@", rules.trim_end_matches('\n'));
@@ -718,7 +747,7 @@ mod tests {
         assert_eq!(weekly["name"], "valerixWeeklyDelete");
         assert_eq!(
             weekly["definition"]["filters"]["prefixMatch"],
-            json!(["database-backups/weekly/"])
+            json!(["database-backups/weekly/", "database-backups/reports/"])
         );
         assert_eq!(
             weekly["definition"]["actions"]["baseBlob"]["delete"]["daysAfterCreationGreaterThan"],
@@ -752,7 +781,13 @@ mod tests {
         let p = lifecycle_policy(&az);
         let prefix = |i: usize| &p["rules"][i]["definition"]["filters"]["prefixMatch"];
         assert_eq!(prefix(0), &json!(["database-backups/prod/daily/"]));
-        assert_eq!(prefix(1), &json!(["database-backups/prod/weekly/"]));
+        assert_eq!(
+            prefix(1),
+            &json!([
+                "database-backups/prod/weekly/",
+                "database-backups/prod/reports/"
+            ])
+        );
         let weekly_delete = &p["rules"][1]["definition"]["actions"]["baseBlob"]["delete"];
         assert_eq!(weekly_delete["daysAfterCreationGreaterThan"], 120);
     }
@@ -812,7 +847,7 @@ mod tests {
             "storage_account_id = local.backup_storage_account_id",
             "backup_storage_account_id = var.storage_account_id",
             "prefix_match = [\"database-backups/prod/daily/\"]",
-            "prefix_match = [\"database-backups/prod/weekly/\"]",
+            "prefix_match = [\"database-backups/prod/weekly/\", \"database-backups/prod/reports/\"]",
             "blob_types   = [\"blockBlob\"]",
             "name    = \"valerixWeeklyDelete\"",
             "delete_after_days_since_creation_greater_than = 30",

@@ -529,6 +529,7 @@ mod tests {
                 error: Some("503".into()),
                 ..Default::default()
             }],
+            reports: Vec::new(),
         };
         let e = run(false, Some(UploadStep::Done(up)), true).unwrap_err();
         assert!(e.to_string().contains("503"), "{e}");

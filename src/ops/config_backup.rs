@@ -691,13 +691,8 @@ pub fn restore(
     refuse_non_empty(into)?;
     if from_azure {
         let store = AzureStore::open(crate::ops::upload::azure(ctx)?)?;
-        stamp = Some(crate::ops::fetch::fetch_sets(
-            ctx,
-            &store,
-            vec![set],
-            stamp,
-            obs,
-        )?);
+        let fetched = crate::ops::fetch::fetch_sets(ctx, &store, vec![set], stamp, obs)?;
+        stamp = Some(fetched.stamp);
     }
     let catalog = Catalog::open_existing(&ctx.cfg);
     let b = catalog.find(set, stamp.as_ref())?;

@@ -26,14 +26,30 @@ use crate::pipeline::HashingWriter;
 use crate::storage::azure::AzureStore;
 use crate::storage::{Object, Store};
 
+/// What a fetch brought: the timestamp, and each blob downloaded (none for
+/// a database whose local copy was already the offsite one).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub stamp: Stamp,
+    pub copies: Vec<FetchedCopy>,
+}
+
+/// One blob downloaded, for the post-mortem record.
+#[derive(Debug, Clone)]
+pub struct FetchedCopy {
+    pub dbname: String,
+    pub blob: String,
+    pub tier: Tier,
+}
+
 /// Fetches the backups of `targets` at `stamp` (newest common one when
-/// `None`) and returns the timestamp fetched.
+/// `None`).
 pub fn fetch(
     ctx: &Context,
     targets: &[String],
     stamp: Option<Stamp>,
     obs: &dyn Observer,
-) -> Result<Stamp> {
+) -> Result<Fetched> {
     let store = AzureStore::open(azure(ctx)?)?;
     fetch_from(ctx, &store, targets, stamp, obs)
 }
@@ -45,7 +61,7 @@ pub fn fetch_from(
     targets: &[String],
     stamp: Option<Stamp>,
     obs: &dyn Observer,
-) -> Result<Stamp> {
+) -> Result<Fetched> {
     fetch_sets(ctx, store, ctx.cfg.select(targets)?, stamp, obs)
 }
 
@@ -57,7 +73,7 @@ pub fn fetch_sets(
     dbs: Vec<&Database>,
     stamp: Option<Stamp>,
     obs: &dyn Observer,
-) -> Result<Stamp> {
+) -> Result<Fetched> {
     let az = azure(ctx)?;
     let blobs = store.list(&az.prefix)?;
     let per_db: Vec<Vec<OffsiteCopy>> = dbs.iter().map(|db| copies_of(az, &blobs, db)).collect();
@@ -77,6 +93,7 @@ pub fn fetch_sets(
     create_private_dir(&ctx.cfg.backup_dir)?;
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
+    let mut fetched = Vec::new();
     for (db, copies) in dbs.iter().zip(&per_db) {
         let here: Vec<OffsiteCopy> = copies
             .iter()
@@ -92,9 +109,14 @@ pub fn fetch_sets(
                 ),
             });
         }
-        fetch_one(ctx, store, &catalog, db, stamp, &here, obs)?;
+        if let Some(copy) = fetch_one(ctx, store, &catalog, db, stamp, &here, obs)? {
+            fetched.push(copy);
+        }
     }
-    Ok(stamp)
+    Ok(Fetched {
+        stamp,
+        copies: fetched,
+    })
 }
 
 fn fetch_one(
@@ -105,7 +127,7 @@ fn fetch_one(
     stamp: Stamp,
     copies: &[OffsiteCopy],
     obs: &dyn Observer,
-) -> Result<()> {
+) -> Result<Option<FetchedCopy>> {
     let az = azure(ctx)?;
     // The copies' own file name: `.dump.gz`, or `.dump.gz.age` when the
     // backup was encrypted.
@@ -114,7 +136,7 @@ fn fetch_one(
         |c| file_part(&c.blob.name).into(),
     );
     if catalog.holds_dump(&db.dbname, &stamp) {
-        return use_local(catalog, db, stamp, copies);
+        return use_local(catalog, db, stamp, copies).map(|()| None);
     }
     let mut failures = Vec::new();
     for &OffsiteCopy { tier, blob, .. } in copies {
@@ -124,7 +146,11 @@ fn fetch_one(
                     "{file}: restored from the {tier} offsite copy {}",
                     blob.name
                 );
-                return Ok(());
+                return Ok(Some(FetchedCopy {
+                    dbname: db.dbname.clone(),
+                    blob: blob.name.clone(),
+                    tier,
+                }));
             }
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {

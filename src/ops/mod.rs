@@ -14,6 +14,7 @@ pub mod hold;
 pub mod inspect;
 pub mod journal;
 pub mod read;
+pub mod report;
 pub mod restore;
 pub mod upload;
 pub mod verify;

@@ -31,8 +31,10 @@ use tracing::{info, warn};
 use crate::catalog::{Catalog, LocalBackup, Stamp};
 use crate::config::Database;
 use crate::error::{Error, Result};
+use crate::ops::fetch::FetchedCopy;
 use crate::ops::journal::{Journal, Kind, Record, Settled, Step, settle};
 use crate::ops::read::check_manifest;
+use crate::ops::report;
 use crate::ops::{Context, Observer, lock_catalog, outcome};
 use crate::pg::db::Server;
 
@@ -47,6 +49,9 @@ pub struct RestoreRequest {
     pub tables: Vec<String>,
     /// Keep the replaced database as `<db>__old_<time of the restore>`.
     pub keep_old: bool,
+    /// The blobs the backups were fetched from (`--from-azure`), for the
+    /// post-mortem record.
+    pub fetched: Vec<FetchedCopy>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,11 +200,37 @@ pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
     })
 }
 
+/// Restores what `plan` names, database by database, and writes the
+/// post-mortem record of the run (see [`report`]), whatever its outcome.
 pub fn execute(ctx: &Context, plan: &RestorePlan, obs: &dyn Observer) -> Result<RestoreReport> {
+    let mut rec = report::Record::new(report::Kind::Restore, "");
+    let mut results = Vec::new();
+    let run = restore_items(ctx, plan, obs, &mut rec, &mut results);
+    let report = RestoreReport { results };
+    record_results(&mut rec, plan, &report);
+    match run {
+        Ok(()) => {
+            report::finish(ctx, rec, &report.outcome());
+            Ok(report)
+        }
+        Err(e) => {
+            report::finish_with(ctx, rec, Some(&e));
+            Err(e)
+        }
+    }
+}
+
+fn restore_items(
+    ctx: &Context,
+    plan: &RestorePlan,
+    obs: &dyn Observer,
+    rec: &mut report::Record,
+    results: &mut Vec<DbRestore>,
+) -> Result<()> {
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = lock_catalog(ctx, &catalog)?;
-    let mut results = Vec::new();
     for item in &plan.items {
+        rec.source(source_of(item, &plan.request.fetched));
         let t0 = Instant::now();
         let mut r = DbRestore {
             database: item.db.dbname.clone(),
@@ -239,7 +270,66 @@ pub fn execute(ctx: &Context, plan: &RestorePlan, obs: &dyn Observer) -> Result<
         r.total_secs = t0.elapsed().as_secs_f64();
         results.push(r);
     }
-    Ok(RestoreReport { results })
+    Ok(())
+}
+
+/// The copy `item` restores from: its file, and the blob it was fetched
+/// from when it was.
+fn source_of(item: &PlanItem, fetched: &[FetchedCopy]) -> report::Source {
+    let b = &item.backup;
+    let blob = fetched.iter().find(|c| c.dbname == b.dbname);
+    report::Source {
+        of: b.dbname.clone(),
+        path: Some(b.path.display().to_string()),
+        blob: blob.map(|c| c.blob.clone()),
+        tier: blob.map(|c| c.tier.to_string()),
+        sha256: b.manifest.as_ref().map(|m| m.sha256.clone()),
+        size_bytes: Some(b.size),
+        backup_time: Some(b.stamp.to_utc()),
+    }
+}
+
+/// Each database's steps, what was kept and how to undo it.
+fn record_results(rec: &mut report::Record, plan: &RestorePlan, report: &RestoreReport) {
+    for (item, r) in plan.items.iter().zip(&report.results) {
+        let db = &item.db;
+        rec.target(format!("{} on {}:{}", r.target, db.host, db.port));
+        let name = &r.database;
+        rec.step(&format!("{name}: verify the backup"), r.verify_secs, None);
+        rec.step(&format!("{name}: load and count"), r.restore_secs, None);
+        if r.swapped {
+            rec.step(&format!("{name}: swap names"), r.swap_secs, None);
+        }
+        let counts = format!("{} tables, {} rows", r.tables, r.rows);
+        match &r.error {
+            None => rec.step(&format!("{name}: in all"), r.total_secs, Some(&counts)),
+            Some(e) => rec.failed_step(&format!("{name}: in all"), r.total_secs, e),
+        }
+        if let Some(old) = &r.kept_old {
+            rec.kept(format!("{old} (the database {} replaced)", r.target));
+        }
+        rec.undo(undo_line(item, r, plan.request.into.is_some()));
+    }
+}
+
+fn undo_line(item: &PlanItem, r: &DbRestore, into: bool) -> String {
+    let (t, server) = (&r.target, format!("{}:{}", item.db.host, item.db.port));
+    match (r.swapped || (r.ok && into), &r.kept_old) {
+        (false, _) => format!("{t}: nothing to undo, the live database was not changed"),
+        _ if into => format!(
+            "{t}: a new database beside the live one; DROP DATABASE \"{t}\" on {server} removes it"
+        ),
+        (true, Some(old)) => format!(
+            "{t}: put the replaced database back on {server} (no session connected to \
+             either): ALTER DATABASE \"{t}\" RENAME TO \"{t}__undone\"; ALTER DATABASE \
+             \"{old}\" RENAME TO \"{t}\""
+        ),
+        (true, None) => format!(
+            "{t}: the replaced database was dropped (no --keep-old); to go back, restore \
+             the backup before {} (valerix-backup list {})",
+            item.backup.stamp, item.db.name
+        ),
+    }
 }
 
 fn restore_one(

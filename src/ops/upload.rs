@@ -60,6 +60,8 @@ pub enum TierChoice {
 pub struct UploadReport {
     pub container: String,
     pub results: Vec<BlobUpload>,
+    /// Post-mortem record files copied to `<prefix>reports/` by this run.
+    pub reports: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -198,9 +200,23 @@ pub fn upload(
         results.push(r);
     }
     tag_superseded(ctx, &store, az, &dbs, &results);
+    let reports = match crate::ops::report::upload_pending(&ctx.cfg, &store, az) {
+        Ok(sent) => sent,
+        Err(e) => {
+            warn!("post-mortem records: {e}");
+            results.push(BlobUpload {
+                file: crate::ops::report::DIR.into(),
+                blob: crate::ops::report::blob_name(az, ""),
+                error: Some(format!("copying the post-mortem records: {e}")),
+                ..Default::default()
+            });
+            Vec::new()
+        }
+    };
     Ok(UploadReport {
         container: store.describe(),
         results,
+        reports,
     })
 }
 

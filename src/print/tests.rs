@@ -14,7 +14,9 @@ use valerix_backup::ops::anomaly::SizeAnomaly;
 use valerix_backup::ops::audit::{AuditReport, DbInventory, Finding, FindingKind};
 use valerix_backup::ops::backup::{BackupReport, BackupRun, DbBackup, UploadStep};
 use valerix_backup::ops::check::{CheckItem, ConfigCheck};
-use valerix_backup::ops::geo::{CheckReport, GeoRestorePlan, GeoRestoreReport, ServerCheck};
+use valerix_backup::ops::geo::azure_check::RecoveryPath;
+use valerix_backup::ops::geo::failover::ReplicaInfo;
+use valerix_backup::ops::geo::{self, CheckReport, GeoRestorePlan, GeoRestoreReport, ServerCheck};
 use valerix_backup::ops::inspect::{DbStatus, ListEntry, StatusReport};
 use valerix_backup::ops::restore::{DbRestore, RestoreReport};
 use valerix_backup::ops::upload::{BlobUpload, UploadReport, UploadStatus};
@@ -137,6 +139,7 @@ fn upload_report() -> UploadReport {
                 error: Some("503 Server Busy".into()),
             },
         ],
+        reports: vec!["valerix/reports/20261201_021500-restore.md".into()],
     }
 }
 
@@ -443,7 +446,83 @@ fn server_check(found: bool) -> ServerCheck {
         } else {
             vec![]
         },
+        replicas: if found { vec![replica_info()] } else { vec![] },
+        cross_region_replica: found.then_some(true),
+        replicas_unread: None,
+        recovery_paths: if found {
+            vec![
+                RecoveryPath {
+                    path: "geo-restore".into(),
+                    available: true,
+                    rpo: geo::azure_check::GEO_RESTORE_RPO.into(),
+                },
+                RecoveryPath {
+                    path: "failover (replica promotion)".into(),
+                    available: true,
+                    rpo: geo::azure_check::PROMOTION_RPO.into(),
+                },
+            ]
+        } else {
+            vec![]
+        },
     }
+}
+
+fn replica_info() -> ReplicaInfo {
+    ReplicaInfo {
+        name: "valerix-pg-west".into(),
+        id: format!("{SUB}/valerix-pg-west"),
+        role: Some("GeoAsyncReplica".into()),
+        location: Some("northeurope".into()),
+        state: Some("Ready".into()),
+        replication_state: Some("Active".into()),
+        replication_lag: geo::failover::LAG_NOT_REPORTED.into(),
+        fqdn: Some("valerix-pg-west.postgres.database.azure.com".into()),
+        source_server_id: Some(format!("{SUB}/valerix-pg")),
+    }
+}
+
+#[test]
+fn failover_plan_and_report() {
+    use valerix_backup::ops::geo::{FailoverPlan, FailoverReport, PromoteMode, PromoteOption};
+    let plan = FailoverPlan {
+        primary_id: format!("{SUB}/valerix-pg"),
+        primary_location: Some("westeurope".into()),
+        replicas: vec![replica_info()],
+        replica: replica_info(),
+        mode: PromoteMode::Standalone,
+        option: PromoteOption::Forced,
+        method: "PATCH",
+        url: format!("https://management.example/{SUB}/valerix-pg-west?api-version=2025-08-01"),
+        body: geo::failover::promote_body(PromoteMode::Standalone, PromoteOption::Forced),
+        virtual_endpoints: vec![],
+        writer_endpoint: None,
+        databases: vec!["order".into()],
+    };
+    both("failover_plan", &plan, failover_plan);
+    let fqdn = "valerix-pg-west.postgres.database.azure.com";
+    let report = FailoverReport {
+        replica_id: plan.replica.id.clone(),
+        primary_id: plan.primary_id.clone(),
+        mode: Some(PromoteMode::Standalone),
+        option: Some(PromoteOption::Forced),
+        accepted_secs: 0.4,
+        waited: geo::Waited {
+            state: Some("Ready".into()),
+            role: Some("Primary".into()),
+            fqdn: Some(fqdn.into()),
+            operation_secs: 95.2,
+            ready_secs: 1.1,
+            total_secs: 96.9,
+            resume: None,
+        },
+        repoint: Some(format!(
+            "the promoted server answers at {fqdn}: the services must move to it"
+        )),
+        k8s_commands: vec![geo::k8s_commands(&["order".into()], fqdn, "valerix").remove(0)],
+        ..Default::default()
+    };
+    both("failover_report", &report, failover_report);
 }
 
 #[test]

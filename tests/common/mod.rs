@@ -279,6 +279,13 @@ impl Sandbox {
             .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", r.stdout, r.stderr))
     }
 
+    /// Runs `args` (which hold `--json`), its stdout parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let r = self.run(args);
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", r.stdout, r.stderr))
+    }
+
     /// Points the config's pg_bin_dir at a directory whose `tool` is the
     /// bash script `body` wrapped around the real one (see [`fake_bin_dir`]).
     pub fn wrap_tool(&self, tool: &str, body: &str) -> PathBuf {
@@ -366,12 +373,13 @@ pub fn list_dir(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// The names of the files in a backup directory, other than the lock.
+/// The names of the files in a backup directory, other than the lock and
+/// the post-mortem records' folder.
 pub fn backup_files(dir: &Path) -> Vec<String> {
     list_dir(dir)
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .filter(|n| n != ".valerix-backup.lock")
+        .filter(|n| n != ".valerix-backup.lock" && n != "reports")
         .collect()
 }
 

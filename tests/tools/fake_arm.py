@@ -272,6 +272,16 @@ def load_state(path):
                            off, as a new account is)
       containers           {"rg/account/container": {"immutableStorageWithVersioning":
                            bool}}: the containers that exist
+      servers.*.replicaOf  "rg/name" of another server: this one is its read
+                           replica (role GeoAsyncReplica in another region,
+                           AsyncReplica in the same; replicationState from
+                           servers.*.replicationState, "Active")
+      down_servers         ["rg/name"]: every request about that server (and its
+                           replicas, virtual endpoints) answers 503
+                           ServiceUnavailable, as while its region is down
+      virtual_endpoints    {"rg/primary": "base name"}: a pair of virtual
+                           endpoints (writer -> the primary, reader -> its
+                           first replica), <base>.writer/.reader.postgres...
     """
     with open(path, encoding="utf-8") as f:
         st = json.load(f)
@@ -326,6 +336,7 @@ def load_state(path):
         if not rg or not name or not isinstance(spec, dict) or not spec.get("location"):
             sys.exit("fake_arm.py: servers: {!r} needs the form \"rg/name\": {{\"location\": ...}}".format(key))
         servers[(rg.lower(), name.lower())] = new_server(st, rg, name, spec)
+    link_replicas(st, servers)
     st["servers"] = servers
     return st
 
@@ -780,6 +791,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(lrest) >= 6 and lrest[0] == "resourcegroups" and lrest[2] == "providers":
             rg = rest[1]
             ns, typ = lrest[3], lrest[4]
+            if (ns == "microsoft.dbforpostgresql" and typ == "flexibleservers" and len(lrest) in (6, 7)
+                    and "{}/{}".format(rg, rest[5]).lower() in self.server.state.get("down_servers", [])):
+                self.api_version(query, None, None)
+                fail(503, "ServiceUnavailable", "The service is currently unavailable. Please try again later.")
+            if (ns == "microsoft.dbforpostgresql" and typ == "flexibleservers" and len(lrest) == 6
+                    and self.command == "PATCH"):
+                return self.promote_replica(claims, query, rg, rest[5], raw)
+            if (ns == "microsoft.dbforpostgresql" and typ == "flexibleservers" and len(lrest) == 7
+                    and lrest[6] in ("replicas", "virtualendpoints")):
+                return self.server_children(query, rg, rest[5], lrest[6])
             if ns == "microsoft.dbforpostgresql" and typ == "flexibleservers" and len(lrest) == 6:
                 return self.flexible_server(claims, query, rg, rest[5], raw)
             if (ns == "microsoft.storage" and typ == "storageaccounts" and len(lrest) == 8
@@ -1020,6 +1041,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             op["status"] = "Succeeded"
             if srv is not None:
                 srv["properties"]["state"] = "Provisioning" if srv["provisioning_gets"] else "Ready"
+            if op.get("promote") and srv is not None:
+                apply_promotion(st, srv, op["promote"])
 
     def poll(self, location, kind, opid):
         """One poll of an operation, through either URL; both count."""
@@ -1198,6 +1221,104 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         bad(name, "{}.{}.{} must be a whole number of days".format(target, act, ck))
 
 
+    # -- read replicas: list, virtual endpoints, promotion --
+
+    def not_found(self, rg, name):
+        fail(404, "ResourceNotFound", "The Resource '{}/{}' under resource group '{}' was not found. For more "
+             "details please go to https://aka.ms/ARMResourceNotFoundFix".format(PG_TYPE, name, rg))
+
+    def server_children(self, query, rg, name, kind):
+        """GET .../flexibleServers/{name}/replicas (a ServerList of the servers
+        whose sourceServerResourceId is this one) or .../virtualendpoints (a
+        VirtualEndpointsList of the pairs this server is a member of)."""
+        st = self.server.state
+        self.method_is("GET")
+        key = (rg.lower(), name.lower())
+        with self.server.lock:
+            srv = st["servers"].get(key)
+            loc = srv["location"] if srv else None
+        self.api_version(query, st["api_versions"], "flexibleServers/" + kind, loc)
+        self.rg_exists(rg)
+        if srv is None:
+            self.not_found(rg, name)
+        with self.server.lock:
+            if kind == "replicas":
+                sid = server_id(st, srv["rg"], srv["name"]).lower()
+                value = [server_body(st, s) for s in st["servers"].values()
+                         if (s["properties"].get("sourceServerResourceId") or "").lower() == sid]
+            else:
+                value = [virtual_endpoint_body(st, rg, name, pair) for pair in st["virtual_endpoint_pairs"]
+                         if key in pair["members"]]
+        return 200, {"value": value}, {}
+
+    def promote_replica(self, claims, query, rg, name, raw):
+        """PATCH of a read replica with properties.replica.promoteMode and
+        promoteOption (the only PATCH served): 202 and an operation, after
+        which the replica is a primary."""
+        st = self.server.state
+        key = (rg.lower(), name.lower())
+        with self.server.lock:
+            srv = st["servers"].get(key)
+            loc = srv["location"] if srv else None
+        self.api_version(query, st["api_versions"], "flexibleServers", loc)
+        if rg.lower() in st["forbidden_resource_groups"]:
+            self.forbidden(claims, PG_TYPE + "/write", server_id(st, rg, name))
+        self.rg_exists(rg)
+        body = self.read_json(raw)
+        if srv is None:
+            self.not_found(rg, name)
+        replica = get_ci(get_ci(body, "properties"), "replica")
+        if not isinstance(replica, dict):
+            fail(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized: "
+                 "(fake_arm.py serves PATCH with properties.replica only).")
+        mode = get_ci(replica, "promoteMode")
+        option = get_ci(replica, "promoteOption")
+        if not isinstance(mode, str) or mode.lower() not in PROMOTE_MODES:
+            fail(400, "InvalidParameterValue", "Invalid value given for parameter promoteMode. Specify a valid "
+                 "parameter value.")
+        if option is not None and (not isinstance(option, str) or option.lower() not in PROMOTE_OPTIONS):
+            fail(400, "InvalidParameterValue", "Invalid value given for parameter promoteOption. Specify a valid "
+                 "parameter value.")
+        mode = PROMOTE_MODES[mode.lower()]
+        with self.server.lock:
+            role = srv["properties"]["replica"].get("role")
+            # The exact code Azure answers here is not published (spec and
+            # docs name none): a 400 in the resource provider's usual form.
+            if role not in ("AsyncReplica", "GeoAsyncReplica"):
+                fail(400, "InvalidParameterValue", "Invalid value given for parameter promoteMode. Specify a "
+                     "valid parameter value. The server '{}' is not a read replica (role {}).".format(name, role))
+            if srv["op"] and self.server.ops[srv["op"]]["status"] == "InProgress":
+                fail(409, "ServerIsBusy", "The server '{}' is busy with another operation. Please try again "
+                     "later.".format(name))
+            source = (srv["properties"].get("sourceServerResourceId") or "").lower()
+            primary = next((k for k, s in st["servers"].items()
+                            if server_id(st, s["rg"], s["name"]).lower() == source), None)
+            # Microsoft: a switchover needs a virtual endpoint whose writer
+            # is the primary (concepts-read-replicas-promote).
+            if mode == "Switchover" and not any(primary in p["members"] for p in st["virtual_endpoint_pairs"]):
+                fail(400, "InvalidParameterValue", "Invalid value given for parameter promoteMode. Specify a "
+                     "valid parameter value. Switchover requires virtual endpoints on the primary server.")
+            opid = str(uuid.uuid4())
+            srv["op"] = opid
+            srv["provisioning_gets"] = 0
+            srv["properties"]["state"] = "Updating"
+            srv["properties"]["replica"]["replicationState"] = "Updating"
+            self.server.ops[opid] = {
+                "id": opid, "key": key, "location": srv["location"], "polls": 0, "status": "InProgress",
+                "startTime": iso(now_utc()), "endTime": None, "fail": False, "api": query["api-version"][0],
+                "promote": {"mode": mode, "option": PROMOTE_OPTIONS[(option or "planned").lower()],
+                            "primary": primary},
+            }
+        path = "/subscriptions/{}/providers/Microsoft.DBforPostgreSQL/locations/{}".format(
+            st["subscription"], srv["location"])
+        api = query["api-version"][0]
+        return 202, None, {
+            "Azure-AsyncOperation": "{}{}/azureAsyncOperation/{}?api-version={}".format(
+                self.base_url(), path, opid, api),
+            "Location": "{}{}/operationResults/{}?api-version={}".format(self.base_url(), path, opid, api),
+            "Retry-After": st["retry_after"],
+        }
+
 def check_tag_filters(name, filters, bad):
     """filters.blobIndexMatch, as the 2023-05-01 TagFilter: at most 10 of
     {name: 1-128 characters, op: "==" (the only operator), value: 0-256
@@ -1234,6 +1355,98 @@ def seed_policies(st):
             "properties": {"lastModifiedTime": iso(now_utc()), "policy": policy},
         }
     return out
+
+
+# --------------------------------------------------------------------------
+# Read replicas and their promotion (Microsoft.DBforPostgreSQL 2025-08-01:
+# the Replica definition, Replicas_ListByServer, VirtualEndpoints_ListByServer,
+# Servers_Update with properties.replica.promoteMode / promoteOption, and
+# the examples ServersPromoteReplicaAs{Planned,Forced}{StandaloneServer,
+# Switchover}.json: 202 with Azure-AsyncOperation and Location).
+
+PROMOTE_MODES = {"standalone": "Standalone", "switchover": "Switchover"}
+PROMOTE_OPTIONS = {"planned": "Planned", "forced": "Forced"}
+
+
+def link_replicas(st, servers):
+    """servers.*.replicaOf: make each such server a read replica of the one
+    it names (role GeoAsyncReplica across regions, AsyncReplica within one);
+    virtual_endpoints: the pairs of virtual endpoints (members: the writer's
+    target first, then the reader's)."""
+    for key, spec in (st.get("servers") or {}).items():
+        of = spec.get("replicaOf") if isinstance(spec, dict) else None
+        if not of:
+            continue
+        rg, _, name = key.partition("/")
+        prg, _, pname = str(of).partition("/")
+        primary = servers.get((prg.lower(), pname.lower()))
+        if primary is None:
+            sys.exit("fake_arm.py: servers: {!r} is a replicaOf {!r}, which is not a server".format(key, of))
+        srv = servers[(rg.lower(), name.lower())]
+        role = "GeoAsyncReplica" if srv["location"] != primary["location"] else "AsyncReplica"
+        make_replica(st, srv, primary, role, spec.get("replicationState", "Active"))
+    pairs = []
+    for key, base in (st.get("virtual_endpoints") or {}).items():
+        rg, _, name = key.partition("/")
+        primary = servers.get((rg.lower(), name.lower()))
+        if primary is None:
+            sys.exit("fake_arm.py: virtual_endpoints: {!r} is not a server".format(key))
+        pid = server_id(st, primary["rg"], primary["name"]).lower()
+        readers = [k for k, s in servers.items()
+                   if (s["properties"].get("sourceServerResourceId") or "").lower() == pid]
+        pairs.append({"name": base, "members": [(rg.lower(), name.lower())] + readers[:1]})
+    st["virtual_endpoint_pairs"] = pairs
+
+
+def make_replica(st, srv, primary, role, replication_state):
+    p = srv["properties"]
+    p["replica"] = {"capacity": p["replicaCapacity"], "role": role, "replicationState": replication_state}
+    p["replicationRole"] = role
+    p["sourceServerResourceId"] = server_id(st, primary["rg"], primary["name"])
+
+
+def make_primary(srv):
+    p = srv["properties"]
+    p["replica"] = {"capacity": p["replicaCapacity"], "role": "Primary"}
+    p["replicationRole"] = "Primary"
+    p.pop("sourceServerResourceId", None)
+
+
+def apply_promotion(st, srv, promote):
+    """The promotion's effect once its operation Succeeded: Standalone, the
+    replica leaves the replication set (and every virtual endpoint);
+    Switchover, it and its primary swap roles, and the writer endpoint
+    follows it."""
+    key = (srv["rg"].lower(), srv["name"].lower())
+    old = st["servers"].get(promote["primary"])
+    make_primary(srv)
+    srv["properties"]["state"] = "Ready"
+    if promote["mode"] == "Standalone":
+        for pair in st["virtual_endpoint_pairs"]:
+            pair["members"] = [m for m in pair["members"] if m != key]
+        return
+    if old is not None:
+        make_replica(st, old, srv, "GeoAsyncReplica" if old["location"] != srv["location"] else "AsyncReplica",
+                     "Active")
+    for pair in st["virtual_endpoint_pairs"]:
+        if promote["primary"] in pair["members"]:
+            pair["members"] = [key, promote["primary"]]
+
+
+def virtual_endpoint_body(st, rg, name, pair):
+    base = pair["name"]
+    members = [st["servers"][m]["name"] for m in pair["members"] if m in st["servers"]]
+    return {
+        "id": "{}/virtualendpoints/{}".format(server_id(st, rg, name), base),
+        "name": base,
+        "type": PG_TYPE + "/virtualendpoints",
+        "properties": {
+            "endpointType": "ReadWrite",
+            "members": members,
+            "virtualEndpoints": ["{}.writer.postgres.database.azure.com".format(base),
+                                 "{}.reader.postgres.database.azure.com".format(base)],
+        },
+    }
 
 
 class Server(http.server.ThreadingHTTPServer):

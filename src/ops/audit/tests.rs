@@ -453,11 +453,13 @@ fn fetch_takes_the_newest_copy_and_proves_it() {
     let f = Fixture::healthy();
     let got =
         crate::ops::fetch::fetch_from(&f.ctx, &f.store, &[], None, &Progress::hidden()).unwrap();
-    assert_eq!(got, stamp("24"));
+    assert_eq!(got.stamp, stamp("24"));
+    assert_eq!(got.copies.len(), 1);
+    assert_eq!(got.copies[0].blob, f.dump("24"));
     let db = f.ctx.cfg.select(&[]).unwrap();
     let local = Catalog::open_existing(&f.ctx.cfg).list(&db).unwrap();
     assert_eq!(local.len(), 1);
-    assert!(local[0].is_sound() && local[0].stamp == got);
+    assert!(local[0].is_sound() && local[0].stamp == got.stamp);
 }
 
 #[test]

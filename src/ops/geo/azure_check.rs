@@ -2,9 +2,12 @@
 //! region (geo-redundant backup on, a paired region, a restore point)? And
 //! with `azure.immutable`, can the container keep immutable copies (blob
 //! versioning on the account, version-level immutability on the container)?
+//! And does the server have a cross-region read replica (`failover`), and
+//! what recovery point does each path of a region failure give?
 
 use serde::Serialize;
 
+use super::failover::{ReplicaInfo, list_replicas};
 use super::server_id;
 use crate::arm::Arm;
 use crate::arm::resources::{
@@ -30,7 +33,33 @@ pub struct ServerCheck {
     pub problems: Vec<String>,
     /// What is short of the seed's plan but would still work.
     pub warnings: Vec<String>,
+    /// The server's read replicas (`GET .../replicas`), any region.
+    pub replicas: Vec<ReplicaInfo>,
+    /// Whether one of them is in another region (`failover` is possible);
+    /// `None` when the replicas could not be listed.
+    pub cross_region_replica: Option<bool>,
+    /// Why the replicas could not be listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas_unread: Option<String>,
+    /// Each path out of a region failure and the recovery point it gives.
+    pub recovery_paths: Vec<RecoveryPath>,
 }
+
+/// One way out of a region failure: its command, whether this server has
+/// what it needs, and its recovery point objective.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RecoveryPath {
+    pub path: String,
+    pub available: bool,
+    pub rpo: String,
+}
+
+/// Microsoft: geo-redundant backups reach the paired region with a delay,
+/// so a geo-restore loses up to about the last hour (the flexible server's
+/// business continuity overview, "Geo-redundant backup and restore").
+pub const GEO_RESTORE_RPO: &str = "up to 1 hour (the geo-backup's copy delay)";
+/// A promoted replica has everything but what had not been replicated yet.
+pub const PROMOTION_RPO: &str = "seconds (the replication lag; 0 with --option planned)";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
@@ -238,7 +267,38 @@ fn check_one(arm: &Arm, sub: &str, id: &str, name: &str) -> Result<ServerCheck> 
                 .push(format!("{loc} has no paired region to restore into"));
         }
     }
+    replicas_check(arm, &mut c);
     Ok(c)
+}
+
+/// The replicas and the two recovery paths. A list that cannot be read is
+/// said, not a problem: the geo-restore check stands on its own.
+fn replicas_check(arm: &Arm, c: &mut ServerCheck) {
+    match list_replicas(arm, &c.id, false) {
+        Ok(list) => {
+            let remote = list
+                .iter()
+                .any(|r| r.location.is_some() && r.location != c.location);
+            c.cross_region_replica = Some(remote);
+            c.replicas = list;
+        }
+        // Not a warning: the audit fails on those, and an identity
+        // without the right to list replicas loses nothing it had.
+        Err(e) => c.replicas_unread = Some(e.to_string()),
+    }
+    let geo = c.geo_redundant_backup == Some(true) && c.paired_region.is_some();
+    c.recovery_paths = vec![
+        RecoveryPath {
+            path: "geo-restore".into(),
+            available: geo,
+            rpo: GEO_RESTORE_RPO.into(),
+        },
+        RecoveryPath {
+            path: "failover (replica promotion)".into(),
+            available: c.cross_region_replica == Some(true),
+            rpo: PROMOTION_RPO.into(),
+        },
+    ];
 }
 
 impl StorageCheck {

@@ -19,13 +19,25 @@ pub fn point_services(
     let Some(fqdn) = report.ready_fqdn().map(str::to_string) else {
         return Ok(());
     };
-    let ns = namespace.unwrap_or(default_namespace);
-    report.k8s_commands = k8s_commands(databases, &fqdn, ns);
-    if namespace.is_some() {
-        apply_k8s(&report.k8s_commands)?;
-        report.k8s_applied = true;
-    }
+    (report.k8s_commands, report.k8s_applied) =
+        repoint(databases, &fqdn, namespace, default_namespace)?;
     Ok(())
+}
+
+/// The `kubectl` commands that point the services at `fqdn`, run when
+/// `namespace` is given (else shown, with the configured namespace), and
+/// whether they ran. Shared by `geo-restore` and `failover`.
+pub fn repoint(
+    databases: &[String],
+    fqdn: &str,
+    namespace: Option<&str>,
+    default_namespace: &str,
+) -> Result<(Vec<Vec<String>>, bool)> {
+    let commands = k8s_commands(databases, fqdn, namespace.unwrap_or(default_namespace));
+    if namespace.is_some() {
+        apply_k8s(&commands)?;
+    }
+    Ok((commands, namespace.is_some()))
 }
 
 /// `kubectl set env deployment/<db>-service DB_HOST=<fqdn> -n <namespace>`,

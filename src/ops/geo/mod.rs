@@ -2,22 +2,28 @@
 //! preflight, the creating PUT; [`mod@watch`]: following it to a Ready server,
 //! also `--watch`; [`kubectl`]: pointing the services at it) and
 //! `azure-check` ([`azure_check`]: the preflight a team runs months
-//! before). `lifecycle-policy --apply` is in [`crate::offsite::policy`]; the
+//! before) and `failover` ([`failover`]: promote a cross-region read
+//! replica instead of restoring). `lifecycle-policy --apply` is in [`crate::offsite::policy`]; the
 //! Resource Manager resources are typed in [`crate::arm::resources`].
 
 pub mod azure_check;
+pub mod failover;
 pub mod kubectl;
 pub mod restore;
 pub mod watch;
 
 pub use azure_check::{CheckReport, ServerCheck, check};
+pub use failover::{FailoverPlan, FailoverReport, FailoverRequest, PromoteMode, PromoteOption};
 pub use kubectl::{apply_k8s, k8s_commands, point_services};
 pub use restore::{GeoRestorePlan, GeoRestoreRequest, execute, plan};
-pub use watch::{resume_command, watch};
+pub use watch::{Waited, resume_command, watch};
 
 use serde::Serialize;
 
-use crate::arm::lro::Operation;
+use crate::arm::lro::{self, Operation};
+use crate::arm::{Arm, Sent};
+use crate::ops::Context;
+use crate::ops::report;
 
 const PROVIDER: &str = "Microsoft.DBforPostgreSQL/flexibleServers";
 
@@ -60,6 +66,45 @@ impl GeoRestoreReport {
     }
 }
 
+/// Fills the post-mortem record of a geo-restore (`plan` is `None` when
+/// only watching one): the source and point in time, each step's time,
+/// and how to undo it.
+pub fn record(rec: &mut report::Record, plan: Option<&GeoRestorePlan>, report: &GeoRestoreReport) {
+    if let Some(p) = plan {
+        let at = p.body["properties"]["pointInTimeUTC"].as_str();
+        rec.source(report::Source {
+            of: p.source_id.clone(),
+            backup_time: at.and_then(|t| t.parse().ok()),
+            ..Default::default()
+        });
+        rec.kept(format!("{} (the source server, untouched)", p.source_id));
+    }
+    rec.target(report.target_id.clone());
+    rec.step(
+        "request accepted",
+        report.accepted_secs,
+        report.followed.as_deref(),
+    );
+    if report.operation_secs > 0.0 {
+        rec.step("operation succeeded", report.operation_secs, None);
+    }
+    if let Some(fqdn) = report.ready_fqdn() {
+        rec.step("server ready", report.ready_secs, Some(fqdn));
+    }
+    if report.k8s_applied {
+        rec.step("services pointed at it", 0.0, None);
+    }
+    let (sub, rg, name) = split_id(&report.target_id).unwrap_or_default();
+    rec.undo(
+        "point the services back at the source server once its region is back \
+         (kubectl set env deployment/<db>-service DB_HOST=<source FQDN>)",
+    );
+    rec.undo(format!(
+        "then delete the new server: az postgres flexible-server delete --subscription {sub} \
+         --resource-group {rg} --name {name}"
+    ));
+}
+
 /// A flexible server's id: `/subscriptions/../resourceGroups/../providers/...`.
 pub fn server_id(sub: &str, rg: &str, name: &str) -> String {
     format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{PROVIDER}/{name}")
@@ -78,6 +123,48 @@ pub fn split_id(id: &str) -> Option<(String, String, String)> {
 
 pub(crate) fn name_of(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
+}
+
+/// An accepted write's operation (on the configured endpoint only) and
+/// the seconds since `t0`, logged.
+pub(super) fn accepted_at(
+    arm: &Arm,
+    accepted: Option<&crate::arm::Answer>,
+    t0: std::time::Instant,
+) -> (Option<Operation>, f64) {
+    let secs = t0.elapsed().as_secs_f64();
+    let op = accepted.and_then(|a| Operation::from_answer(arm, a));
+    if let Some(a) = accepted {
+        tracing::info!("accepted (HTTP {}) in {secs:.1} s", a.status);
+    }
+    (op, secs)
+}
+
+/// Sends a write that must not be repeated blindly (`send`: a `*_once`
+/// of [`Arm`]), once; only a 429 (refused before anything was done) is
+/// sent again, after its Retry-After, up to `max_retries` times. What came
+/// back last is returned, whatever it is.
+pub(super) fn send_throttled(
+    ctx: &Context,
+    arm: &Arm,
+    send: impl Fn() -> crate::error::Result<Sent>,
+) -> crate::error::Result<Sent> {
+    let mut throttled = 0;
+    loop {
+        ctx.check_cancel()?;
+        match send()? {
+            Sent::Answered(a) if a.status == 429 && throttled < arm.max_retries => {
+                throttled += 1;
+                tracing::info!(
+                    "throttled ({}); sending again in {} s",
+                    a.error_text(),
+                    a.retry_after.unwrap_or(arm.cfg.poll_interval_secs)
+                );
+                lro::pause(arm, a.retry_after, &ctx.cancel)?;
+            }
+            sent => return Ok(sent),
+        }
+    }
 }
 
 #[cfg(test)]

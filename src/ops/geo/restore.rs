@@ -25,8 +25,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::watch::{follow, resume_command};
-use super::{GeoRestoreReport, name_of, server_id, split_id};
-use crate::arm::lro::{self, Operation};
+use super::{GeoRestoreReport, accepted_at, name_of, send_throttled, server_id, split_id};
 use crate::arm::resources::{FlexibleServer, paired_region, region};
 use crate::arm::{Answer, Arm, Sent};
 use crate::azure::{kind_of_status, of_kind};
@@ -217,7 +216,7 @@ fn source_marker(source_id: &str) -> String {
     }
 }
 
-fn configured<'a>(az: &'a Azure, name: &str) -> Option<&'a PostgresServer> {
+pub(super) fn configured<'a>(az: &'a Azure, name: &str) -> Option<&'a PostgresServer> {
     az.postgres_servers.iter().find(|s| s.name == name)
 }
 
@@ -239,21 +238,14 @@ pub fn execute(
         Created::Accepted(a) => (Some(a), None),
         Created::Followed(note) => (None, Some(note)),
     };
+    let (operation, accepted_secs) = accepted_at(arm, accepted.as_ref(), t0);
     let mut report = GeoRestoreReport {
         target_id: plan.target_id.clone(),
-        operation: accepted
-            .as_ref()
-            .and_then(|a| Operation::from_answer(arm, a)),
-        accepted_secs: t0.elapsed().as_secs_f64(),
+        operation,
+        accepted_secs,
         followed,
         ..Default::default()
     };
-    if let Some(a) = &accepted {
-        info!(
-            "accepted (HTTP {}) in {:.1} s",
-            a.status, report.accepted_secs
-        );
-    }
     if no_wait {
         report.total_secs = t0.elapsed().as_secs_f64();
         return Ok(report);
@@ -276,27 +268,13 @@ enum Created {
 /// Retry-After. A lost answer, a 5xx (perhaps after the server was created)
 /// and a 409 are settled by reading the target.
 fn create(ctx: &Context, arm: &Arm, plan: &GeoRestorePlan) -> Result<Created> {
-    let mut throttled = 0;
-    loop {
-        ctx.check_cancel()?;
-        let why = match arm.put_once(&plan.url, &plan.body)? {
-            Sent::Answered(a) if a.ok() => return Ok(Created::Accepted(a)),
-            Sent::Answered(a) if a.status == 429 && throttled < arm.max_retries => {
-                throttled += 1;
-                info!(
-                    "throttled ({}); sending again in {} s",
-                    a.error_text(),
-                    a.retry_after.unwrap_or(arm.cfg.poll_interval_secs)
-                );
-                lro::pause(arm, a.retry_after, &ctx.cancel)?;
-                continue;
-            }
-            Sent::Answered(a) if a.status == 409 || a.status >= 500 => a.error_text(),
-            Sent::Answered(a) => return Err(refused(plan, &a)),
-            Sent::Lost(cause) => format!("no answer ({cause})"),
-        };
-        return settle(arm, plan, &why).map(Created::Followed);
-    }
+    let why = match send_throttled(ctx, arm, || arm.put_once(&plan.url, &plan.body))? {
+        Sent::Answered(a) if a.ok() => return Ok(Created::Accepted(a)),
+        Sent::Answered(a) if a.status == 409 || a.status >= 500 => a.error_text(),
+        Sent::Answered(a) => return Err(refused(plan, &a)),
+        Sent::Lost(cause) => format!("no answer ({cause})"),
+    };
+    settle(arm, plan, &why).map(Created::Followed)
 }
 
 fn refused(plan: &GeoRestorePlan, a: &Answer) -> Error {
