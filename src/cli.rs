@@ -479,6 +479,37 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         #[command(flatten)]
         out: Output,
     },
+    /// Extract a configuration archive ([config_backup]) into a new directory
+    #[command(after_help = "\
+Each backup run archives the [config_backup] paths and the output of its commands into
+<backup_dir>/config_<YYYYMMDD_HHMMSS>.tar.gz (.tar.gz.age with [encryption]), with a
+manifest listing every file, its size and mode. This extracts one into DIR, which must not
+exist or be empty: files are written into a hidden directory beside DIR and renamed to DIR
+only when the whole archive read and its SHA-256 matched the manifest, so no file is ever
+overwritten in place and DIR never holds half an archive. Members that are absolute, hold
+`..` or are not plain files or directories are refused. Modes are restored. Files are under
+DIR/files/<original absolute path>, command output under DIR/commands/<n>-<slug>.out;
+compare, then copy back what you need.
+
+Examples:
+  valerix-backup restore-config latest --into /root/config-restore
+  valerix-backup restore-config 20261201_020000 --into ./cfg-20261201
+  valerix-backup restore-config latest --into /tmp/cfg --from-azure    the machine is gone
+  diff -r /tmp/cfg/files/srv/valerix /srv/valerix")]
+    #[command(display_order = 3)]
+    RestoreConfig {
+        /// YYYYMMDD_HHMMSS as in the file names, or 'latest'
+        #[arg(value_name = "TIMESTAMP|latest")]
+        timestamp: String,
+        /// The new (or empty) directory to extract into
+        #[arg(long, value_name = "DIR")]
+        into: PathBuf,
+        /// Fetch the archive from Azure (verified by SHA-256) into the backup directory first
+        #[arg(long)]
+        from_azure: bool,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Post-mortem records: what each restore, geo-restore, failover and drill did
     #[command(after_help = "\
 Every restore (local, --from-azure, --into), geo-restore, failover and drill writes a record

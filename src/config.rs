@@ -62,6 +62,9 @@ pub struct Config {
     /// `[drill]`: `drill region`, the geo-restore drill.
     #[serde(default)]
     pub drill: Option<DrillConfig>,
+    /// `[config_backup]`: application configuration archived by each backup.
+    #[serde(default)]
+    pub config_backup: Option<ConfigBackup>,
     /// Where the config was read from (not part of the TOML).
     #[serde(skip)]
     pub path: PathBuf,
@@ -83,6 +86,10 @@ pub struct Database {
     /// ~/.pgpass apply when absent.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// What the set holds: a PostgreSQL database, or the configuration
+    /// archive of `[config_backup]` (not part of the TOML).
+    #[serde(skip)]
+    pub kind: SetKind,
 }
 
 /// `[encryption]`: client-side encryption of new backups (see
@@ -712,6 +719,9 @@ impl Config {
         if let Some(az) = &mut cfg.azure {
             az.resolve().map_err(bad)?;
         }
+        if let Some(cb) = &mut cfg.config_backup {
+            cb.resolve(base, &cfg.databases).map_err(bad)?;
+        }
         Ok(cfg)
     }
 
@@ -792,6 +802,12 @@ impl Config {
                 value: t.clone(),
                 why: "a target is a database name from the config, not a path",
             })?;
+            if t == CONFIG_SET && self.config_set().is_some() {
+                return Err(Error::Refused(format!(
+                    "'{CONFIG_SET}' is the configuration archive ([config_backup]), not a \
+                     database: restore it with `valerix-backup restore-config`"
+                )));
+            }
             let db = self
                 .databases
                 .iter()
@@ -1266,5 +1282,190 @@ impl DrillConfig {
                 "drill.resolve \"{fqdn}\" = \"{v}\": expected IP:PORT (e.g. 127.0.0.1:5432)"
             ))
         })
+    }
+}
+
+/// What a backup set holds. The catalog, retention, upload, audit and
+/// `verify` treat every set alike; the steps that only make sense for a
+/// database (pg_dump, pg_restore, row counts) ask this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetKind {
+    #[default]
+    Postgres,
+    /// The application configuration archive (`<name>_<stamp>.tar.gz`).
+    Config,
+}
+
+/// The name of the configuration archive's set: its TARGET word and the
+/// prefix of its files (`config_<stamp>.tar.gz`).
+pub const CONFIG_SET: &str = "config";
+
+/// `[config_backup]`: files, directories and globs, and the output of
+/// commands, archived by every backup run beside the dumps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigBackup {
+    /// Files, directories (recursively) and glob patterns; relative ones
+    /// are the config file's directory's.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Commands whose standard output is saved as `commands/<n>-<slug>.out`:
+    /// each an argument list, run without a shell.
+    #[serde(default)]
+    pub commands: Vec<Vec<String>>,
+    /// Archive files that look like secrets (`.env`, keys) even without
+    /// `[encryption]`.
+    #[serde(default)]
+    pub include_secrets: bool,
+    /// Seconds a command may run before it is killed and recorded as failed.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// The directory relative paths are taken from (not part of the TOML).
+    #[serde(skip)]
+    pub base: PathBuf,
+    /// The set the catalog knows the archive by (not part of the TOML).
+    #[serde(skip)]
+    pub set: Option<Database>,
+}
+
+fn default_command_timeout() -> u64 {
+    120
+}
+
+impl ConfigBackup {
+    fn resolve(&mut self, base: &Path, dbs: &[Database]) -> std::result::Result<(), String> {
+        if self.paths.is_empty() && self.commands.is_empty() {
+            return Err("[config_backup] lists no paths and no commands".into());
+        }
+        if let Some(c) = self
+            .commands
+            .iter()
+            .find(|c| c.first().is_none_or(String::is_empty))
+        {
+            return Err(format!(
+                "[config_backup] command {c:?} is empty: a command is a list, program first"
+            ));
+        }
+        for p in self.paths.iter().filter(|p| p.contains(['*', '?', '['])) {
+            glob::Pattern::new(p)
+                .map_err(|e| format!("[config_backup] paths: {p:?} is not a glob pattern: {e}"))?;
+        }
+        if let Some(db) = dbs
+            .iter()
+            .find(|d| d.name == CONFIG_SET || d.dbname == CONFIG_SET)
+        {
+            return Err(format!(
+                "database '{}': the name '{CONFIG_SET}' is the configuration archive's \
+                 when [config_backup] is set",
+                db.name
+            ));
+        }
+        self.base = base.to_path_buf();
+        self.set = Some(Database {
+            name: CONFIG_SET.into(),
+            dbname: CONFIG_SET.into(),
+            host: String::new(),
+            port: 0,
+            user: String::new(),
+            password_env: None,
+            kind: SetKind::Config,
+        });
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The configuration archive's set, when `[config_backup]` is set.
+    pub fn config_set(&self) -> Option<&Database> {
+        self.config_backup.as_ref()?.set.as_ref()
+    }
+
+    /// [`Config::select`] plus the configuration archive: every set for no
+    /// target or `all`/`both`, and `config` names it alone. For the
+    /// commands that treat every backup set alike (backup, list, verify,
+    /// upload, audit).
+    pub fn select_sets(&self, targets: &[String]) -> Result<Vec<&Database>> {
+        let Some(set) = self.config_set() else {
+            return self.select(targets);
+        };
+        let (named, dbs): (Vec<String>, Vec<String>) =
+            targets.iter().cloned().partition(|t| t == CONFIG_SET);
+        if !named.is_empty() && dbs.is_empty() {
+            return Ok(vec![set]);
+        }
+        let every = targets.is_empty() || dbs.iter().any(|t| t == "both" || t == "all");
+        let mut out = self.select(&dbs)?;
+        if every || !named.is_empty() {
+            out.push(set);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod config_backup_tests {
+    use super::*;
+
+    /// The example with its `[config_backup]` block uncommented.
+    fn example_with_config_backup() -> String {
+        let text = include_str!("../valerix-backup.example.toml");
+        let start = text.find("# [config_backup]").unwrap();
+        let (head, block) = text.split_at(start);
+        let block: Vec<&str> = block
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect();
+        format!("{head}{}\n", block.join("\n"))
+    }
+
+    #[test]
+    fn the_example_config_backup_parses_and_is_a_set_of_its_own() {
+        let c = Config::parse(&example_with_config_backup(), Path::new("/etc/v/x.toml")).unwrap();
+        let cb = c.config_backup.as_ref().unwrap();
+        assert_eq!(cb.paths.len(), 3);
+        assert_eq!(cb.commands[0][0], "kubectl");
+        assert_eq!((cb.include_secrets, cb.command_timeout_secs), (false, 120));
+        assert_eq!(cb.base, Path::new("/etc/v"));
+        let names = |t: &[&str]| -> Vec<String> {
+            let t: Vec<String> = t.iter().map(|s| s.to_string()).collect();
+            let sets = c.select_sets(&t).unwrap();
+            sets.iter().map(|d| d.name.clone()).collect()
+        };
+        assert_eq!(names(&[]), ["order", "inventory", "config"]);
+        assert_eq!(names(&["config"]), ["config"]);
+        assert_eq!(names(&["order", "config"]), ["order", "config"]);
+        assert_eq!(names(&["order"]), ["order"]);
+        // The databases' own commands never see it.
+        assert_eq!(c.select(&[]).unwrap().len(), 2);
+        let e = c.select(&["config".into()]).unwrap_err().to_string();
+        assert!(e.contains("restore-config"), "{e}");
+    }
+
+    #[test]
+    fn a_database_named_config_or_an_empty_section_is_refused() {
+        let base =
+            "backup_dir = \"b\"\n[[database]]\nname = \"config\"\ndbname = \"c\"\nuser = \"u\"\n";
+        let e = Config::parse(
+            &format!("{base}[config_backup]\npaths = [\"x\"]\n"),
+            Path::new("x.toml"),
+        );
+        assert!(e.unwrap_err().to_string().contains("configuration archive"));
+        let base = base.replace("name = \"config\"", "name = \"o\"");
+        let e = Config::parse(&format!("{base}[config_backup]\n"), Path::new("x.toml"));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("no paths and no commands")
+        );
+        let e = Config::parse(
+            &format!("{base}[config_backup]\ncommands = [[]]\n"),
+            Path::new("x.toml"),
+        );
+        assert!(e.unwrap_err().to_string().contains("is empty"));
+        let e = Config::parse(
+            &format!("{base}[config_backup]\npaths = [\"k8s/[a-\"]\n"),
+            Path::new("x.toml"),
+        );
+        assert!(e.unwrap_err().to_string().contains("not a glob pattern"));
     }
 }

@@ -12,6 +12,7 @@ use clap::Parser;
 use valerix_backup::catalog::Stamp;
 use valerix_backup::config::LogFormat;
 use valerix_backup::offsite::policy::{self, PolicyFormat};
+use valerix_backup::ops::config_backup;
 use valerix_backup::ops::upload::Selection;
 use valerix_backup::ops::{
     Context, audit, backup, check, fetch, geo, hold, inspect, report, restore, upload, verify,
@@ -240,6 +241,16 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             };
             print::emit(json, &removed, |r| print::prune(r, dry_run))
         }
+        Command::RestoreConfig {
+            timestamp,
+            into,
+            from_azure,
+            ..
+        } => {
+            let stamp = Stamp::parse_selector(Some(&timestamp))?;
+            let report = config_backup::restore(&ctx, stamp, &into, from_azure, &ctx.progress)?;
+            print::emit(json, &report, print::restore_config)
+        }
     }
 }
 
@@ -267,6 +278,7 @@ fn wants_json(cmd: &Command) -> bool {
         | Command::List { out, .. }
         | Command::Status { out, .. }
         | Command::Prune { out, .. } => out.json,
+        Command::RestoreConfig { out, .. } => out.json,
     }
 }
 

@@ -69,14 +69,16 @@ fn local_backup(r: &BackupReport) -> String {
     let mut s = format!("backup {}\n", r.timestamp);
     for d in &r.results {
         match (&d.manifest, &d.error) {
-            (Some(m), _) => {
+            (Some(m), None) => {
+                let holds = match &m.config {
+                    Some(c) => format!("{} files", c.files.len()),
+                    None => format!("{} tables, {} rows", m.tables.len(), m.total_rows()),
+                };
                 s += &format!(
-                    "  {:<16} ok      {:>10}  sha256 {}  {} tables, {} rows  {:.1} s\n",
+                    "  {:<16} ok      {:>10}  sha256 {}  {holds}  {:.1} s\n",
                     d.dbname,
                     human_bytes(m.size_bytes),
                     &m.sha256[..12],
-                    m.tables.len(),
-                    m.total_rows(),
                     m.duration_secs
                 )
             }
@@ -102,9 +104,13 @@ pub fn verify(r: &VerifyReport) -> String {
         let file = d.file.as_deref().unwrap_or("-");
         match &d.error {
             None => {
+                let holds = match d.files {
+                    Some(n) => format!("{n} files"),
+                    None => format!("{} tables, {} rows", d.tables, d.rows),
+                };
                 s += &format!(
-                    "{:<16} ok      {file}  {} tables, {} rows, read {:.1} s",
-                    d.database, d.tables, d.rows, d.read_secs
+                    "{:<16} ok      {file}  {holds}, read {:.1} s",
+                    d.database, d.read_secs
                 );
                 if let Some(t) = d.restore_secs {
                     s += &format!(", restore+count {t:.1} s (RTO evidence)");
@@ -569,6 +575,26 @@ pub fn drill_region(r: &DrillReport) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// `restore-config`: every file written, then where.
+pub fn restore_config(r: &valerix_backup::ops::config_backup::RestoreConfigReport) -> String {
+    let mut s = String::new();
+    for f in &r.files {
+        s += &format!(
+            "wrote {}  {} {}\n",
+            f.path.display(),
+            f.mode,
+            human_bytes(f.size)
+        );
+    }
+    s + &format!(
+        "restored {} file(s) of {} (sha256 {}) into {}\n",
+        r.files.len(),
+        r.archive,
+        &r.sha256[..12],
+        r.into.display()
+    )
+}
 
 /// The preflight of `failover --dry-run`: the replicas, then the request.
 pub fn failover_plan(p: &geo::FailoverPlan) -> String {

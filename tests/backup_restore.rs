@@ -757,3 +757,320 @@ fn a_backup_far_off_the_usual_size_is_a_warning_in_the_cli_and_an_alert_in_the_a
     assert_warned(&r, "alert SizeAnomaly");
     assert_warned(&r, "backup of order_db is ");
 }
+
+/// Every file under `dir` (recursively, hidden ones too): its path below
+/// `dir`, bytes and mode.
+fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>, u32)> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+        let mode = e.metadata().unwrap().permissions().mode() & 0o7777;
+        let bytes = if e.file_type().is_file() {
+            std::fs::read(e.path()).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.push((rel, bytes, mode));
+    }
+    out
+}
+
+/// Writes `files` (path below `root`, content, mode) and returns `root`'s
+/// real path, as the archive names its members.
+fn make_files(root: &std::path::Path, files: &[(&str, &str, u32)]) -> std::path::PathBuf {
+    for (path, text, mode) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    std::fs::canonicalize(root).unwrap()
+}
+
+fn config_archives(sb: &Sandbox) -> Vec<std::path::PathBuf> {
+    list_dir(&sb.backup_dir())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .collect()
+}
+
+#[test]
+fn config_backup_archives_paths_globs_and_commands_and_restores_them_byte_for_byte() {
+    let sb = Sandbox::with_scale(20);
+    let app = make_files(
+        &sb.work.path().join("app"),
+        &[
+            (
+                "docker-compose.yml",
+                "services:\n  order:\n    image: order:1\n",
+                0o640,
+            ),
+            ("k8s/order-deploy.yaml", "kind: Deployment\n", 0o644),
+            ("k8s/run.sh", "#!/bin/sh\nexit 0\n", 0o750),
+            (".env", "ORDER_DB_PASSWORD=hunter2\n", 0o600),
+            (
+                "k8s/db.yaml",
+                "apiVersion: v1\nkind: Secret\ndata: {}\n",
+                0o644,
+            ),
+        ],
+    );
+    let extra = make_files(
+        &sb.work.path().join("manifests"),
+        &[
+            ("a.yaml", "kind: Service\n", 0o644),
+            ("b.yaml", "kind: ConfigMap\n", 0o444),
+            ("c.txt", "no\n", 0o644),
+        ],
+    );
+    // Links inside a listed directory: to a file (archived as the file),
+    // to a directory (not followed).
+    let linked = sb.work.path().join("linked");
+    std::fs::create_dir(&linked).unwrap();
+    std::os::unix::fs::symlink(
+        app.join("k8s/order-deploy.yaml"),
+        linked.join("current.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(app.join("k8s"), linked.join("k8s")).unwrap();
+    let linked = std::fs::canonicalize(&linked).unwrap();
+    let section = |secrets: bool| {
+        format!(
+            "{}\n[config_backup]\npaths = [\"app\", \"manifests/*.yaml\", \"linked\"]\n\
+             commands = [[\"printf\", \"apiVersion: v1\\\\nkind: List\\\\n\"]]\n\
+             include_secrets = {secrets}\n",
+            sb.config_text("")
+        )
+    };
+    std::fs::write(sb.config_path(), section(false)).unwrap();
+
+    let r = sb.run(&["backup"]).ok();
+    assert!(r.stdout.contains("config"), "{}", r.stdout);
+    // The secret is left out, with one warning naming it and why.
+    let env = app.join(".env").display().to_string();
+    let warned: Vec<&str> = r.stderr.lines().filter(|l| l.contains(&env)).collect();
+    assert_eq!(warned.len(), 1, "{}", r.stderr);
+    assert!(warned[0].contains(" WARN ") && warned[0].contains("looks like a secret"));
+    let db = app.join("k8s/db.yaml").display().to_string();
+    let warned: Vec<&str> = r.stderr.lines().filter(|l| l.contains(&db)).collect();
+    assert_eq!(warned.len(), 1, "{}", r.stderr);
+    assert!(
+        warned[0].contains("holds a Kubernetes Secret"),
+        "{}",
+        warned[0]
+    );
+
+    // The archive: 0600, its manifest's hash, listed and verified.
+    let archives = config_archives(&sb);
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    let archive = &archives[0];
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(archive), 0o600);
+    let m = manifest(&std::path::PathBuf::from(
+        archive.to_string_lossy().replace(".tar.gz", ".dump.gz"),
+    ));
+    assert_eq!(m["sha256"].as_str().unwrap(), sha256_file(archive));
+    assert_eq!(
+        m["size_bytes"].as_u64().unwrap(),
+        std::fs::metadata(archive).unwrap().len()
+    );
+    let files: Vec<&str> = m["config"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    let member = |p: &std::path::Path| format!("files{}", p.display());
+    assert_eq!(
+        files,
+        [
+            member(&app.join("docker-compose.yml")),
+            member(&app.join("k8s/order-deploy.yaml")),
+            member(&app.join("k8s/run.sh")),
+            member(&extra.join("a.yaml")),
+            member(&extra.join("b.yaml")),
+            member(&linked.join("current.yaml")),
+            "commands/1-printf-apiversion-v1-nkind-list-n.out".into(),
+        ]
+    );
+    let listed = sb.run(&["list", "--local"]).ok();
+    assert!(listed.stdout.contains("config"), "{}", listed.stdout);
+    let verified = sb.run(&["verify", "config"]).ok();
+    assert!(verified.stdout.contains("7 files"), "{}", verified.stdout);
+
+    // Restored: the same bytes and modes, the secret absent.
+    let into = sb.work.path().join("restored");
+    let out = sb
+        .run(&["restore-config", "latest", "--into", into.to_str().unwrap()])
+        .ok();
+    assert!(out.stdout.contains("restored 7 file(s)"), "{}", out.stdout);
+    let src = tree(&app);
+    let back = tree(&into.join("files").join(app.strip_prefix("/").unwrap()));
+    let secret = |p: &str| p == ".env" || p == "k8s/db.yaml";
+    let secretless: Vec<_> = src.iter().filter(|(p, ..)| !secret(p)).cloned().collect();
+    assert_eq!(back, secretless);
+    let b = into
+        .join("files")
+        .join(extra.strip_prefix("/").unwrap())
+        .join("b.yaml");
+    assert_eq!(
+        (std::fs::read(&b).unwrap(), mode(&b)),
+        (b"kind: ConfigMap\n".to_vec(), 0o444)
+    );
+    let l = into.join("files").join(linked.strip_prefix("/").unwrap());
+    let current = std::fs::symlink_metadata(l.join("current.yaml")).unwrap();
+    assert!(current.is_file());
+    assert_eq!(
+        std::fs::read(l.join("current.yaml")).unwrap(),
+        b"kind: Deployment\n"
+    );
+    assert!(!l.join("k8s").exists());
+    let dir_link = format!(
+        "{}: a symbolic link to a directory",
+        linked.join("k8s").display()
+    );
+    assert_warned(&r, &dir_link);
+    let cmd = std::fs::read(into.join("commands/1-printf-apiversion-v1-nkind-list-n.out")).unwrap();
+    assert_eq!(cmd, b"apiVersion: v1\nkind: List\n");
+
+    // A second restore into the now non-empty directory is refused, and
+    // nothing in it changes.
+    let before = tree(&into);
+    let again = sb.run(&["restore-config", "latest", "--into", into.to_str().unwrap()]);
+    again.fails_with(2, "is not empty");
+    assert_eq!(tree(&into), before);
+
+    // include_secrets = true: the .env is archived and comes back too.
+    std::fs::write(sb.config_path(), section(true)).unwrap();
+    let r = sb.run(&["backup", "config"]).ok();
+    assert!(!r.stderr.contains("looks like a secret"), "{}", r.stderr);
+    let into2 = sb.work.path().join("restored2");
+    let r = sb
+        .run(&[
+            "restore-config",
+            "latest",
+            "--into",
+            into2.to_str().unwrap(),
+            "--json",
+        ])
+        .ok();
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["files"].as_array().unwrap().len(), 9, "{report}");
+
+    // With [encryption] the secret is archived, encrypted like the dumps,
+    // and comes back with the identity; without it nothing is written.
+    let (key, public) = keygen(sb.work.path(), "key.txt");
+    let sealed = format!(
+        "{}[encryption]\nrecipients = [\"{public}\"]\n",
+        section(false)
+    );
+    std::fs::write(sb.config_path(), sealed).unwrap();
+    let r = sb.run(&["backup", "config"]).ok();
+    assert!(!r.stderr.contains("looks like a secret"), "{}", r.stderr);
+    let age: Vec<_> = list_dir(&sb.backup_dir())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz.age"))
+        .collect();
+    assert_eq!(age.len(), 1, "{age:?}");
+    let into3 = sb.work.path().join("restored3");
+    let refused = sb.run(&[
+        "restore-config",
+        "latest",
+        "--into",
+        into3.to_str().unwrap(),
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(!into3.exists());
+    let mut cmd = sb.command(&[
+        "restore-config",
+        "latest",
+        "--into",
+        into3.to_str().unwrap(),
+    ]);
+    cmd.env("VALERIX_BACKUP_IDENTITY_FILE", &key);
+    run(cmd).ok();
+    assert_eq!(
+        tree(&into3.join("files").join(app.strip_prefix("/").unwrap())),
+        src
+    );
+    let partials: Vec<_> = list_dir(sb.work.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+    assert_eq!(
+        tree(&into2.join("files").join(app.strip_prefix("/").unwrap())),
+        src
+    );
+}
+
+#[test]
+fn an_unreadable_config_path_fails_the_config_set_and_the_databases_still_back_up() {
+    let sb = Sandbox::with_scale(20);
+    make_files(
+        &sb.work.path().join("app"),
+        &[("docker-compose.yml", "services: {}\n", 0o644)],
+    );
+    let missing = sb.work.path().join("app/gone.yml");
+    let text = format!(
+        "{}\n[config_backup]\npaths = [\"app/docker-compose.yml\", {missing:?}, \"nothing/*.yaml\"]\n\
+         commands = [[\"kubectl-missing-here\", \"get\", \"cm\"], [\"sh\", \"-c\", \"echo denied >&2; exit 4\"]]\n",
+        sb.config_text("")
+    );
+    std::fs::write(sb.config_path(), text).unwrap();
+
+    let r = sb.run(&["backup"]);
+    assert_eq!(r.code, 3, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    // One line for each cause, naming it.
+    let lines = |needle: &str| {
+        r.stderr
+            .lines()
+            .filter(|l| l.contains(needle) && l.contains(" WARN "))
+            .count()
+    };
+    assert_eq!(
+        lines(&format!("cannot read {}: No such file", missing.display())),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        lines("cannot read command 1 `kubectl-missing-here get cm`: cannot run"),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        lines("cannot read command 2 `sh -c echo denied >&2; exit 4`: exit status: 4: denied"),
+        1,
+        "{}",
+        r.stderr
+    );
+    // A glob that matches nothing is a warning, not a failure.
+    assert_eq!(
+        lines("skipped nothing/*.yaml: the glob matched nothing"),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("config") && r.stdout.contains("FAILED"),
+        "{}",
+        r.stdout
+    );
+
+    // The databases were backed up and verify; the archive holds the rest
+    // and records what it lacks.
+    assert_eq!(sb.dumps().len(), 2);
+    let verified = sb.run(&["verify"]).ok();
+    assert!(verified.stdout.contains("order_db") && verified.stdout.contains("inventory_db"));
+    let archive = &config_archives(&sb)[0];
+    let m = manifest(&std::path::PathBuf::from(
+        archive.to_string_lossy().replace(".tar.gz", ".dump.gz"),
+    ));
+    let c = &m["config"];
+    assert_eq!(c["files"].as_array().unwrap().len(), 1);
+    assert_eq!(c["unreadable"].as_array().unwrap().len(), 3, "{c}");
+    assert_eq!(c["skipped"][0]["source"], "nothing/*.yaml");
+}

@@ -14,26 +14,6 @@ use common::azurite::Azurite;
 use common::*;
 use serde_json::Value;
 
-/// A key pair made by `age-keygen` (the independent tool): the identity
-/// file and its public key.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(name);
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("age-keygen (Debian's age package; scripts/setup.sh installs it)");
-    assert!(out.status.success(), "{out:?}");
-    let public = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let public = String::from_utf8(public.stdout).unwrap().trim().to_string();
-    assert!(public.starts_with("age1"), "{public}");
-    (path, public)
-}
-
 fn encrypt_to(sb: &Sandbox, recipients: &[&str], extra: &str) {
     let list: Vec<String> = recipients.iter().map(|r| format!("\"{r}\"")).collect();
     let text = format!(

@@ -1324,3 +1324,61 @@ fn lifecycle_policy_apply_merges_with_other_rules_shows_and_asks() {
     );
     assert_eq!(puts().len(), 1);
 }
+
+#[test]
+fn the_config_archive_goes_offsite_audits_clean_and_restores_from_azure() {
+    let o = Offsite {
+        sb: Sandbox::with_scale(20),
+        az: Azurite::start(),
+    };
+    let app = o.sb.work.path().join("app");
+    std::fs::create_dir_all(app.join("k8s")).unwrap();
+    std::fs::write(app.join("docker-compose.yml"), "services: {}\n").unwrap();
+    std::fs::write(app.join("k8s/deploy.yaml"), "kind: Deployment\n").unwrap();
+    o.configure("\n[config_backup]\npaths = [\"app\"]\n");
+    o.run(&["backup", "--upload"]).ok();
+    // Beside the dumps, in its own folder, with the SHA-256 of the file.
+    let archive = std::fs::read_dir(o.sb.backup_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .expect("a configuration archive");
+    let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+    let blob = o
+        .blobs()
+        .into_iter()
+        .find(|b| {
+            b["name"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/config/{name}"))
+        })
+        .unwrap_or_else(|| panic!("no blob of {name}: {:?}", o.blobs()));
+    assert_eq!(blob["metadata"]["sha256"], sha256_file(&archive).as_str());
+    assert_eq!(o.blobs().len(), 6);
+    let audit = o.json(&["audit", "--deep"]);
+    assert_eq!(audit["findings"], serde_json::json!([]), "{audit}");
+    assert_eq!(audit["deep_checked"], 3, "{audit}");
+
+    // The machine is lost: the archive comes back from Azure, proven.
+    std::fs::remove_dir_all(o.sb.backup_dir()).unwrap();
+    let into = o.sb.work.path().join("restored");
+    let r = o
+        .run(&[
+            "restore-config",
+            "latest",
+            "--into",
+            into.to_str().unwrap(),
+            "--from-azure",
+        ])
+        .ok();
+    assert!(r.stdout.contains("restored 2 file(s)"), "{}", r.stdout);
+    let real = std::fs::canonicalize(&app).unwrap();
+    let back = into.join("files").join(real.strip_prefix("/").unwrap());
+    for f in ["docker-compose.yml", "k8s/deploy.yaml"] {
+        assert_eq!(
+            std::fs::read(back.join(f)).unwrap(),
+            std::fs::read(app.join(f)).unwrap()
+        );
+    }
+}

@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::catalog::fsutil::{AtomicFile, create_private_dir};
 use crate::catalog::sets::{self, Member};
-use crate::catalog::{FileKind, Manifest, Stamp, manifest_of, parse_file_name};
+use crate::catalog::{FileKind, Manifest, Stamp, manifest_of, naming, parse_file_name};
 use crate::config::{Azure, Database};
 use crate::error::{Error, Result};
 use crate::offsite::{
@@ -46,7 +46,7 @@ pub fn copies_of<'a>(az: &Azure, blobs: &'a [Object], db: &Database) -> Vec<Offs
                 return None;
             }
             match parse_file_name(&p.file, &db.dbname)? {
-                (stamp, FileKind::Dump) => Some(OffsiteCopy {
+                (stamp, FileKind::Dump) if naming::is_kind_of(&p.file, db) => Some(OffsiteCopy {
                     blob,
                     tier: p.tier,
                     stamp,

@@ -42,6 +42,43 @@ pub struct Manifest {
     /// every manifest written before encryption existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// A configuration archive's contents, in place of `tables` (which is
+    /// then empty, as the pg_dump fields are); absent for a database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigContents>,
+}
+
+/// What a configuration archive holds and what it left out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ConfigContents {
+    /// Every regular file of the archive, in archive order.
+    pub files: Vec<ConfigFile>,
+    /// Files left out on purpose (secrets without encryption), and globs
+    /// that matched nothing.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+    /// What could not be read (a missing file, a failed command): the
+    /// backup of the configuration failed, the archive holds the rest.
+    #[serde(default)]
+    pub unreadable: Vec<Skipped>,
+}
+
+/// One file of a configuration archive: its member name
+/// (`files/etc/valerix/docker-compose.yml`, `commands/1-kubectl-get.out`),
+/// where it came from, its size and permission bits (`0644`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigFile {
+    pub path: String,
+    pub source: String,
+    pub size: u64,
+    pub mode: String,
+}
+
+/// A path or command left out, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Skipped {
+    pub source: String,
+    pub reason: String,
 }
 
 /// The encryption of a backup file: the gzip file, age-encrypted to these

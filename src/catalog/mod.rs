@@ -160,11 +160,16 @@ impl Catalog {
         Lock::acquire(&self.dir.join(lock::LOCK_NAME))
     }
 
-    /// Whether a dump of `dbname` at `stamp` is here, encrypted or not.
+    /// Whether a dump (or configuration archive) of `dbname` at `stamp`
+    /// is here, encrypted or not.
     pub fn holds_dump(&self, dbname: &str, stamp: &Stamp) -> bool {
-        [false, true]
-            .into_iter()
-            .any(|enc| self.dir.join(dump_name_as(dbname, stamp, enc)).exists())
+        [false, true].into_iter().any(|enc| {
+            self.dir.join(dump_name_as(dbname, stamp, enc)).exists()
+                || self
+                    .dir
+                    .join(naming::tar_name_as(dbname, stamp, enc))
+                    .exists()
+        })
     }
 
     /// Every backup of the given databases, oldest first.
@@ -300,6 +305,13 @@ impl Catalog {
             );
         }
         Ok(out)
+    }
+
+    /// Writes the manifest of a new backup (after its file), atomically.
+    pub fn write_manifest(&self, m: &Manifest) -> Result<()> {
+        let json = serde_json::to_vec_pretty(m).expect("manifest serializes");
+        let path = self.dir.join(manifest_name(&m.dbname, &m.timestamp));
+        fsutil::write_atomic(&path, &json)
     }
 
     /// Deletes a backup: its manifest last, so a crash in between leaves a

@@ -15,6 +15,24 @@ pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// An encrypted dump: the gzip file, then age.
 pub const ENCRYPTED_SUFFIX: &str = ".dump.gz.age";
 
+/// The configuration archive (`[config_backup]`): a gzip tar, the member of
+/// its set as a dump is of a database's (`config_20261125_020000.tar.gz`,
+/// with `config_20261125_020000.manifest.json`).
+pub const TAR_SUFFIX: &str = ".tar.gz";
+/// An encrypted configuration archive: the gzip tar, then age.
+pub const ENCRYPTED_TAR_SUFFIX: &str = ".tar.gz.age";
+
+/// The configuration archive's name, encrypted or not.
+pub fn tar_name_as(set: &str, stamp: &Stamp, encrypted: bool) -> String {
+    let suffix = [TAR_SUFFIX, ENCRYPTED_TAR_SUFFIX][usize::from(encrypted)];
+    format!("{set}_{stamp}{suffix}")
+}
+
+fn tar_stem(name: &str) -> Option<&str> {
+    name.strip_suffix(ENCRYPTED_TAR_SUFFIX)
+        .or_else(|| name.strip_suffix(TAR_SUFFIX))
+}
+
 pub fn dump_name(dbname: &str, stamp: &Stamp) -> String {
     format!("{dbname}_{stamp}{DUMP_SUFFIX}")
 }
@@ -36,13 +54,14 @@ pub fn file_part(name: &str) -> &str {
 
 /// Whether a dump's file or blob name is an encrypted one.
 pub fn is_encrypted(name: &str) -> bool {
-    name.ends_with(ENCRYPTED_SUFFIX)
+    name.ends_with(ENCRYPTED_SUFFIX) || name.ends_with(ENCRYPTED_TAR_SUFFIX)
 }
 
 /// The stem of a dump's name, without either suffix.
 fn dump_stem(name: &str) -> Option<&str> {
     name.strip_suffix(ENCRYPTED_SUFFIX)
         .or_else(|| name.strip_suffix(DUMP_SUFFIX))
+        .or_else(|| tar_stem(name))
 }
 
 pub fn manifest_name(dbname: &str, stamp: &Stamp) -> String {
@@ -80,9 +99,16 @@ pub fn parse_file_name(name: &str, dbname: &str) -> Option<(Stamp, FileKind)> {
 pub fn parse_dump_name<'a>(name: &str, dbs: &[&'a Database]) -> Option<(&'a Database, Stamp)> {
     dbs.iter()
         .find_map(|db| match parse_file_name(name, &db.dbname)? {
-            (s, FileKind::Dump) => Some((*db, s)),
+            (s, FileKind::Dump) if is_kind_of(name, db) => Some((*db, s)),
             _ => None,
         })
+}
+
+/// Whether a dump name has the form of `db`'s kind: a tar for the
+/// configuration archive, a pg_dump file for a database (a stray
+/// `order_db_<stamp>.tar.gz` is never taken for a dump of order_db).
+pub fn is_kind_of(name: &str, db: &Database) -> bool {
+    tar_stem(name).is_some() == (db.kind == crate::config::SetKind::Config)
 }
 
 #[cfg(test)]
@@ -110,5 +136,35 @@ mod tests {
         assert_eq!(manifest_of(&sealed), manifest_name("o", &s));
         assert_eq!(file_part(&format!("p/daily/o/{sealed}")), sealed);
         assert_eq!(parse_file_name("o_20261125_020000.dump.age", "o"), None);
+        let tar = tar_name_as("config", &s, true);
+        assert_eq!(tar, "config_20261125_020000.tar.gz.age");
+        assert!(is_encrypted(&tar) && !is_encrypted(&tar_name_as("config", &s, false)));
+        assert_eq!(parse_file_name(&tar, "config"), Some((s, FileKind::Dump)));
+        assert_eq!(manifest_of(&tar), manifest_name("config", &s));
+    }
+
+    #[test]
+    fn a_dump_name_fits_its_sets_kind() {
+        use crate::config::SetKind;
+        let db = |name: &str, kind| Database {
+            name: name.into(),
+            dbname: name.into(),
+            host: String::new(),
+            port: 0,
+            user: String::new(),
+            password_env: None,
+            kind,
+        };
+        let (o, c) = (db("o", SetKind::Postgres), db("config", SetKind::Config));
+        let s = Stamp::parse("20261125_020000").unwrap();
+        let dbs = [&o, &c];
+        let found = |n: &str| parse_dump_name(n, &dbs).map(|(d, _)| d.name.clone());
+        assert_eq!(found(&dump_name("o", &s)).as_deref(), Some("o"));
+        assert_eq!(
+            found(&tar_name_as("config", &s, true)).as_deref(),
+            Some("config")
+        );
+        assert_eq!(found(&tar_name_as("o", &s, false)), None);
+        assert_eq!(found(&dump_name("config", &s)), None);
     }
 }

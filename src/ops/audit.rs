@@ -174,7 +174,7 @@ pub fn audit_store(
     obs: &dyn Observer,
 ) -> Result<AuditReport> {
     let az = azure(ctx)?;
-    let dbs = ctx.cfg.select(&opts.targets)?;
+    let dbs = ctx.cfg.select_sets(&opts.targets)?;
     let now = opts.as_of.unwrap_or_else(Utc::now);
     let blobs = store.list(&az.prefix)?;
     info!("listed {} blob(s) in {}", blobs.len(), store.describe());
@@ -751,7 +751,7 @@ pub fn prune_store(
     let now = as_of.unwrap_or_else(Utc::now);
     let state = DeepState::load(&ctx.cfg.backup_dir);
     let mut removed = Vec::new();
-    for db in ctx.cfg.select(&[])? {
+    for db in ctx.cfg.select_sets(&[])? {
         let sets = sets_of(az, &blobs, db, &state);
         let mut gone: Vec<_> = sets.iter().flat_map(|set| expired(set, az, now)).collect();
         gone.sort_by_key(|j| (j.copy.stamp, j.copy.tier));
@@ -799,7 +799,7 @@ fn protected_reason(e: &Error) -> String {
 /// After deletions, the tags of what is left are made true again.
 fn repair_after_prune(ctx: &Context, store: &dyn Store) -> Result<()> {
     let az = azure(ctx)?;
-    let dbs = ctx.cfg.select(&[])?;
+    let dbs = ctx.cfg.select_sets(&[])?;
     let state = DeepState::load(&ctx.cfg.backup_dir);
     let left = store.list(&az.prefix)?;
     for (db, line) in repair_tags(store, az, &left, &dbs, &state).failures() {

@@ -11,13 +11,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::catalog::fsutil::{AtomicFile, write_atomic};
-use crate::catalog::{
-    CLOCK_SLACK, Catalog, Manifest, Stamp, dump_name_as, manifest, manifest_name, utc_time,
-};
-use crate::config::Database;
+use crate::catalog::fsutil::AtomicFile;
+use crate::catalog::{CLOCK_SLACK, Catalog, Manifest, Stamp, dump_name_as, manifest, utc_time};
+use crate::config::{Database, SetKind};
 use crate::error::{Error, Result};
 use crate::ops::anomaly::{self, SizeAnomaly};
+use crate::ops::config_backup;
 use crate::ops::upload::{self, Selection, TierChoice, UploadReport};
 use crate::ops::{Context, Observer, kill_on_cancel, outcome};
 use crate::pg::archive::ArchiveScanner;
@@ -169,7 +168,7 @@ fn send_offsite(
 
 /// The local part: the dumps, retention and the size check.
 fn local(ctx: &Context, opts: &BackupOptions, obs: &dyn Observer) -> Result<BackupReport> {
-    let dbs = ctx.cfg.select(&opts.targets)?;
+    let dbs = ctx.cfg.select_sets(&opts.targets)?;
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let stamp = free_stamp(&catalog, &dbs);
@@ -182,8 +181,20 @@ fn local(ctx: &Context, opts: &BackupOptions, obs: &dyn Observer) -> Result<Back
     let mut results = Vec::new();
     for db in &dbs {
         ctx.check_cancel()?;
-        let r = backup_one(ctx, &catalog, db, stamp, obs);
+        let r = match db.kind {
+            SetKind::Config => config_backup::backup(ctx, &catalog, db, stamp),
+            SetKind::Postgres => backup_one(ctx, &catalog, db, stamp, obs),
+        };
         match &r {
+            Ok(m) if m.config.is_some() => info!(
+                "{}: {} ({} bytes, sha256 {}, {} files, {:.1} s)",
+                db.dbname,
+                m.file,
+                m.size_bytes,
+                &m.sha256[..12],
+                m.config.as_ref().map_or(0, |c| c.files.len()),
+                m.duration_secs
+            ),
             Ok(m) => info!(
                 "{}: {} ({} bytes, sha256 {}, {} rows in {} tables, {:.1} s)",
                 db.dbname,
@@ -197,11 +208,17 @@ fn local(ctx: &Context, opts: &BackupOptions, obs: &dyn Observer) -> Result<Back
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => warn!("{}: backup failed: {e}", db.dbname),
         }
+        // A configuration archive that lacks what could not be read is
+        // kept, and fails its set as a failed dump does.
+        let error = match &r {
+            Err(e) => Some(e.to_string()),
+            Ok(m) => config_backup::failure(m),
+        };
         let done = DbBackup {
             database: db.name.clone(),
             dbname: db.dbname.clone(),
-            ok: r.is_ok(),
-            error: r.as_ref().err().map(|e| e.to_string()),
+            ok: error.is_none(),
+            error,
             manifest: r.ok(),
         };
         obs.backed_up(&done);
@@ -225,6 +242,7 @@ fn local(ctx: &Context, opts: &BackupOptions, obs: &dyn Observer) -> Result<Back
     // After retention, so the sizes compared are those that stay.
     let size_anomalies: Vec<SizeAnomaly> = done
         .iter()
+        .filter(|db| db.kind == SetKind::Postgres)
         .filter_map(|db| anomaly::check_newest(&ctx.cfg, &catalog, db))
         .collect();
     for a in &size_anomalies {
@@ -250,18 +268,23 @@ fn retention(
     stamp: Stamp,
 ) -> (Vec<String>, Vec<String>) {
     let (mut pruned, mut warnings) = (Vec::new(), Vec::new());
-    let Some(first) = dbs.first() else {
+    if dbs.is_empty() {
         return (pruned, warnings);
+    }
+    // The configuration archive has no server: a run that backed up only
+    // it is judged by the local clock checks alone.
+    let server_clock = match dbs.iter().find(|d| d.kind == SetKind::Postgres) {
+        Some(first) => check_server_clock(ctx, first),
+        None => Ok(()),
     };
-    let expired = match check_server_clock(ctx, first)
-        .and_then(|()| catalog.expired(dbs, ctx.cfg.retention_days, stamp))
-    {
-        Ok(e) => e,
-        Err(e) => {
-            warnings.push(e.to_string());
-            Vec::new()
-        }
-    };
+    let expired =
+        match server_clock.and_then(|()| catalog.expired(dbs, ctx.cfg.retention_days, stamp)) {
+            Ok(e) => e,
+            Err(e) => {
+                warnings.push(e.to_string());
+                Vec::new()
+            }
+        };
     for old in expired {
         match catalog.remove(&old) {
             Ok(()) => {
@@ -439,12 +462,9 @@ fn backup_one(
             scheme: "age".into(),
             recipients: recipients.iter().map(ToString::to_string).collect(),
         }),
+        config: None,
     };
-    let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
-    write_atomic(
-        &catalog.dir().join(manifest_name(&db.dbname, &stamp)),
-        &json,
-    )?;
+    catalog.write_manifest(&m)?;
     Ok(m)
 }
 

@@ -124,6 +124,9 @@ pub fn check(ctx: &Context) -> ConfigCheck {
     if let Some(r) = identity(ctx) {
         items.push(item("identity file", r));
     }
+    for (what, r) in crate::ops::config_backup::check(ctx) {
+        items.push(item(what, r));
+    }
     if let Some(az) = &ctx.cfg.azure {
         let r = AzureStore::open(az)
             .and_then(|s| s.list(&format!("{}daily/", az.prefix)).map(|b| (s, b)))

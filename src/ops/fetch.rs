@@ -62,8 +62,19 @@ pub fn fetch_from(
     stamp: Option<Stamp>,
     obs: &dyn Observer,
 ) -> Result<Fetched> {
+    fetch_sets(ctx, store, ctx.cfg.select(targets)?, stamp, obs)
+}
+
+/// [`fetch_from`] of the backup sets `dbs` (databases, or the
+/// configuration archive's set for `restore-config --from-azure`).
+pub fn fetch_sets(
+    ctx: &Context,
+    store: &dyn Store,
+    dbs: Vec<&Database>,
+    stamp: Option<Stamp>,
+    obs: &dyn Observer,
+) -> Result<Fetched> {
     let az = azure(ctx)?;
-    let dbs = ctx.cfg.select(targets)?;
     let blobs = store.list(&az.prefix)?;
     let per_db: Vec<Vec<OffsiteCopy>> = dbs.iter().map(|db| copies_of(az, &blobs, db)).collect();
     let stamp = match stamp {

@@ -48,7 +48,7 @@ pub struct ProtectedCopy {
 /// Local backups, and with `offsite` the copies in Azure beside them
 /// (offsite-only copies appear with state `offsite-only`).
 pub fn list(ctx: &Context, targets: &[String], offsite: bool) -> Result<Vec<ListEntry>> {
-    let dbs = ctx.cfg.select(targets)?;
+    let dbs = ctx.cfg.select_sets(targets)?;
     let mut entries = local_entries(ctx, &dbs)?;
     if let (true, Some(az)) = (offsite, ctx.cfg.azure.as_ref()) {
         // During an outage the local list matters most: show it even when
@@ -126,8 +126,17 @@ fn local_entries(ctx: &Context, dbs: &[&crate::config::Database]) -> Result<Vec<
             file: b.file_name(),
             size_bytes: b.size,
             sha256: b.manifest.as_ref().map(|m| m.sha256.clone()),
-            tables: b.manifest.as_ref().map(|m| m.tables.len()),
-            rows: b.manifest.as_ref().map(|m| m.total_rows()),
+            // A configuration archive has files, not tables: `-`.
+            tables: b
+                .manifest
+                .as_ref()
+                .filter(|m| m.config.is_none())
+                .map(|m| m.tables.len()),
+            rows: b
+                .manifest
+                .as_ref()
+                .filter(|m| m.config.is_none())
+                .map(|m| m.total_rows()),
             encrypted_to: b.encrypted().then(|| b.recipients().to_vec()),
             database: b.database,
             dbname: b.dbname,
@@ -266,7 +275,7 @@ pub fn status(ctx: &Context, max_age: Duration) -> Result<StatusReport> {
 
 /// Applies local retention now; with `dry_run`, only says what would go.
 pub fn prune(ctx: &Context, dry_run: bool) -> Result<Vec<String>> {
-    let dbs = ctx.cfg.select(&[])?;
+    let dbs = ctx.cfg.select_sets(&[])?;
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;
     let mut out = Vec::new();

@@ -7,6 +7,7 @@ pub mod anomaly;
 pub mod audit;
 pub mod backup;
 pub mod check;
+pub mod config_backup;
 pub mod fetch;
 pub mod geo;
 pub mod hold;

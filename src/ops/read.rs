@@ -288,7 +288,7 @@ pub fn check_manifest(b: &LocalBackup, r: &ReadResult) -> Result<()> {
 }
 
 /// Compares the SHA-256 and size of the file as stored with its manifest's.
-fn check_stored(b: &LocalBackup, sha256: &str, size: u64) -> Result<()> {
+pub(crate) fn check_stored(b: &LocalBackup, sha256: &str, size: u64) -> Result<()> {
     let Some(m) = &b.manifest else {
         return Ok(());
     };

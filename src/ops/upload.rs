@@ -137,7 +137,7 @@ pub fn upload(
     obs: &dyn Observer,
 ) -> Result<UploadReport> {
     let az = azure(ctx)?;
-    let dbs = ctx.cfg.select(targets)?;
+    let dbs = ctx.cfg.select_sets(targets)?;
     let catalog = Catalog::open_existing(&ctx.cfg);
     // Retention must not delete a file while it is being sent.
     let _lock = crate::ops::lock_catalog(ctx, &catalog)?;

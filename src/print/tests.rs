@@ -76,6 +76,7 @@ fn manifest(dbname: &str, size: u64) -> Manifest {
             },
         ],
         encryption: None,
+        config: None,
     }
 }
 

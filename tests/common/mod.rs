@@ -467,3 +467,23 @@ pub fn receiver() -> (
     });
     (port, got)
 }
+
+/// A key pair made by `age-keygen` (the independent tool): the identity
+/// file and its public key.
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen (Debian's age package; scripts/setup.sh installs it)");
+    assert!(out.status.success(), "{out:?}");
+    let public = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let public = String::from_utf8(public.stdout).unwrap().trim().to_string();
+    assert!(public.starts_with("age1"), "{public}");
+    (path, public)
+}

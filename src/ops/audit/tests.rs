@@ -195,6 +195,7 @@ fn manifest(day: &str, sha256: &str, size: u64) -> Manifest {
         duration_secs: 1.0,
         tables: Vec::new(),
         encryption: None,
+        config: None,
     }
 }
 
