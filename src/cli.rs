@@ -107,7 +107,7 @@ Examples:
   valerix-backup upload                       newest backup of each database, tier auto
   valerix-backup upload all                   every local backup missing offsite
   valerix-backup upload 20261122_020000 --tier weekly")]
-    #[command(display_order = 7)]
+    #[command(display_order = 9)]
     Upload {
         /// TIMESTAMP (YYYYMMDD_HHMMSS), 'latest' (default) or 'all'
         #[arg(value_name = "TIMESTAMP|latest|all")]
@@ -136,7 +136,7 @@ what previous versions (blob versioning) still cost. --deep downloads and re-has
 audit (remembered in <backup_dir>/.offsite-deep-checks.json) and reads its manifest;
 --recheck re-reads them all. Repairs the superseded index tags the lifecycle policy deletes
 by. Exit status 0 only when nothing is wrong.")]
-    #[command(display_order = 8)]
+    #[command(display_order = 10)]
     Audit {
         /// Download and re-hash the blobs (those not proven before)
         #[arg(long)]
@@ -166,7 +166,7 @@ Examples:
   valerix-backup hold set latest order          hold order_db's newest offsite copy
   valerix-backup hold set 20261124_020000       that backup of every database
   valerix-backup hold clear 20261124_020000 order --json")]
-    #[command(display_order = 9)]
+    #[command(display_order = 11)]
     Hold {
         #[arg(value_enum)]
         action: HoldAction,
@@ -196,7 +196,7 @@ Examples:
   valerix-backup geo-restore --source-server valerix-postgres --target-name valerix-pg-west \\
       --target-resource-group valerix-rg-secondary --update-k8s valerix --yes
   valerix-backup geo-restore --watch 'https://management.azure.com/...' --target-name valerix-pg-west")]
-    #[command(display_order = 10)]
+    #[command(display_order = 14)]
     GeoRestore {
         /// ARM resource id, or a server name in azure.resource_manager.resource_group
         #[arg(long, value_name = "ID|NAME", required_unless_present = "watch")]
@@ -242,7 +242,7 @@ Examples:
         out: Output,
     },
     /// Disaster drills: rehearse a recovery for real and time it
-    #[command(display_order = 11)]
+    #[command(display_order = 16)]
     Drill {
         #[command(subcommand)]
         action: DrillAction,
@@ -277,7 +277,7 @@ Examples:
   valerix-backup failover --dry-run                       list the replicas, show the request
   valerix-backup failover --replica valerix-pg-west --option forced --yes --update-k8s valerix
   valerix-backup failover --mode switchover --yes         planned switchover (writer endpoint)")]
-    #[command(display_order = 10)]
+    #[command(display_order = 15)]
     Failover {
         /// The primary: ARM resource id or a name [default: the only [[azure.postgres_server]]]
         #[arg(long, value_name = "ID|NAME")]
@@ -327,26 +327,26 @@ backups, size anomalies, failed verifications or audits and recoveries are sent 
 [[alert.webhook]]. SIGTERM or Ctrl-C cancels the job in flight cleanly and exits.
 
 --once JOB runs one job now and exits (what a Kubernetes CronJob or a systemd timer calls).")]
-    #[command(display_order = 12)]
+    #[command(display_order = 17)]
     Agent {
         /// Run this job once and exit: backup, verify, weekly-upload, audit, drill, drill-region
         #[arg(long, value_name = "JOB", value_parser = parse_job)]
         once: Option<Job>,
     },
     /// Check the configuration and what it depends on
-    #[command(display_order = 13)]
+    #[command(display_order = 18)]
     Config {
         #[command(subcommand)]
         action: ConfigAction,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
-    #[command(display_order = 14)]
+    #[command(display_order = 19)]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff)
-    #[command(display_order = 15)]
+    #[command(display_order = 20)]
     Man,
     /// Preflight: can the configured flexible servers be geo-restored?
     #[command(after_help = "\
@@ -356,7 +356,7 @@ restore point, and the paired region; then its read replicas (a cross-region one
 `failover` possible) and the recovery point of each path (geo-restore: up to 1 hour;
 replica promotion: seconds, the replication lag). Exit status 1 when a geo-restore would not be
 possible. `valerix-backup audit` includes this check when servers are configured.")]
-    #[command(display_order = 11)]
+    #[command(display_order = 13)]
     AzureCheck {
         #[command(flatten)]
         out: Output,
@@ -369,7 +369,7 @@ tags a copy once a newer sound copy of its database and tier exists, so the newe
 deleted. Apply with --apply (merges with the account's other rules), or the JSON with
   az storage account management-policy create -g RG --account-name ACCOUNT --policy @policy.json
 or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaults).")]
-    #[command(display_order = 9)]
+    #[command(display_order = 12)]
     LifecyclePolicy {
         #[arg(long, value_enum, default_value_t = PolicyFormat::Json)]
         format: PolicyFormat,
@@ -442,7 +442,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         out: Output,
     },
     /// List backups: local ones with size and state, and their offsite copies
-    #[command(display_order = 4)]
+    #[command(display_order = 5)]
     List {
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
@@ -453,7 +453,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         out: Output,
     },
     /// Exit non-zero when a database has no backup younger than --max-age
-    #[command(display_order = 5)]
+    #[command(display_order = 6)]
     Status {
         /// Maximum age of the newest backup, e.g. 25h, 90m, 2d
         #[arg(long, default_value = "25h", value_parser = humantime::parse_duration)]
@@ -462,7 +462,7 @@ or paste the Bicep / Terraform into your infrastructure (infra/ holds the defaul
         out: Output,
     },
     /// Apply local retention now (backup does this after each run)
-    #[command(display_order = 6)]
+    #[command(display_order = 7)]
     Prune {
         /// Only print what would be deleted
         #[arg(long)]
@@ -496,7 +496,7 @@ Examples:
   valerix-backup restore-config 20261201_020000 --into ./cfg-20261201
   valerix-backup restore-config latest --into /tmp/cfg --from-azure    the machine is gone
   diff -r /tmp/cfg/files/srv/valerix /srv/valerix")]
-    #[command(display_order = 3)]
+    #[command(display_order = 4)]
     RestoreConfig {
         /// YYYYMMDD_HHMMSS as in the file names, or 'latest'
         #[arg(value_name = "TIMESTAMP|latest")]
@@ -525,7 +525,7 @@ Examples:
   valerix-backup report show latest-restore       the newest of one kind (restore, geo-restore,
                                                   failover, drill)
   valerix-backup report show 20261201_021500-restore --json")]
-    #[command(display_order = 10)]
+    #[command(display_order = 8)]
     Report {
         #[command(subcommand)]
         action: ReportAction,
