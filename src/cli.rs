@@ -298,7 +298,7 @@ Examples:
         /// Run the preflight, print the replicas and the request, send nothing
         #[arg(long)]
         dry_run: bool,
-        /// Send the request and exit; watch later with geo-restore --watch
+        /// Send the request and exit; it prints the `az` command that shows the promotion's state
         #[arg(long)]
         no_wait: bool,
         /// Then run the kubectl commands in this namespace

@@ -1243,7 +1243,7 @@ pub struct DrillConfig {
     #[serde(default = "default_drill_sslmode")]
     pub sslmode: String,
     /// `{ "<fqdn>" = "IP:PORT" }`, as curl's `--resolve`: the server's
-    /// name stays the host (TLS checks it) while libpq connects to the
+    /// name stays the host (what sslmode verify-full checks) while libpq connects to the
     /// address (`hostaddr`). For tests and split-horizon DNS.
     #[serde(default)]
     pub resolve: std::collections::BTreeMap<String, String>,

@@ -15,7 +15,7 @@ use valerix_backup::offsite::policy::{self, PolicyFormat};
 use valerix_backup::ops::config_backup;
 use valerix_backup::ops::upload::Selection;
 use valerix_backup::ops::{
-    Context, audit, backup, check, fetch, geo, hold, inspect, report, restore, upload, verify,
+    Context, audit, backup, check, geo, hold, inspect, report, restore, upload, verify,
 };
 use valerix_backup::ui::Progress;
 use valerix_backup::{Config, Error, Result};
@@ -190,10 +190,11 @@ fn dispatch(ctx: Context, command: Command, json: bool) -> Result<()> {
             ..
         } => {
             let mut stamp = Stamp::parse_selector(Some(&timestamp))?;
-            let mut fetched = Vec::new();
+            let mut fetched = None;
             if from_azure {
-                let got = fetch::fetch(&ctx, &targets, stamp, &ctx.progress)?;
-                (stamp, fetched) = (Some(got.stamp), got.copies);
+                let got = restore::fetch(&ctx, &targets, stamp, &ctx.progress)?;
+                stamp = Some(got.stamp);
+                fetched = Some(got);
             }
             let req = restore::RestoreRequest {
                 stamp,
@@ -323,7 +324,7 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
     let az = upload::azure_of(&ctx.cfg)?;
     let arm = valerix_backup::arm::Arm::connect(az)?;
     let mut plan = None;
-    let mut rec = report::Record::new(report::Kind::GeoRestore, "");
+    let rec = report::Record::new(report::Kind::GeoRestore, "");
     let done = if let Some(url) = watch {
         let rg = target_resource_group.unwrap_or_else(|| arm.cfg.resource_group.clone());
         let sub = subscription.unwrap_or_else(|| arm.cfg.subscription_id.clone());
@@ -359,13 +360,10 @@ fn geo_restore(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
         }
         Ok(report)
     });
-    match &done {
-        Ok(r) => {
-            geo::record(&mut rec, plan.as_ref(), r);
-            report::finish(ctx, rec, &r.outcome());
-        }
-        Err(e) => drop(report::finish_with(ctx, rec, Some(e))),
-    }
+    report::finish_run(ctx, rec, &done, |rec, r| {
+        geo::record(rec, plan.as_ref(), r);
+        r.outcome()
+    });
     let report = done?;
     if let Some(resume) = &report.resume {
         eprintln!(
@@ -568,13 +566,10 @@ fn failover(ctx: &Context, cmd: Command, json: bool) -> Result<()> {
             }
             Ok(report)
         });
-    match &done {
-        Ok(r) => {
-            geo::failover::record(&mut rec, &plan, r);
-            report::finish(ctx, rec, &r.outcome());
-        }
-        Err(e) => drop(report::finish_with(ctx, rec, Some(e))),
-    }
+    report::finish_run(ctx, rec, &done, |rec, r| {
+        geo::failover::record(rec, &plan, r);
+        r.outcome()
+    });
     let report = done?;
     if let Some(resume) = &report.waited.resume {
         eprintln!(

@@ -418,7 +418,12 @@ pub fn geo_report(r: &GeoRestoreReport) -> String {
                 r.total_secs,
             ]);
         }
-        (None, Some(op)) => s += &not_waiting(r.accepted_secs, &r.target_id, op),
+        (None, Some(op)) => {
+            s += &not_waiting(
+                r.accepted_secs,
+                &geo::resume_command(&r.target_id, Some(op)),
+            )
+        }
         (None, None) => s += "  accepted\n",
     }
     s + &kubectl_lines(&r.k8s_commands, r.k8s_applied, "new")
@@ -431,11 +436,8 @@ fn step_times([accepted, operation, ready, total]: [f64; 4]) -> String {
     )
 }
 
-fn not_waiting(accepted: f64, target_id: &str, op: &valerix_backup::arm::lro::Operation) -> String {
-    format!(
-        "  accepted in {accepted:.1} s; not waiting. Watch it with:\n    {}\n",
-        geo::resume_command(target_id, Some(op))
-    )
+fn not_waiting(accepted: f64, watch: &str) -> String {
+    format!("  accepted in {accepted:.1} s; not waiting. Watch it with:\n    {watch}\n")
 }
 
 /// The kubectl commands that point the services at the `which` server:
@@ -642,7 +644,12 @@ pub fn failover_report(r: &geo::FailoverReport) -> String {
                 w.total_secs,
             ]);
         }
-        (None, Some(op)) => s += &not_waiting(r.accepted_secs, &r.replica_id, op),
+        (None, Some(_)) => {
+            s += &not_waiting(
+                r.accepted_secs,
+                &geo::failover::follow_command(&r.replica_id),
+            )
+        }
         (None, None) => s += "  accepted\n",
     }
     if let Some(note) = &r.repoint {

@@ -1231,6 +1231,22 @@ fn with_the_primary_region_down_the_named_replica_is_promoted_from_its_own_recor
     );
 }
 
+#[test]
+fn a_promotion_not_waited_for_says_how_to_follow_it_never_geo_restore_watch() {
+    let g = Geo::new(with_replica());
+    let r = g.run(&["failover", "--yes", "--no-wait"]).ok();
+    assert!(
+        r.stdout.contains("az postgres flexible-server show --ids ")
+            && r.stdout.contains(&format!("/flexibleServers/{REPLICA}")),
+        "{}",
+        r.stdout
+    );
+    // geo-restore --watch waits for Ready only and would record a
+    // geo-restore whose undo deletes the promoted server.
+    assert!(!r.stdout.contains("geo-restore --watch"), "{}", r.stdout);
+    assert_eq!(patches(&g).len(), 1);
+}
+
 // ---- drill region: a geo-restore into a throwaway server, smoke-checked
 // over a real connection, then deleted ----
 
@@ -1451,6 +1467,28 @@ fn drill_region_restores_checks_the_rows_and_deletes_and_a_short_table_fails_it_
             .contains("public.order_items"),
         "{alert}"
     );
+    // Its record says which step failed, and that the delete still ran.
+    let r = drill_run(&sb, &fake, &["report", "show", "latest-drill", "--json"]).ok();
+    let rec: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rec["outcome"], "failed", "{rec}");
+    let step = |name: &str| {
+        rec["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no step {name} in {rec}"))
+    };
+    assert_eq!(step("smoke")["ok"], false, "{rec}");
+    assert!(
+        step("smoke")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("public.order_items")
+    );
+    assert_eq!(step("connect")["ok"], true, "{rec}");
+    assert_eq!(step("delete")["ok"], true, "{rec}");
 }
 
 #[test]

@@ -406,6 +406,9 @@ fn tampered_copies_are_found_and_never_restored() {
     let rec = o.sb.json(&["report", "show", "latest-restore", "--json"]);
     assert_eq!(rec["sources"][0]["blob"], weekly.as_str(), "{rec}");
     assert_eq!(rec["sources"][0]["tier"], "weekly", "{rec}");
+    // The download is a step of the restore (part of its RTO).
+    assert_eq!(rec["steps"][0]["name"], "fetch from Azure", "{rec}");
+    assert!(rec["steps"][0]["secs"].as_f64().unwrap() > 0.0, "{rec}");
     // The next upload copies it offsite, byte for byte, with the tag that
     // lets the weekly rule expire it; once.
     let up = o.json(&["upload", &stamp, "--tier", "weekly"]);
@@ -432,6 +435,16 @@ fn tampered_copies_are_found_and_never_restored() {
     let r = o.run(&["restore", "latest", "order", "--from-azure", "--yes"]);
     r.fails_with(1, "no offsite copy verifies");
     assert_eq!(o.sb.pg.fingerprint("order_db"), damaged);
+    // On record too: the fetch failed, nothing was touched.
+    let rec = o.sb.json(&["report", "show", "latest-restore", "--json"]);
+    assert_eq!(rec["outcome"], "failed", "{rec}");
+    assert_eq!(rec["steps"][0]["ok"], false, "{rec}");
+    let cause = rec["steps"][0]["detail"].as_str().unwrap();
+    assert!(cause.contains("no offsite copy verifies"), "{rec}");
+    assert!(
+        rec["undo"][0].as_str().unwrap().contains("nothing to undo"),
+        "{rec}"
+    );
     assert!(o.sb.dumps().is_empty(), "nothing unverified is kept");
     assert!(
         common::list_dir(&o.sb.backup_dir())

@@ -101,7 +101,7 @@ impl Default for Metrics {
             drill_region: gauge(
                 &mut r,
                 "drill_region_seconds",
-                "Seconds of each step of the last region drill (step=\"total\": the measured RTO)",
+                "Seconds of each step of the last region drill (step=\"rto\": preflight to a checked server, the measured RTO; step=\"total\" includes deleting it)",
             ),
             registry: r,
         }

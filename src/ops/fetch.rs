@@ -32,6 +32,9 @@ use crate::storage::{Object, Store};
 pub struct Fetched {
     pub stamp: Stamp,
     pub copies: Vec<FetchedCopy>,
+    /// When the fetch began, and how long it took (part of the RTO).
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub secs: f64,
 }
 
 /// One blob downloaded, for the post-mortem record.
@@ -74,6 +77,7 @@ pub fn fetch_sets(
     stamp: Option<Stamp>,
     obs: &dyn Observer,
 ) -> Result<Fetched> {
+    let (started, t) = (chrono::Utc::now(), std::time::Instant::now());
     let az = azure(ctx)?;
     let blobs = store.list(&az.prefix)?;
     let per_db: Vec<Vec<OffsiteCopy>> = dbs.iter().map(|db| copies_of(az, &blobs, db)).collect();
@@ -116,6 +120,8 @@ pub fn fetch_sets(
     Ok(Fetched {
         stamp,
         copies: fetched,
+        started,
+        secs: t.elapsed().as_secs_f64(),
     })
 }
 

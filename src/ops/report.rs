@@ -151,13 +151,16 @@ pub struct Record {
     pub kept: Vec<String>,
     /// How to undo it, one action per line.
     pub undo: Vec<String>,
-    #[serde(skip)]
-    clock: Option<Instant>,
 }
 
 impl Record {
     pub fn new(kind: Kind, target: impl Into<String>) -> Record {
-        let started = Utc::now();
+        Record::starting_at(kind, target, Utc::now())
+    }
+
+    /// A record of a run that began at `started` (a restore whose backups
+    /// were fetched first).
+    pub fn starting_at(kind: Kind, target: impl Into<String>, started: DateTime<Utc>) -> Record {
         let target: String = target.into();
         Record {
             kind,
@@ -178,7 +181,6 @@ impl Record {
             steps: Vec::new(),
             kept: Vec::new(),
             undo: Vec::new(),
-            clock: Some(Instant::now()),
         }
     }
 
@@ -221,6 +223,18 @@ impl Record {
 
     fn push_step(&mut self, name: &str, secs: f64, ok: bool, detail: Option<&str>) {
         let started = Utc::now() - chrono::Duration::milliseconds((secs * 1000.0) as i64);
+        self.step_at(name, started, secs, ok, detail);
+    }
+
+    /// A step that began at `started` and took `secs`.
+    pub fn step_at(
+        &mut self,
+        name: &str,
+        started: DateTime<Utc>,
+        secs: f64,
+        ok: bool,
+        detail: Option<&str>,
+    ) {
         self.steps.push(StepTime {
             name: name.into(),
             started,
@@ -240,8 +254,9 @@ impl Record {
 
     /// Closes the record with the run's error (`None`: it succeeded).
     fn close(&mut self, error: Option<&Error>) {
-        self.finished = Some(Utc::now());
-        self.total_secs = self.clock.map_or(0.0, |c| c.elapsed().as_secs_f64());
+        let finished = Utc::now();
+        self.finished = Some(finished);
+        self.total_secs = (finished - self.started).num_milliseconds().max(0) as f64 / 1000.0;
         (self.outcome, self.error) = match error {
             None => (Outcome::Succeeded, None),
             Some(Error::Interrupted) => {
@@ -275,6 +290,26 @@ pub fn finish_with(ctx: &Context, mut rec: Record, error: Option<&Error>) -> Opt
             None
         }
     }
+}
+
+/// Closes `rec` for a run that ended with `done`: when it produced its
+/// report, `fill` adds what it says and returns the run's outcome
+/// (an interrupted wait, a failed check); an error is the outcome itself.
+pub fn finish_run<T>(
+    ctx: &Context,
+    mut rec: Record,
+    done: &Result<T>,
+    fill: impl FnOnce(&mut Record, &T) -> Result<()>,
+) -> Option<PathBuf> {
+    let judged;
+    let error = match done {
+        Ok(r) => {
+            judged = fill(&mut rec, r).err();
+            judged.as_ref()
+        }
+        Err(e) => Some(e),
+    };
+    finish_with(ctx, rec, error)
 }
 
 /// `<backup_dir>/reports/`.

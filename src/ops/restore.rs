@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use crate::catalog::{Catalog, LocalBackup, Stamp};
 use crate::config::Database;
 use crate::error::{Error, Result};
-use crate::ops::fetch::FetchedCopy;
+use crate::ops::fetch::{Fetched, FetchedCopy};
 use crate::ops::journal::{Journal, Kind, Record, Settled, Step, settle};
 use crate::ops::read::check_manifest;
 use crate::ops::report;
@@ -49,9 +49,9 @@ pub struct RestoreRequest {
     pub tables: Vec<String>,
     /// Keep the replaced database as `<db>__old_<time of the restore>`.
     pub keep_old: bool,
-    /// The blobs the backups were fetched from (`--from-azure`), for the
-    /// post-mortem record.
-    pub fetched: Vec<FetchedCopy>,
+    /// What `--from-azure` fetched first ([`fetch`]): the blobs and the
+    /// time it took, for the post-mortem record.
+    pub fetched: Option<Fetched>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,7 +203,15 @@ pub fn plan(ctx: &Context, req: &RestoreRequest) -> Result<RestorePlan> {
 /// Restores what `plan` names, database by database, and writes the
 /// post-mortem record of the run (see [`report`]), whatever its outcome.
 pub fn execute(ctx: &Context, plan: &RestorePlan, obs: &dyn Observer) -> Result<RestoreReport> {
-    let mut rec = report::Record::new(report::Kind::Restore, "");
+    let mut rec = match &plan.request.fetched {
+        None => report::Record::new(report::Kind::Restore, ""),
+        Some(f) => {
+            let mut rec = report::Record::starting_at(report::Kind::Restore, "", f.started);
+            let got = format!("{} blob(s) downloaded and checked", f.copies.len());
+            rec.step_at(FETCH_STEP, f.started, f.secs, true, Some(&got));
+            rec
+        }
+    };
     let mut results = Vec::new();
     let run = restore_items(ctx, plan, obs, &mut rec, &mut results);
     let report = RestoreReport { results };
@@ -230,7 +238,8 @@ fn restore_items(
     let catalog = Catalog::open(&ctx.cfg)?;
     let _lock = lock_catalog(ctx, &catalog)?;
     for item in &plan.items {
-        rec.source(source_of(item, &plan.request.fetched));
+        let fetched = plan.request.fetched.as_ref();
+        rec.source(source_of(item, fetched.map_or(&[], |f| &f.copies)));
         let t0 = Instant::now();
         let mut r = DbRestore {
             database: item.db.dbname.clone(),
@@ -271,6 +280,27 @@ fn restore_items(
         results.push(r);
     }
     Ok(())
+}
+
+const FETCH_STEP: &str = "fetch from Azure";
+
+/// `restore --from-azure`'s first step: [`crate::ops::fetch::fetch`], and
+/// when it fails, the restore's post-mortem record says so (no database was
+/// touched). On success [`execute`] records it, once the restore is done.
+pub fn fetch(
+    ctx: &Context,
+    targets: &[String],
+    stamp: Option<Stamp>,
+    obs: &dyn Observer,
+) -> Result<Fetched> {
+    let (started, t) = (chrono::Utc::now(), Instant::now());
+    crate::ops::fetch::fetch(ctx, targets, stamp, obs).inspect_err(|e| {
+        let mut rec = report::Record::starting_at(report::Kind::Restore, "", started);
+        let secs = t.elapsed().as_secs_f64();
+        rec.step_at(FETCH_STEP, started, secs, false, Some(&e.to_string()));
+        rec.undo("nothing to undo: the fetch failed before any database was touched");
+        report::finish_with(ctx, rec, Some(e));
+    })
 }
 
 /// The copy `item` restores from: its file, and the blob it was fetched

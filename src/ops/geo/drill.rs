@@ -225,6 +225,23 @@ pub fn drill(
     out
 }
 
+/// The recovery step a failed drill stopped at: the first one without a
+/// time, or the smoke check (which has one even when it found problems).
+fn failed_step(ran: &[(&'static str, f64)]) -> &'static str {
+    const RECOVERY: [&str; 6] = [
+        "preflight",
+        "accepted",
+        "operation",
+        "ready",
+        "connect",
+        "smoke",
+    ];
+    RECOVERY
+        .into_iter()
+        .find(|step| !ran.iter().any(|(s, _)| s == step))
+        .unwrap_or("smoke")
+}
+
 /// The drill's record: what it was checked against, each step's time,
 /// what is left running and how to remove it.
 fn record(rec: &mut report::Record, r: &DrillReport) {
@@ -245,11 +262,22 @@ fn record(rec: &mut report::Record, r: &DrillReport) {
     }
     let rows: u64 = r.tables.iter().filter_map(|t| t.found).sum();
     let checked = format!("{} tables, {rows} rows", r.tables.len());
-    for (step, secs) in r.steps.list() {
-        if step != "total" {
-            let detail = (step == "smoke").then_some(checked.as_str());
-            rec.step(step, secs, detail);
+    let ran = r.steps.list();
+    let failed_at = r.error.as_deref().map(|e| (failed_step(&ran), e));
+    // A step that failed before it had a time goes after the last one that
+    // had one, before the delete.
+    let mut untimed = failed_at.filter(|(at, _)| !ran.iter().any(|(s, _)| s == at));
+    for (step, secs) in ran.iter().filter(|(s, _)| *s != "total") {
+        if let Some((at, e)) = untimed.take_if(|_| *step == "delete") {
+            rec.failed_step(at, 0.0, e);
         }
+        match failed_at {
+            Some((at, e)) if at == *step => rec.failed_step(step, *secs, e),
+            _ => rec.step(step, *secs, (*step == "smoke").then_some(checked.as_str())),
+        }
+    }
+    if let Some((at, e)) = untimed {
+        rec.failed_step(at, 0.0, e);
     }
     if !r.deleted {
         let (sub, rg, name) = split_id(&r.target_id).unwrap_or_default();
@@ -285,8 +313,9 @@ fn run(ctx: &Context, arm: &Arm, req: &DrillRequest, obs: &dyn Observer) -> Resu
         ..Default::default()
     };
     report.steps.preflight = Some(t0.elapsed().as_secs_f64());
-    report.left_behind = clear_left_behind(arm, &plan, &source, &target)?;
     let backups = newest_backups(ctx, &plan)?;
+    check_config(&cfg, &backups)?;
+    report.left_behind = clear_left_behind(arm, &plan, &source, &target)?;
     run_steps(ctx, arm, &plan, &cfg, &backups, &mut report, obs);
     if req.keep {
         info!(
@@ -336,31 +365,42 @@ fn newest_backups(
     plan: &GeoRestorePlan,
 ) -> Result<Vec<(Database, crate::catalog::LocalBackup)>> {
     let catalog = Catalog::open_existing(&ctx.cfg);
-    let mut out = Vec::new();
-    for name in &plan.databases {
-        let db = ctx
-            .cfg
-            .databases
-            .iter()
-            .find(|d| &d.name == name)
-            .ok_or_else(|| Error::UnknownTarget {
-                target: name.clone(),
-                known: ctx.cfg.known_targets(),
-            })?;
-        let newest = catalog
-            .list(&[db])?
-            .into_iter()
-            .rfind(|b| b.is_sound())
-            .ok_or_else(|| Error::NoBackup {
-                what: format!(
-                    "of {} in {} to check the drill server against (run a backup first)",
-                    db.dbname,
-                    catalog.dir().display()
-                ),
-            })?;
-        out.push((db.clone(), newest));
+    let dbs = ctx.cfg.select(&plan.databases)?;
+    let all = catalog.list(&dbs)?;
+    dbs.into_iter()
+        .map(|db| {
+            let newest = all
+                .iter()
+                .rfind(|b| b.dbname == db.dbname && b.is_sound())
+                .ok_or_else(|| Error::NoBackup {
+                    what: format!(
+                        "of {} in {} to check the drill server against (run a backup first)",
+                        db.dbname,
+                        catalog.dir().display()
+                    ),
+                })?;
+            Ok((db.clone(), newest.clone()))
+        })
+        .collect()
+}
+
+/// What the smoke check will need, checked before anything is created: a
+/// mistake here must not cost an hour-long geo-restore.
+fn check_config(
+    cfg: &DrillConfig,
+    backups: &[(Database, crate::catalog::LocalBackup)],
+) -> Result<()> {
+    for fqdn in cfg.resolve.keys() {
+        cfg.resolved(fqdn)?;
     }
-    Ok(out)
+    match (&cfg.smoke_query, &cfg.smoke_database) {
+        (Some(_), Some(name)) if !backups.iter().any(|(d, _)| &d.name == name) => {
+            Err(Error::Setup(format!(
+                "drill.smoke_database {name:?} is not a database of the drilled server"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Create, wait, connect and check; the first failure goes in the report.
@@ -529,7 +569,7 @@ fn smoke_query(
     }
 }
 
-/// The drill server as psql reaches it: host the FQDN (TLS checks it),
+/// The drill server as psql reaches it: host the FQDN (what `verify-full` checks),
 /// `hostaddr` and port from `[drill] resolve` when it maps the FQDN, the
 /// configured sslmode.
 struct DrillServer<'a> {
@@ -656,6 +696,14 @@ fn clear_left_behind(
                  valerix-backup; nothing was created (rename or delete it by hand)"
             )));
         }
+        let parsed = FlexibleServer::from_body(&server);
+        if let Some(since) = still_being_made(&parsed, arm.cfg.timeout_minutes) {
+            return Err(Error::Refused(format!(
+                "{name} in resource group {rg} is a drill server still being created (its \
+                 request began {since}): another drill of {source} may be running; nothing was \
+                 created (wait for it, or delete {name} by hand)"
+            )));
+        }
         warn!("{name} was left behind by an earlier drill of {source}: deleting it first");
         let t = Instant::now();
         delete_server(arm, &super::server_id(&sub, &rg, name))?;
@@ -665,6 +713,27 @@ fn clear_left_behind(
         });
     }
     Ok(out)
+}
+
+/// When a drill server is still being created by a request younger than
+/// the wait's timeout, that request's start: it may be another drill's
+/// (the agent's and a hand-run one on the same day), and deleting it would
+/// break that drill. A request older than that was left behind. A Ready
+/// server counts as left behind: a run killed during its smoke check leaves
+/// one, and nothing tells it from a drill checking it this minute (that
+/// race is minutes wide; the creating one is an hour).
+fn still_being_made(server: &FlexibleServer, timeout_minutes: u64) -> Option<String> {
+    if matches!(
+        server.state(),
+        Some("Ready") | Some("Stopped") | Some("Disabled")
+    ) {
+        return None;
+    }
+    let request = server.tag(REQUEST_TAG)?;
+    let stamp = request.split('-').next()?;
+    let began = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.6fZ").ok()?;
+    let age = Utc::now().naive_utc() - began;
+    (age < chrono::Duration::minutes(timeout_minutes as i64)).then(|| format!("{began} UTC"))
 }
 
 /// `GET .../resourceGroups/{rg}/providers/Microsoft.DBforPostgreSQL/
@@ -772,6 +841,26 @@ fn deletion_failed(name: &str, e: Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drill_server_still_being_made_by_a_recent_request_is_left_alone() {
+        let server = |state: &str, began: chrono::DateTime<Utc>| {
+            let request = format!("{}-4242", began.format("%Y%m%dT%H%M%S%.6fZ"));
+            FlexibleServer::from_body(&serde_json::json!({
+                "name": "valerix-postgres-drill-20261201",
+                "tags": { REQUEST_TAG: request },
+                "properties": { "state": state }
+            }))
+        };
+        let now = Utc::now();
+        let recent = now - chrono::Duration::minutes(5);
+        assert!(still_being_made(&server("Provisioning", recent), 60).is_some());
+        // Older than the wait's timeout: left behind by a run that died.
+        let old = now - chrono::Duration::minutes(90);
+        assert!(still_being_made(&server("Provisioning", old), 60).is_none());
+        // Created: treated as left behind (see still_being_made).
+        assert!(still_being_made(&server("Ready", recent), 60).is_none());
+    }
 
     #[test]
     fn drill_names_are_valid_and_recognised() {

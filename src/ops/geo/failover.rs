@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::restore::configured;
-use super::watch::{Wait, Waited, resume_command, wait_for};
+use super::watch::{Wait, Waited, wait_for};
 use super::{accepted_at, name_of, send_throttled, server_id, split_id};
 use crate::arm::lro::Operation;
 use crate::arm::resources::{FlexibleServer, List, VirtualEndpoint, region};
@@ -525,7 +525,7 @@ pub fn execute(
         return Ok(report);
     }
     let target = plan.replica.id.clone();
-    let resume = |op: Option<&Operation>| resume_command(&target, op);
+    let resume = |_: Option<&Operation>| follow_command(&target);
     let standalone = plan.mode == PromoteMode::Standalone;
     // Promoted: Ready, a primary (Standalone: no longer replicating from
     // anything, so no source; the spec's None role counts too).
@@ -591,6 +591,19 @@ fn settle(arm: &Arm, plan: &FailoverPlan, why: &str) -> Result<String> {
     )))
 }
 
+/// How to follow a promotion this run stopped waiting for (Ctrl-C,
+/// `--no-wait`). Not `geo-restore --watch`: that waits only for Ready, not
+/// for the promoted role, and would point every database at the server and
+/// record a geo-restore whose undo deletes it.
+pub fn follow_command(replica_id: &str) -> String {
+    format!(
+        "az postgres flexible-server show --ids {replica_id} --query \
+         \"{{state:state, role:replica.role, fqdn:fullyQualifiedDomainName}}\"  (once it is a \
+         Ready primary: kubectl set env deployment/<db>-service DB_HOST=<fqdn>, unless a \
+         Switchover keeps the writer endpoint)"
+    )
+}
+
 /// Points the services at the promoted server, unless a Switchover keeps
 /// the writer endpoint the services use.
 pub fn point_services(
@@ -652,7 +665,8 @@ pub fn record(rec: &mut report::Record, plan: &FailoverPlan, r: &FailoverReport)
                 plan.primary_id
             ));
             rec.undo(format!(
-                "switch back once its region is healthy: valerix-backup failover --server                  {replica} --replica {primary} --mode switchover --yes"
+                "switch back once its region is healthy: valerix-backup failover --server \
+                 {replica} --replica {primary} --mode switchover --yes"
             ));
         }
         PromoteMode::Standalone => {
@@ -661,10 +675,12 @@ pub fn record(rec: &mut report::Record, plan: &FailoverPlan, r: &FailoverReport)
                 plan.primary_id
             ));
             rec.undo(format!(
-                "a promotion cannot be reversed: to go back, create a new read replica of                  {replica} in the old region (infra/: replicaLocation) and fail over to it"
+                "a promotion cannot be reversed: to go back, create a new read replica of \
+                 {replica} in the old region (infra/: replicaLocation) and fail over to it"
             ));
             rec.undo(format!(
-                "until then never point the services back at {primary}: its data stops at the                  promotion"
+                "until then never point the services back at {primary}: its data stops at the \
+                 promotion"
             ));
         }
     }
