@@ -1568,6 +1568,45 @@ fn an_interrupted_drill_deletes_its_server_a_killed_one_is_deleted_by_the_next_a
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(other.requests_to("DELETE", "").is_empty());
     assert!(other.requests_to("PUT", "").is_empty());
+
+    // Two drills at once (the agent's and one by hand): the second finds
+    // the first's server still being created and leaves it alone; the
+    // first finishes and deletes its own server.
+    let mut state = drill_state();
+    state["polls"] = json!(6);
+    let busy = FakeArm::start(state);
+    write_drill_config(&sb, &busy, "", sb.pg.port, "");
+    let mut cmd = sb.command(&["drill", "region", "--yes", "--json"]);
+    cmd.envs(busy.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let first = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while busy.requests_to("PUT", "").is_empty() {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the first drill never sent its PUT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = drill_run(&sb, &busy, &["drill", "region", "--yes"]);
+    r.fails_with(2, "still being created");
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        to_drill_server(&busy, "PUT").len(),
+        1,
+        "the second drill created nothing"
+    );
+    assert_eq!(
+        to_drill_server(&busy, "DELETE").len(),
+        1,
+        "only the first drill's own delete"
+    );
 }
 
 /// Servers_Delete as the fake serves it (2025-08-01 openapi.json: 202 with
