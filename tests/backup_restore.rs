@@ -208,12 +208,7 @@ fn keep_old_keeps_the_replaced_database() {
     assert_eq!(src["sha256"], manifest(&dump)["sha256"], "{rec}");
     assert_eq!(src["path"], dump.display().to_string());
     assert!(rec["kept"][0].as_str().unwrap().starts_with(&old), "{rec}");
-    let steps: Vec<&str> = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = common::step_names(&rec);
     assert_eq!(
         steps,
         [

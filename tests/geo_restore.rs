@@ -191,12 +191,7 @@ fn geo_restore_follows_the_operation_to_a_ready_server_and_points_the_services_a
         rec["targets"],
         serde_json::json!([arm::server_id(SOURCE_RG, "valerix-pg-west")])
     );
-    let steps: Vec<&str> = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = common::step_names(&rec);
     assert_eq!(
         steps,
         [
@@ -1034,11 +1029,8 @@ fn failover_promotes_the_replica_follows_it_and_points_the_services_at_it() {
         arm::server_id(SOURCE_RG, SOURCE_SERVER).as_str()
     );
     assert_eq!(rec["targets"], json!([arm::server_id(SOURCE_RG, REPLICA)]));
-    let names = rec["steps"].as_array().unwrap().iter();
     assert_eq!(
-        names
-            .map(|s| s["name"].as_str().unwrap())
-            .collect::<Vec<_>>(),
+        common::step_names(&rec),
         [
             "preflight",
             "request accepted",
@@ -1408,12 +1400,7 @@ fn drill_region_restores_checks_the_rows_and_deletes_and_a_short_table_fails_it_
     assert_eq!(records.len(), 1, "{records:?}");
     let rec: Value = serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap();
     assert_eq!(rec["outcome"], "succeeded", "{rec}");
-    let steps: Vec<&str> = rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = common::step_names(&rec);
     assert_eq!(
         steps,
         [

@@ -487,3 +487,13 @@ pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     assert!(public.starts_with("age1"), "{public}");
     (path, public)
 }
+
+/// The names of a post-mortem record's steps, in order (`report show --json`).
+pub fn step_names(rec: &serde_json::Value) -> Vec<String> {
+    rec["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps in {rec}"))
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
