@@ -1556,6 +1556,17 @@ fn an_interrupted_drill_deletes_its_server_a_killed_one_is_deleted_by_the_next_a
     assert!(other.requests_to("DELETE", "").is_empty());
     assert!(other.requests_to("PUT", "").is_empty());
 
+    // A smoke check that could never run is found before anything is
+    // created, not after an hour-long geo-restore.
+    let fresh = drill_fake();
+    let bad = "smoke_query = \"select true\"\nsmoke_database = \"nope\"\n";
+    write_drill_config(&sb, &fresh, "", sb.pg.port, bad);
+    let r = drill_run(&sb, &fresh, &["drill", "region", "--yes"]);
+    r.fails_with(2, "drill.smoke_database \"nope\"");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(fresh.requests_to("PUT", "").is_empty());
+    assert!(fresh.requests_to("DELETE", "").is_empty());
+
     // Two drills at once (the agent's and one by hand): the second finds
     // the first's server still being created and leaves it alone; the
     // first finishes and deletes its own server.
