@@ -2,10 +2,22 @@
 //! does work; `main.rs` turns these into library calls.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use clap::{Args, Parser, Subcommand};
 use valerix_backup::agent::schedule::Job;
 use valerix_backup::offsite::policy::PolicyFormat;
+
+/// What `--version` prints: the package version and, when the build was given
+/// one (the container image's Dockerfile passes `VALERIX_BACKUP_COMMIT`), the
+/// commit it was built from, so an image answers which source it runs.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let version = env!("CARGO_PKG_VERSION");
+    match option_env!("VALERIX_BACKUP_COMMIT").filter(|c| !c.is_empty()) {
+        Some(commit) => format!("{version} (commit {commit})"),
+        None => version.to_string(),
+    }
+});
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -28,7 +40,7 @@ Configuration: --config FILE, else $VALERIX_BACKUP_CONFIG, else ./valerix-backup
 #[derive(Debug, Parser)]
 #[command(
     name = "valerix-backup",
-    version,
+    version = VERSION.as_str(),
     about = "Daily, verified, restorable backups of the Valerix PostgreSQL databases",
     long_about = "Daily, verified, restorable backups of the Valerix PostgreSQL databases.\n\n\
         Backups are pg_dump custom-format archives, gzipped in one streaming pass with a \
