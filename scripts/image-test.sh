@@ -32,10 +32,11 @@
 #      agent: healthy while it runs, unhealthy once it stopped.
 #
 # `podman run` cannot start containers on this kind of machine (crun cannot
-# set rlimits, cgroups are in hybrid mode): the image is run with `buildah
-# run --isolation chroot --network host`, which uses its filesystem, user,
-# working directory and environment exactly as built. See
-# ../shared/docs/container-notes.md.
+# set rlimits, cgroups are in hybrid mode; ../shared/docs/container-notes.md):
+# the image's filesystem (`buildah mount`) is run by tests/tools/container-run.sh
+# (a mount namespace, chroot as the image's user, no new privileges) with the
+# image's user, working directory and environment exactly as built, on the
+# host network.
 #
 # Environment:
 #   IMAGE_TEST_KEEP=DIR   keep the work directory (config, env, backups, logs) as DIR
@@ -188,7 +189,7 @@ ctr=""
 pg_port=""
 agent_pid=""
 cleanup() {
-  [ -z "$agent_pid" ] || kill -KILL -- "-$agent_pid" 2>/dev/null || true
+  [ -z "$agent_pid" ] || { pkill -KILL -P "$agent_pid"; kill -KILL "$agent_pid"; } 2>/dev/null || true
   [ -z "$ctr" ] || { buildah umount "$ctr" >/dev/null 2>&1; buildah rm "$ctr" >/dev/null 2>&1; } || true
   [ -z "$pg_port" ] || scripts/pg-sandbox.sh stop "$work/pg" >/dev/null 2>&1 || true
   scripts/azurite.sh stop "$work/azurite" >/dev/null 2>&1 || true
@@ -245,35 +246,31 @@ done
 for tool in pg_dump pg_restore psql; do
   [ -x "$root/usr/lib/postgresql/15/bin/$tool" ] || fail "the image has no $tool 15"
 done
-buildah umount "$ctr" >/dev/null
 done_step inspect inspect_secs
 
 ############################################################################
 step "run"
-run_in_image() {   # run_in_image [buildah run options] -- ARGV...: as the image's user
-  buildah run --isolation chroot --network host \
-    -v "$work/config.toml:/etc/valerix-backup/valerix-backup.toml:ro" \
-    -v "$work/secrets.env:/run/valerix-backup.env:ro" \
-    -v "$work/with-env:/run/with-env:ro" \
-    -v "$work/backups:/backups" "$@"
-}
-# Compose's env_file, inside the container: a wrapper that exports one
-# VAR=value per line ('#' comments, optional quotes) and execs its arguments,
-# so no secret reaches a command line.
-cat >"$work/with-env" <<'EOF_WRAPPER'
-#!/bin/bash
-while IFS= read -r line || [ -n "$line" ]; do
-  case $line in "" | "#"*) continue ;; esac
-  value=${line#*=}
-  case $value in
-  \"*\") value=${value#\"} value=${value%\"} ;;
-  \'*\') value=${value#\'} value=${value%\'} ;;
-  esac
-  export "${line%%=*}=$value"
-done </run/valerix-backup.env
-exec "$@"
-EOF_WRAPPER
-chmod 755 "$work/with-env"
+# As `docker run` runs the image: its filesystem, user, working directory and
+# environment, plus Compose's env_file (the secrets reach the process's
+# environment, never a command line), on the host network; the config
+# read-only and /backups bound (tests/tools/container-run.sh, which the
+# Compose test uses too).
+mapfile -t image_env < <(jq -r '.Env[]' <<<"$cfg")
+image_user=$(jq -r .User <<<"$cfg")
+image_workdir=$(jq -r .WorkingDir <<<"$cfg")
+run_in_image() (   # run_in_image ARGV...
+  while read -r name; do unset "$name"; done < <(compgen -e)
+  for kv in "${image_env[@]}"; do export "${kv?}"; done
+  while IFS= read -r line || [ -n "$line" ]; do
+    case $line in "" | "#"*) continue ;; esac
+    value=${line#*=}
+    case $value in \"*\" | \'*\') value=${value:1:${#value}-2} ;; esac
+    export "${line%%=*}=$value"
+  done <"$work/secrets.env"
+  exec "$repo/tests/tools/container-run.sh" "$root" "$image_user" "$image_workdir" \
+    --volume "$work/config.toml:/etc/valerix-backup/valerix-backup.toml:ro" \
+    --volume "$work/backups:/backups" -- "$@"
+)
 
 pg_port=$(scripts/pg-sandbox.sh free-port)
 scripts/pg-sandbox.sh start "$work/pg" "$pg_port" >/dev/null
@@ -297,16 +294,16 @@ chmod 644 "$work/config.toml"
 chmod 644 "$work/secrets.env"   # read by uid 10001 through the bind mount; the directory is private
 install -d -m 0700 -o 10001 -g 10001 "$work/backups"
 
-out=$(run_in_image "$ctr" -- id -u)
+out=$(run_in_image id -u)
 [ "$out" = 10001 ] || fail "the image runs as uid $out, not 10001"
-version=$(run_in_image "$ctr" -- valerix-backup --version)
+version=$(run_in_image valerix-backup --version)
 say "$version"
 [[ $version == "valerix-backup "*"(commit $commit)" ]] || fail "--version says '$version', not commit $commit"
-run_in_image "$ctr" -- /run/with-env valerix-backup config check >"$work/config-check.log" 2>&1 ||
+run_in_image valerix-backup config check >"$work/config-check.log" 2>&1 ||
   { cat "$work/config-check.log" >&2; fail "config check failed in the image"; }
-run_in_image "$ctr" -- /run/with-env valerix-backup agent --once backup >"$work/backup.log" 2>&1 ||
+run_in_image valerix-backup agent --once backup >"$work/backup.log" 2>&1 ||
   { tail -n 20 "$work/backup.log" >&2; fail "agent --once backup failed in the image"; }
-run_in_image "$ctr" -- /run/with-env valerix-backup verify >"$work/verify.log" 2>&1 ||
+run_in_image valerix-backup verify >"$work/verify.log" 2>&1 ||
   { tail -n 20 "$work/verify.log" >&2; fail "verify failed in the image"; }
 
 # The files: uid 10001, 0600 in 0700, nothing else.
@@ -344,15 +341,10 @@ done_step run run_secs
 ############################################################################
 step "healthcheck"
 mapfile -t hc_cmd < <(jq -r '.Test[1:][]' <<<"$hc")
-healthy() { run_in_image "$ctr" -- "${hc_cmd[@]}" >/dev/null 2>&1; }
+healthy() { run_in_image "${hc_cmd[@]}" >/dev/null 2>&1; }
 (exec 3<>/dev/tcp/127.0.0.1/9187) 2>/dev/null && fail "127.0.0.1:9187 (the HEALTHCHECK's port) is already in use"
 healthy && fail "the HEALTHCHECK passes with no agent running"
-setsid buildah run --isolation chroot --network host \
-  -v "$work/config.toml:/etc/valerix-backup/valerix-backup.toml:ro" \
-  -v "$work/secrets.env:/run/valerix-backup.env:ro" \
-  -v "$work/with-env:/run/with-env:ro" \
-  -v "$work/backups:/backups" "$ctr" -- /run/with-env valerix-backup agent \
-  >"$work/agent.log" 2>&1 </dev/null &
+run_in_image valerix-backup agent >"$work/agent.log" 2>&1 </dev/null &
 agent_pid=$!
 ok=""
 for _ in $(seq 1 60); do
@@ -361,9 +353,9 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 [ -n "$ok" ] || { tail -n 20 "$work/agent.log" >&2; fail "the HEALTHCHECK never passed against a running agent"; }
-# SIGTERM to the agent alone, as an engine's stop does (buildah's own
-# processes in the group would report being killed, not the agent's status).
-agent=$(pgrep -g "$agent_pid" -x valerix-backup | head -n 1) || fail "no agent process under buildah"
+# SIGTERM to the agent alone, as an engine's stop does: the background job
+# is the subshell of run_in_image, whose one child execs into the agent.
+agent=$(pgrep -P "$agent_pid") || fail "no agent process under the background job"
 kill -TERM "$agent"
 status=0
 wait "$agent_pid" || status=$?
