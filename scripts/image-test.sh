@@ -65,10 +65,11 @@ summary=()
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
-# One image test at a time on a machine: they share the image's tag and the
-# agent's port 9187 (the HEALTHCHECK's).
+# One image test at a time on the machine, whichever checkout it runs from:
+# they share the image's tag and the agent's port 9187 (the HEALTHCHECK's).
+# tests/deploy_manifests.rs takes the same lock for its Compose test.
 mkdir -p "$cache"
-exec 9>"$cache/.lock"
+exec 9>/tmp/valerix-image-test.lock
 flock 9
 
 ############################################################################

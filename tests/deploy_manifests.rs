@@ -1499,6 +1499,10 @@ fn the_compose_service_starts_from_the_image_and_its_backups_restore() {
     if image_test().is_none() {
         return;
     }
+    // The image and port 9187 are the machine's: one user at a time (the
+    // lock scripts/image-test.sh takes).
+    let lock = std::fs::File::create("/tmp/valerix-image-test.lock").unwrap();
+    lock.lock().unwrap();
     let sb = common::Sandbox::with_scale(20);
     let az = common::azurite::Azurite::start();
     az.create_container("database-backups");
