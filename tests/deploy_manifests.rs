@@ -16,6 +16,7 @@ use std::process::Command;
 
 mod common;
 
+use common::repo;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -36,10 +37,6 @@ const JOBS: [(&str, &str, &str); 5] = [
     ("audit", "audit", "30 3 * * *"),
     ("drill", "drill", "0 4 * * SUN#1"),
 ];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn read(rel: &str) -> String {
     let path = repo().join(rel);
@@ -330,11 +327,8 @@ fn toml_table(text: &str, origin: &str) -> toml::Table {
 }
 
 /// The default of a Compose `${VAR:-default}` value, or the value itself.
-fn compose_default(value: &str) -> &str {
-    match value.strip_prefix("${").and_then(|v| v.split_once(":-")) {
-        Some((_, rest)) => rest.split_once('}').map_or(rest, |(d, _)| d),
-        None => value,
-    }
+fn compose_default(value: &str) -> String {
+    interpolate(value, &BTreeMap::new())
 }
 
 #[test]
@@ -1406,14 +1400,9 @@ struct Container {
     config: serde_json::Value,
 }
 
+/// `cmd`'s stdout, trimmed; panics unless it succeeds.
 fn output_of(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    common::sh(cmd).trim().to_string()
 }
 
 /// An image's config: User, Env, WorkingDir, Entrypoint, Healthcheck, ...

@@ -35,7 +35,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn sh(cmd: &mut Command) -> String {
+/// Runs `cmd`, panics with its output unless it succeeds; its stdout.
+pub fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run command");
     assert!(
         out.status.success(),
