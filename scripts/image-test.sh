@@ -176,10 +176,16 @@ done_step "base images" base_images_secs
 step "build"
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 [ -z "$(git status --porcelain -- Dockerfile Cargo.toml Cargo.lock src 2>/dev/null)" ] || commit="$commit-dirty"
+previous=$(podman image inspect "$image" --format '{{.Id}}' 2>/dev/null || true)
 podman build -q --format docker --isolation chroot --network host --pull=never \
   --build-arg RUST_VERSION="$rust_minor" --build-arg VCS_REF="$commit" \
   -t "$image" -f Dockerfile . >/dev/null 2>"$cache/build.log" ||
   { tail -n 20 "$cache/build.log" >&2; fail "podman build failed (log: $cache/build.log)"; }
+# The image this build replaced under the tag (its layers below the binary
+# stay: they are the new one's too).
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect "$image" --format '{{.Id}}')" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 done_step build build_secs
 
 ############################################################################
